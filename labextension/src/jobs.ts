@@ -1,0 +1,196 @@
+/**
+ * The Jobs panel's model: normalising the service's job objects, grouping sweeps, and the words and
+ * numbers the panel shows (elapsed time, estimated start, progress). Pure functions, unit tested.
+ */
+
+export type JobState = 'queued' | 'admitted' | 'running' | 'succeeded' | 'failed' | 'cancelled' | string;
+
+export const FINAL_STATES = ['succeeded', 'failed', 'cancelled'];
+
+export interface IFailure {
+  kind: string;
+  message: string;
+  cellIndex?: number;
+  ename?: string;
+  evalue?: string;
+  link?: string;
+}
+
+export interface IJob {
+  id: string;
+  name: string;
+  user: string;
+  tenant: string;
+  profile: string;
+  priority: string;
+  state: JobState;
+  groupId: string | null;
+  parameters: Record<string, unknown>;
+  position: number | null;
+  estimatedStart: Date | null;
+  createdAt: Date | null;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+  cellsDone: number;
+  cellsTotal: number;
+  currentCell: number | null;
+  failure: IFailure | null;
+  attempt: number;
+  notebookPath: string | null;
+  raw: any;
+}
+
+/** Timestamps from the service: ISO strings (naive ones are UTC) or epoch seconds. */
+export function parseTime(v: unknown): Date | null {
+  if (v === null || v === undefined || v === '') {
+    return null;
+  }
+  if (typeof v === 'number') {
+    return new Date(v * 1000);
+  }
+  let s = String(v);
+  if (/^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?$/.test(s)) {
+    s += 'Z';
+  }
+  const d = new Date(s);
+  return isNaN(d.getTime()) ? null : d;
+}
+
+export function normalizeJob(raw: any): IJob {
+  const progress = raw.progress || {};
+  const f = raw.failure;
+  return {
+    id: String(raw.id),
+    name: String(raw.name ?? `job ${raw.id}`),
+    user: String(raw.user ?? ''),
+    tenant: String(raw.tenant ?? ''),
+    profile: String(raw.profile ?? ''),
+    priority: String(raw.priority ?? 'normal'),
+    state: String(raw.state ?? raw.status ?? 'queued'),
+    groupId: raw.group_id ?? raw.group ?? null,
+    parameters: raw.parameters ?? {},
+    position: typeof raw.position === 'number' ? raw.position : (raw.queue_position ?? null),
+    estimatedStart: parseTime(raw.estimated_start),
+    createdAt: parseTime(raw.created_at ?? raw.submitted_at),
+    startedAt: parseTime(raw.started_at),
+    finishedAt: parseTime(raw.finished_at),
+    cellsDone: Number(progress.cells_done ?? 0),
+    cellsTotal: Number(progress.cells_total ?? 0),
+    currentCell: progress.current_cell ?? null,
+    failure: f
+      ? {
+          kind: String(f.class ?? f.kind ?? 'failed'),
+          message: String(f.message ?? ''),
+          cellIndex: typeof f.cell_index === 'number' ? f.cell_index : undefined,
+          ename: f.ename,
+          evalue: f.evalue,
+          link: f.link
+        }
+      : null,
+    attempt: Number(raw.attempt ?? 0),
+    notebookPath: raw.notebook_path ?? raw.path ?? null,
+    raw
+  };
+}
+
+/** Jobs of one sweep stay together, in the order of their first member; other jobs stand alone. */
+export interface IJobGroup {
+  groupId: string | null;
+  jobs: IJob[];
+}
+
+export function groupJobs(jobs: IJob[]): IJobGroup[] {
+  const groups: IJobGroup[] = [];
+  const byId = new Map<string, IJobGroup>();
+  for (const job of jobs) {
+    if (job.groupId) {
+      let g = byId.get(job.groupId);
+      if (!g) {
+        g = { groupId: job.groupId, jobs: [] };
+        byId.set(job.groupId, g);
+        groups.push(g);
+      }
+      g.jobs.push(job);
+    } else {
+      groups.push({ groupId: null, jobs: [job] });
+    }
+  }
+  return groups;
+}
+
+/** A group's overall state: running while any member runs, failed if any failed once all ended. */
+export function groupState(group: IJobGroup): string {
+  const states = group.jobs.map(j => j.state);
+  if (states.some(s => s === 'running' || s === 'admitted')) {
+    return 'running';
+  }
+  if (states.some(s => s === 'queued')) {
+    return 'queued';
+  }
+  if (states.some(s => s === 'failed')) {
+    return 'failed';
+  }
+  if (states.every(s => s === 'cancelled')) {
+    return 'cancelled';
+  }
+  return 'succeeded';
+}
+
+/** "42s", "3m 05s", "2h 07m". */
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) {
+    return `${s}s`;
+  }
+  if (s < 3600) {
+    return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, '0')}s`;
+  }
+  return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+/** Seconds the job has run (or ran), or waited when it has not started. */
+export function elapsedSeconds(job: IJob, now: Date): number | null {
+  const start = job.startedAt ?? job.createdAt;
+  if (!start) {
+    return null;
+  }
+  const end = job.finishedAt ?? now;
+  return (end.getTime() - start.getTime()) / 1000;
+}
+
+/** The fraction of cells done, 0..1 (1 for a job that succeeded). */
+export function progressFraction(job: IJob): number {
+  if (job.state === 'succeeded') {
+    return 1;
+  }
+  if (!job.cellsTotal) {
+    return 0;
+  }
+  return Math.min(1, job.cellsDone / job.cellsTotal);
+}
+
+/** "in 3m 05s" / "now" / null when unknown. */
+export function estimatedStartText(job: IJob, now: Date): string | null {
+  if (job.state !== 'queued' || !job.estimatedStart) {
+    return null;
+  }
+  const dt = (job.estimatedStart.getTime() - now.getTime()) / 1000;
+  return dt <= 1 ? 'now' : `in ${formatDuration(dt)}`;
+}
+
+/** One line that says why a job failed, naming the failing cell when a cell raised. */
+export function failureText(job: IJob): string | null {
+  const f = job.failure;
+  if (!f) {
+    return null;
+  }
+  if (f.kind === 'cell_error' && f.cellIndex !== undefined) {
+    return `Cell ${f.cellIndex} raised ${f.ename ?? 'an error'}${f.evalue ? `: ${f.evalue}` : ''}`;
+  }
+  return f.message || f.kind;
+}
+
+/** Jobs that reached a final state since the previous poll (for the "job ended" notification). */
+export function newlyFinished(previous: Map<string, string>, jobs: IJob[]): IJob[] {
+  return jobs.filter(j => FINAL_STATES.includes(j.state) && previous.has(j.id) && !FINAL_STATES.includes(previous.get(j.id)!));
+}

@@ -1,0 +1,72 @@
+import {
+  elapsedSeconds,
+  estimatedStartText,
+  failureText,
+  formatDuration,
+  groupJobs,
+  groupState,
+  newlyFinished,
+  normalizeJob,
+  parseTime,
+  progressFraction
+} from '../src/jobs';
+
+const NOW = new Date('2026-11-26T06:00:00Z');
+
+const running = normalizeJob({
+  id: 7, name: 'train', user: 'ana', tenant: 'vision', profile: 'cpu', state: 'running',
+  created_at: '2026-11-26T05:58:00', started_at: '2026-11-26T05:59:00.500000',
+  progress: { cells_total: 8, cells_done: 2, current_cell: 2 }
+});
+const failed = normalizeJob({
+  id: 8, name: 'bad', state: 'failed', group_id: 'g1', created_at: '2026-11-26T05:50:00',
+  started_at: '2026-11-26T05:50:10', finished_at: '2026-11-26T05:51:10',
+  failure: { class: 'cell_error', message: 'cell 3 raised ValueError: boom', cell_index: 3, ename: 'ValueError', evalue: 'boom' }
+});
+const queued = normalizeJob({ id: 9, name: 'q', state: 'queued', group_id: 'g1', position: 2, estimated_start: '2026-11-26T06:03:05Z' });
+
+describe('jobs model', () => {
+  it('reads naive timestamps as UTC', () => {
+    expect(parseTime('2026-11-26T05:59:00')!.toISOString()).toBe('2026-11-26T05:59:00.000Z');
+    expect(parseTime(null)).toBeNull();
+    expect(parseTime('nonsense')).toBeNull();
+  });
+
+  it('normalises a job', () => {
+    expect(running.id).toBe('7');
+    expect(running.cellsTotal).toBe(8);
+    expect(progressFraction(running)).toBe(0.25);
+    expect(progressFraction(failed)).toBe(0);
+    expect(queued.position).toBe(2);
+  });
+
+  it('formats durations, elapsed time and the estimated start', () => {
+    expect(formatDuration(42)).toBe('42s');
+    expect(formatDuration(185)).toBe('3m 05s');
+    expect(formatDuration(7620)).toBe('2h 07m');
+    expect(Math.round(elapsedSeconds(running, NOW)!)).toBe(60);
+    expect(elapsedSeconds(failed, NOW)).toBe(60);
+    expect(estimatedStartText(queued, NOW)).toBe('in 3m 05s');
+    expect(estimatedStartText(running, NOW)).toBeNull();
+  });
+
+  it('names the failing cell', () => {
+    expect(failureText(failed)).toBe('Cell 3 raised ValueError: boom');
+    expect(failureText(normalizeJob({ id: 1, failure: { class: 'timeout', message: 'a cell timed out' } }))).toBe('a cell timed out');
+    expect(failureText(running)).toBeNull();
+  });
+
+  it('keeps sweep groups together', () => {
+    const groups = groupJobs([failed, running, queued]);
+    expect(groups.map(g => g.jobs.map(j => j.id))).toEqual([['8', '9'], ['7']]);
+    expect(groupState(groups[0])).toBe('queued');
+    expect(groupState({ groupId: 'x', jobs: [failed] })).toBe('failed');
+  });
+
+  it('finds the jobs that just ended', () => {
+    const before = new Map([['7', 'running'], ['8', 'running']]);
+    const done = normalizeJob({ id: 7, state: 'succeeded' });
+    expect(newlyFinished(before, [done, failed, queued]).map(j => j.id)).toEqual(['7', '8']);
+    expect(newlyFinished(new Map([['8', 'failed']]), [failed])).toEqual([]);
+  });
+});
