@@ -1,0 +1,172 @@
+"""Run one attempt of a notebook job with papermill: ``python -m job_runner.run_notebook ATTEMPT_DIR``.
+
+The attempt directory holds ``spec.json`` (written by the executor) and receives:
+  ``runner.json``    this process's pid and the kernels' process groups (for cancel and re-adoption)
+  ``progress.json``  per-cell progress, rewritten when a cell starts or completes
+  ``output.ipynb``   the output notebook, saved by papermill after every cell
+  ``result.json``    the outcome: {"state": "succeeded"} or {"state": "failed", "failure": {...}}
+Logs (papermill's log with the cells' output) go to stdout/stderr, which the executor sends to a file.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import time
+
+from job_runner.failures import CANCELLED, classify_exception, failure
+
+
+def write_json_atomic(path: str, data) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def process_start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (tells a live pid from a reused one)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _child_pids(pid: int) -> list[int]:
+    out = []
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            out = [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+class _Progress:
+    """Writes progress.json from papermill's cell hooks, and records the kernels' process groups."""
+
+    def __init__(self, attempt_dir: str):
+        self.path = os.path.join(attempt_dir, "progress.json")
+        self.runner_path = os.path.join(attempt_dir, "runner.json")
+        self.state = {"cells_total": 0, "cells_done": 0, "current_cell": None, "first_cell_at": None,
+                      "updated_at": time.time()}
+        self._kernels_recorded = False
+
+    def _record_kernels(self):
+        if self._kernels_recorded:
+            return
+        # jupyter_client starts the kernel in a new session: its pgid is its pid. Record it so that
+        # cancel can stop the kernel too, even if this runner is SIGKILLed first.
+        kernels = []
+        for pid in _child_pids(os.getpid()):
+            try:
+                kernels.append({"pid": pid, "pgid": os.getpgid(pid), "start_time": process_start_time(pid)})
+            except OSError:
+                pass
+        if kernels:
+            with open(self.runner_path) as f:
+                runner = json.load(f)
+            runner["kernels"] = kernels
+            write_json_atomic(self.runner_path, runner)
+            self._kernels_recorded = True
+
+    def cell_start(self, index, total):
+        self._record_kernels()
+        s = self.state
+        s["cells_total"] = total
+        s["current_cell"] = index
+        if s["first_cell_at"] is None:
+            s["first_cell_at"] = time.time()
+        s["updated_at"] = time.time()
+        write_json_atomic(self.path, s)
+
+    def cell_complete(self, index, total):
+        s = self.state
+        s["cells_total"] = total
+        s["cells_done"] = max(s["cells_done"], index + 1)
+        s["updated_at"] = time.time()
+        write_json_atomic(self.path, s)
+
+
+def _register_engine(progress: _Progress) -> str:
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    class ProgressEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
+            start, complete = nb_man.cell_start, nb_man.cell_complete
+            total = len(nb_man.nb.cells)
+
+            def cell_start(cell, cell_index=None, **kw):
+                start(cell, cell_index, **kw)
+                progress.cell_start(cell_index, total)
+
+            def cell_complete(cell, cell_index=None, **kw):
+                complete(cell, cell_index, **kw)
+                progress.cell_complete(cell_index, total)
+
+            nb_man.cell_start, nb_man.cell_complete = cell_start, cell_complete
+            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+    papermill_engines.register("aistack", ProgressEngine)
+    return "aistack"
+
+
+class _Cancelled(BaseException):
+    pass
+
+
+def _on_sigterm(signum, frame):
+    raise _Cancelled()
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    attempt_dir = os.path.abspath(argv[0])
+    with open(os.path.join(attempt_dir, "spec.json")) as f:
+        spec = json.load(f)
+    write_json_atomic(os.path.join(attempt_dir, "runner.json"), {
+        "pid": os.getpid(), "pgid": os.getpgrp(), "start_time": process_start_time(os.getpid()), "kernels": [],
+    })
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    result_path = os.path.join(attempt_dir, "result.json")
+    progress = _Progress(attempt_dir)
+    output = os.path.join(attempt_dir, "output.ipynb")
+    try:
+        import papermill
+
+        engine = _register_engine(progress)
+        papermill.execute_notebook(
+            os.path.join(attempt_dir, "input.ipynb"),
+            output,
+            parameters=spec.get("parameters") or {},
+            engine_name=engine,
+            kernel_name=spec.get("kernel_name") or None,
+            cwd=spec.get("cwd") or None,
+            log_output=True,
+            progress_bar=False,
+            request_save_on_cell_execute=True,
+            start_timeout=spec.get("start_timeout", 60),
+            execution_timeout=spec.get("cell_timeout"),
+        )
+    except _Cancelled:
+        write_json_atomic(result_path, {"state": "failed", "failure": failure(CANCELLED, "stopped by SIGTERM")})
+        return 143
+    except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded
+        fail = classify_exception(exc, output_link=spec.get("output_link"))
+        logging.error("job failed: %s", fail["message"])
+        write_json_atomic(result_path, {"state": "failed", "failure": fail})
+        return 1
+    write_json_atomic(result_path, {"state": "succeeded"})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
