@@ -152,6 +152,12 @@ class SliceRenderer(LoggingConfigurable):
     def _product_labels_default(self):
         return {k: list(v) for k, v in DEFAULT_PRODUCT_LABELS.items()}
 
+    shared_product_suffix = Unicode(
+        "-SHARED",
+        config=True,
+        help="""GPU Feature Discovery appends this to nvidia.com/gpu.product on nodes whose GPUs are
+        shared by time-slicing/MPS (e.g. Tesla-T4-SHARED): shares select those values.""",
+    )
     gpu_tolerations = List(
         [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
         config=True,
@@ -226,6 +232,8 @@ class SliceRenderer(LoggingConfigurable):
             for value in self.product_labels.get(model, [model]):
                 if request.kind == "mig" and self.mig_strategy == "single":
                     value = f"{value}-MIG-{request.mig_profile}"
+                elif request.kind == "share" and self.backend == "time-slice":
+                    value += self.shared_product_suffix
                 if value not in values:
                     values.append(value)
         return values

@@ -1,0 +1,258 @@
+"""KubeGPUSpawner: kubespawner's KubeSpawner with AIStack's GPU slices.
+
+The mixin (``GPUSliceSpawnerMixin``) asks the ``aistack`` service for a slice before anything is created
+(quota and placement by the one scheduler, refused over quota with the service's message). This class
+turns the allocated profile into a kubespawner *profile* — ``kubespawner_override`` with the slice's
+resources for the cluster's slice backend (``spawner.slice_backends.SliceRenderer``), node selector on the
+GPU product label, the node the scheduler chose, tolerations, labels and annotations for tenant and slice,
+and optionally a Kueue queue — and lets KubeSpawner's own ``load_user_options`` apply it. Optionally each
+tenant gets its own namespace with a ``ResourceQuota`` that enforces the quota a second time, inside
+Kubernetes.
+
+    c.JupyterHub.spawner_class = "spawner.kube.KubeGPUSpawner"
+    c.SliceRenderer.backend = "mig"          # whole | mig | time-slice | hami
+    c.KubeGPUSpawner.tenant_namespaces = True
+"""
+from __future__ import annotations
+
+import copy
+
+from kubespawner import KubeSpawner
+from traitlets import Bool, Dict, Instance, Unicode, default
+
+from .mixin import GPUSliceSpawnerMixin, _options_form, describe_request
+from .slice_backends import (
+    LABEL_PREFIX,
+    SliceNotSupported,
+    SliceRenderer,
+    dns_label,
+    label_value,
+)
+
+QUOTA_NAME = "aistack-tenant-quota"
+MIB = 1024 * 1024
+DEVICE_PLUGIN_ENV = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE",
+                     "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT")
+
+# Traits a profile overrides: restored to their configured values before each start, because
+# kubespawner merges dict overrides into the spawner's (long-lived) traits.
+OVERRIDDEN_TRAITS = (
+    "extra_resource_limits", "extra_resource_guarantees", "cpu_limit", "cpu_guarantee", "mem_limit",
+    "mem_guarantee", "node_selector", "node_affinity_required", "tolerations", "extra_labels",
+    "extra_annotations", "environment", "image", "namespace",
+)
+
+
+def _request_of(profile):
+    """The scheduling core's SliceRequest of a service profile item (dict) or a core ``Profile``."""
+    from job_runner.scheduling import SliceRequest
+
+    req = profile.get("request") if isinstance(profile, dict) else profile.request
+    if isinstance(req, SliceRequest):
+        return req
+    return SliceRequest.from_dict({k: v for k, v in (req or {"kind": "cpu"}).items() if v is not None})
+
+
+def _escape_braces(value: str) -> str:
+    return str(value).replace("{", "{{").replace("}", "}}")
+
+
+def _field(profile, name, default=None):
+    if isinstance(profile, dict):
+        return profile.get(name, default)
+    return getattr(profile, name, default)
+
+
+class KubeGPUSpawner(GPUSliceSpawnerMixin, KubeSpawner):
+    """KubeSpawner whose profiles are the tenant's GPU-slice profiles, allocated by the aistack service."""
+
+    renderer = Instance(SliceRenderer, help="Renders slices for this cluster (configure as c.SliceRenderer).")
+
+    @default("renderer")
+    def _renderer_default(self):
+        renderer = SliceRenderer(parent=self)
+        if self.slice_backend:
+            renderer.backend = self.slice_backend
+        return renderer
+
+    slice_backend = Unicode(
+        "",
+        config=True,
+        help="""Shortcut for c.SliceRenderer.backend: 'whole', 'mig', 'time-slice' or 'hami'.
+        Empty: SliceRenderer's own setting.""",
+    )
+    tenant_namespaces = Bool(
+        False,
+        config=True,
+        help="Run each tenant's servers in its own namespace (tenant_namespace_template).",
+    )
+    tenant_namespace_template = Unicode(
+        "aistack-{tenant}",
+        config=True,
+        help="Namespace of a tenant's servers when tenant_namespaces is on; '{tenant}' is DNS-safe.",
+    )
+    enforce_resource_quota = Bool(
+        False,
+        config=True,
+        help="""With tenant_namespaces: keep a ResourceQuota in each tenant namespace from
+        tenant_quotas, so the API server refuses pods over quota even if the service were bypassed.""",
+    )
+    tenant_quotas = Dict(
+        config=True,
+        help="""Tenant -> {gpu_milli, cpu_milli, memory_mib} (None = unlimited), the 'any' resource group
+        of the deployment config; used for the ResourceQuota (hubconfig fills it).""",
+    )
+
+    @default("options_form")
+    def _aistack_options_form(self):
+        # The tenant/profile form of the mixin, not KubeSpawner's profile_list form.
+        return _options_form
+
+    @default("profile_list")
+    def _aistack_profile_list(self):
+        return _profile_list_of_spawner
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._configured = {name: copy.deepcopy(getattr(self, name)) for name in OVERRIDDEN_TRAITS}
+
+    # -- rendering -------------------------------------------------------------------------------
+
+    def namespace_for(self, tenant: str) -> str:
+        if not self.tenant_namespaces:
+            return self._configured["namespace"] if hasattr(self, "_configured") else self.namespace
+        return dns_label(self.tenant_namespace_template.replace("{tenant}", dns_label(tenant)))
+
+    def kubespawner_override(self, profile, tenant: str, assignment=None) -> dict:
+        """The ``kubespawner_override`` of one slice profile for ``tenant``."""
+        request = _request_of(profile)
+        kslice = self.renderer.render(request, tenant=tenant, profile=_field(profile, "slug", ""),
+                                      workload="server", assignment=assignment)
+        gpu_limits = {k: v for k, v in kslice.limits.items() if k not in ("cpu", "memory")}
+        override = {
+            "extra_resource_limits": gpu_limits,
+            "node_selector": kslice.node_selector,
+            "node_affinity_required": kslice.node_affinity_terms,
+            "tolerations": list(self._configured["tolerations"]) + kslice.tolerations,
+            "extra_labels": kslice.labels,
+            # kubespawner expands {placeholders} in these: JSON braces must be escaped.
+            "extra_annotations": {k: _escape_braces(v) for k, v in kslice.annotations.items()},
+            "environment": {k: _escape_braces(v) for k, v in kslice.env.items()},
+        }
+        if request.cpu_milli:
+            override["cpu_guarantee"] = request.cpu_milli / 1000
+            override["cpu_limit"] = request.cpu_milli / 1000 if self.renderer.limit_cpu else None
+        if request.memory_mib:
+            override["mem_guarantee"] = request.memory_mib * MIB
+            override["mem_limit"] = request.memory_mib * MIB
+        image = _field(profile, "image")
+        if image:
+            override["image"] = image
+        if self.tenant_namespaces:
+            override["namespace"] = self.namespace_for(tenant)
+        return override
+
+    def kubespawner_profiles(self, tenant: str, profiles, assignment=None) -> list[dict]:
+        """kubespawner ``profile_list`` entries for ``tenant``'s slice profiles (service profile items or
+        ``job_runner.scheduling.Profile``); profiles the slice backend cannot express are left out."""
+        out = []
+        for p in profiles:
+            try:
+                override = self.kubespawner_override(p, tenant, assignment)
+            except SliceNotSupported as e:
+                self.log.info("profile %s of tenant %s hidden: %s", _field(p, "slug"), tenant, e)
+                continue
+            request = _request_of(p)
+            out.append({
+                "slug": _field(p, "slug"),
+                "display_name": _field(p, "display_name") or _field(p, "slug"),
+                "description": _field(p, "description") or describe_request(request.to_dict()),
+                "kubespawner_override": override,
+            })
+        return out
+
+    async def fetch_profiles(self, tenant: str) -> list[dict]:
+        """The service's profiles, without those this cluster's slice backend cannot express."""
+        profiles = await super().fetch_profiles(tenant)
+        return [p for p in profiles if self.renderer.supports(_request_of(p))]
+
+    # -- the start sequence ----------------------------------------------------------------------
+
+    async def load_user_options(self):
+        """Apply the allocated profile (KubeSpawner's profile machinery) onto the configured values."""
+        for name, value in self._configured.items():
+            setattr(self, name, copy.deepcopy(value))
+        await super().load_user_options()
+        labels = {k: label_value(v) for k, v in self.aistack_labels.items() if v}
+        self.extra_labels = {**self.extra_labels, **labels}
+        self.dns_name = self.dns_name_template.format(namespace=self.namespace, name=self.pod_name)
+        if self.tenant_namespaces:
+            await self._ensure_tenant_namespace()
+
+    def pinning_env(self, asg: dict) -> dict:
+        return {}
+
+    def slice_env(self) -> dict:
+        # The device plugin gives the container its devices (NVIDIA_VISIBLE_DEVICES) and its sharing
+        # limits: the core's GPU indices are host indices and would hide the container's GPU.
+        env = super().slice_env()
+        for key in DEVICE_PLUGIN_ENV:
+            env.pop(key, None)
+        return env
+
+    async def _ensure_tenant_namespace(self):
+        """The tenant's namespace, and its ResourceQuota when enforced (created or updated)."""
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        ns = self.namespace
+        try:
+            await self.api.create_namespace(
+                {"metadata": {"name": ns, "labels": {"app.kubernetes.io/managed-by": "aistack",
+                                                     LABEL_PREFIX + "tenant": label_value(self.tenant)}}},
+                _request_timeout=self.k8s_api_request_timeout)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+        if not self.enforce_resource_quota:
+            return
+        hard = self.resource_quota_hard(self.tenant)
+        if not hard:
+            return
+        body = {"metadata": {"name": QUOTA_NAME, "namespace": ns,
+                             "labels": {"app.kubernetes.io/managed-by": "aistack"}},
+                "spec": {"hard": hard}}
+        try:
+            await self.api.create_namespaced_resource_quota(ns, body, _request_timeout=self.k8s_api_request_timeout)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+            await self.api.patch_namespaced_resource_quota(QUOTA_NAME, ns, {"spec": {"hard": hard}},
+                                                           _request_timeout=self.k8s_api_request_timeout)
+
+    def resource_quota_hard(self, tenant: str) -> dict:
+        from job_runner.scheduling import Quota
+
+        q = self.tenant_quotas.get(tenant)
+        if not q:
+            return {}
+        fields = {k: q.get(k) for k in ("gpu_milli", "cpu_milli", "memory_mib")}
+        return self.renderer.resource_quota_hard(Quota(**fields))
+
+
+async def _profile_list_of_spawner(spawner: KubeGPUSpawner) -> list[dict]:
+    """KubeSpawner's ``profile_list`` callable: the allocated profile with its assignment once the
+    service has allocated (the start path), else every profile of the user's tenants."""
+    from job_runner.scheduling import Assignment
+
+    allocation = spawner.allocation or {}
+    profile = allocation.get("profile")
+    if profile and spawner.tenant:
+        if not profile.get("slug"):
+            profile = {**profile, "slug": spawner.profile_slug}
+        assignment = allocation.get("assignment")
+        assignment = Assignment.from_dict(assignment) if assignment else None
+        return spawner.kubespawner_profiles(spawner.tenant, [profile], assignment)
+    out = []
+    for tenant, profiles in (await spawner.profiles_by_tenant()).items():
+        out += spawner.kubespawner_profiles(tenant, profiles)
+    return out
