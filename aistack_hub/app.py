@@ -1,0 +1,161 @@
+"""The ``aistack-hub`` command.
+
+    aistack-hub up [--port 8000] [--ip 127.0.0.1] [--data-dir .aistack] [--config FILE]
+        start the whole embedded deployment: JupyterHub + configurable-http-proxy + the aistack service
+        (hub-managed), SQLite in the data folder; prints the URL and how to create the first admin.
+    aistack-hub token USER [--data-dir ...]
+        print a new API token for USER (like ``jupyterhub token``; the user must have logged in once).
+
+``AISTACK_ADMIN_TOKEN`` in the environment of ``up`` is accepted as an admin API token (automation).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from traitlets.config import Config
+
+from .hubconfig import configure, free_port
+
+CONFIG_FILE = "jupyterhub_config.py"
+
+_CONFIG_TEMPLATE = '''# Written by `aistack-hub up`; rewritten on every start. For your own setup, copy it and edit.
+from aistack_hub.hubconfig import configure
+
+configure(
+    c,
+    config_path={config_path!r},
+    data_dir={data_dir!r},
+    ip={ip!r},
+    port={port!r},
+    hub_port={hub_port!r},
+    service_port={service_port!r},
+    proxy_api_port={proxy_api_port!r},
+)
+'''
+
+
+def default_data_dir() -> str:
+    return os.environ.get("AISTACK_DATA_DIR") or os.path.abspath(".aistack")
+
+
+def write_hub_config(args) -> tuple[str, dict]:
+    data_dir = os.path.abspath(args.data_dir)
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    params = dict(
+        config_path=os.path.abspath(args.config) if args.config else None,
+        data_dir=data_dir,
+        ip=args.ip,
+        port=args.port,
+        hub_port=args.hub_port or free_port(),
+        service_port=args.service_port or free_port(),
+        proxy_api_port=free_port(),
+    )
+    # Validate and learn the facts (URL, inventory) before starting anything.
+    facts = configure(Config(), **params)
+    path = os.path.join(data_dir, CONFIG_FILE)
+    with open(path, "w") as f:
+        f.write(_CONFIG_TEMPLATE.format(**params))
+    return path, facts
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 120) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url + "hub/api/", timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def banner(facts: dict) -> str:
+    admins = ", ".join(facts["admin_users"]) or "(none configured: set hub.admin_users)"
+    gpu = (f"{facts['gpus']} GPU(s) found by NVML" if facts["inventory_source"] == "nvml" else
+           f"no GPU found by NVML: the configured example inventory ({facts['gpus']} GPUs) stands in")
+    first = facts["admin_users"][0] if facts["admin_users"] else "admin"
+    return "\n".join([
+        "",
+        "AIStack Hub is up:",
+        f"  URL:        {facts['url']}",
+        f"  first admin: open {facts['url']}hub/signup and sign up as '{first}' (admin users: {admins});",
+        f"               then approve other users at {facts['url']}hub/authorize",
+        f"  GPU admin:  {facts['url']}services/aistack/admin/",
+        f"  tenants:    {', '.join(facts['tenants']) or '(none)'}",
+        f"  GPUs:       {gpu}",
+        f"  data:       {facts['data_dir']}",
+        "  API token:  aistack-hub token USER",
+        "",
+    ])
+
+
+def cmd_up(args) -> int:
+    try:
+        path, facts = write_hub_config(args)
+    except (ValueError, OSError, RuntimeError) as e:
+        print(f"aistack-hub: cannot start: {e}", file=sys.stderr)
+        return 2
+    cmd = [sys.executable, "-m", "jupyterhub", "-f", path]
+    if args.debug:
+        cmd.append("--debug")
+    proc = subprocess.Popen(cmd, cwd=facts["data_dir"])
+
+    def forward(signum, _frame):
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    if wait_until_up(facts["url"], proc):
+        print(banner(facts), flush=True)
+    elif proc.poll() is None:
+        print(f"aistack-hub: the hub did not answer at {facts['url']} yet; see its log above", file=sys.stderr)
+    return proc.wait()
+
+
+def cmd_token(args) -> int:
+    path = os.path.join(os.path.abspath(args.data_dir), CONFIG_FILE)
+    if not os.path.exists(path):
+        print(f"aistack-hub: {path} not found: run `aistack-hub up --data-dir {args.data_dir}` first",
+              file=sys.stderr)
+        return 2
+    cmd = [sys.executable, "-m", "jupyterhub", "token", f"--config={path}", "--log-level=ERROR", args.user]
+    return subprocess.call(cmd, cwd=os.path.dirname(path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="aistack-hub", description="AIStack Hub: a multi-tenant GPU JupyterHub")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the embedded deployment on this machine")
+    up.add_argument("--port", type=int, default=int(os.environ.get("AISTACK_PORT", 8000)),
+                    help="public port of the proxy (default 8000)")
+    up.add_argument("--ip", default=os.environ.get("AISTACK_IP", "127.0.0.1"),
+                    help="address to listen on (default 127.0.0.1; 0.0.0.0 for other machines)")
+    up.add_argument("--data-dir", default=default_data_dir(), help="state folder (default ./.aistack)")
+    up.add_argument("--config", default=os.environ.get("AISTACK_CONFIG_FILE"),
+                    help="deployment config (YAML); default: the packaged example")
+    up.add_argument("--hub-port", type=int, default=0, help="internal hub API port (default: a free one)")
+    up.add_argument("--service-port", type=int, default=0, help="aistack service port (default: a free one)")
+    up.add_argument("--debug", action="store_true", help="JupyterHub debug logging")
+    up.set_defaults(func=cmd_up)
+    tok = sub.add_parser("token", help="print a new API token for a user")
+    tok.add_argument("user")
+    tok.add_argument("--data-dir", default=default_data_dir())
+    tok.set_defaults(func=cmd_token)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
