@@ -1,0 +1,202 @@
+"""Tornado handlers of the hub admin page (mounted by the aistack service under its prefix).
+
+Authentication is JupyterHub OAuth (``HubOAuthenticated``; the service's app provides ``hub_auth`` in its
+settings, or the ``HubOAuth`` singleton is used). Every read and write goes through the aistack REST API
+with the viewer's own token, so the page shows and changes exactly what the viewer may; tenant members
+(JupyterHub groups) are changed with the service's token after checking the viewer administers the tenant.
+"""
+from __future__ import annotations
+
+import os
+from urllib.parse import quote
+
+import jinja2
+from jupyterhub.services.auth import HubOAuth, HubOAuthenticated
+from tornado import web
+
+from .data import APIError, Endpoints, call, gather, gpu_hours_svg
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+_env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(HERE, "templates")), autoescape=True)
+
+
+def gpus(milli) -> str:
+    return "-" if milli is None or isinstance(milli, jinja2.Undefined) else f"{int(milli) / 1000:g}"
+
+
+def gib(mib) -> str:
+    return "-" if mib is None or isinstance(mib, jinja2.Undefined) else f"{int(mib) / 1024:g}"
+
+
+_env.filters["gpus"] = gpus
+_env.filters["gib"] = gib
+_env.filters["cpus"] = gpus
+
+
+class AdminBase(HubOAuthenticated, web.RequestHandler):
+    """Common parts: the viewer's token, the endpoints, errors as pages."""
+
+    @property
+    def hub_auth(self):
+        return self.settings.get("hub_auth") or HubOAuth.instance()
+
+    @hub_auth.setter
+    def hub_auth(self, value):  # HubOAuthenticated's initialize may set it
+        pass
+
+    @property
+    def endpoints(self) -> Endpoints:
+        return Endpoints.from_env(self.settings)
+
+    def viewer_token(self) -> str:
+        token = self.hub_auth.get_token(self)
+        if not token:
+            raise web.HTTPError(403, "no JupyterHub token for this session")
+        return token
+
+    def base(self) -> str:
+        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/aistack/")
+        return prefix.rstrip("/") + "/admin/"
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = getattr(exc, "log_message", None) or self._reason
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(_env.get_template("error.html").render(status=status_code, message=message, base=self.base()))
+
+    async def api(self, method, path, body=None, query=None):
+        try:
+            return await call(self.endpoints.api, self.viewer_token(), method, path, body, query)
+        except APIError as e:
+            raise web.HTTPError(e.status if 400 <= e.status < 500 else 502, e.message) from e
+
+    async def require_tenant_admin(self, tenant: str) -> dict:
+        me = await self.api("GET", "me")
+        if me.get("admin"):
+            return me
+        if any(t.get("name") == tenant and t.get("admin") for t in me.get("tenants", [])):
+            return me
+        raise web.HTTPError(403, f"{me.get('name')} does not administer tenant {tenant}")
+
+
+class AdminPageHandler(AdminBase):
+    @web.authenticated
+    async def get(self):
+        try:
+            data = await gather(self.endpoints, self.viewer_token())
+        except APIError as e:
+            raise web.HTTPError(e.status if 400 <= e.status < 500 else 502, e.message) from e
+        html = _env.get_template("admin.html").render(
+            **data, base=self.base(), plot=gpu_hours_svg(data["gpu_hours"]),
+            xsrf=self.xsrf_form_html(), notice=self.get_argument("notice", ""),
+            error=self.get_argument("error", ""),
+        )
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(html)
+
+
+def _number(form, name, scale: float, allow_empty=True):
+    raw = (form.get(name) or "").strip()
+    if raw == "":
+        if allow_empty:
+            return None
+        raise web.HTTPError(400, f"{name} is required")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise web.HTTPError(400, f"{name}: {raw!r} is not a number") from None
+    if value < 0:
+        raise web.HTTPError(400, f"{name} must not be negative")
+    return int(round(value * scale))
+
+
+class TenantQuotaHandler(AdminBase):
+    """Edit a tenant's quota in place (admins only; the API enforces it)."""
+
+    @web.authenticated
+    async def post(self, tenant):
+        form = {k: self.get_body_argument(k, "") for k in (
+            "resource_group", "gpus", "cpus", "memory_gib", "max_servers_per_user", "max_running_jobs",
+            "max_queued_jobs", "idle_timeout_min", "weight")}
+        group = form["resource_group"] or "any"
+        quota = {
+            "gpu_milli": _number(form, "gpus", 1000),
+            "cpu_milli": _number(form, "cpus", 1000),
+            "memory_mib": _number(form, "memory_gib", 1024),
+            "max_servers_per_user": _number(form, "max_servers_per_user", 1),
+            "max_running_jobs": _number(form, "max_running_jobs", 1),
+            "max_queued_jobs": _number(form, "max_queued_jobs", 1),
+        }
+        current = await self.api("GET", f"tenants/{quote(tenant, safe='')}")
+        quotas = dict(current.get("quotas") or {})
+        quotas[group] = {**quotas.get(group, {}), **quota, "resource_group": group}
+        patch = {"quotas": quotas}
+        idle = _number(form, "idle_timeout_min", 60)
+        patch["idle_timeout_s"] = idle if idle else None
+        if form["weight"].strip():
+            try:
+                patch["weight"] = float(form["weight"])
+            except ValueError:
+                raise web.HTTPError(400, f"weight: {form['weight']!r} is not a number") from None
+        await self.api("PATCH", f"tenants/{quote(tenant, safe='')}", patch)
+        self.redirect(f"{self.base()}?notice=" + quote(f"quota of {tenant} saved") + f"#tenant-{tenant}")
+
+
+class TenantMembersHandler(AdminBase):
+    """Add or remove a member (JupyterHub group membership); tenant admins and admins."""
+
+    @web.authenticated
+    async def post(self, tenant):
+        await self.require_tenant_admin(tenant)
+        user = self.get_body_argument("user", "").strip()
+        action = self.get_body_argument("action", "add")
+        if not user:
+            raise web.HTTPError(400, "user is required")
+        if action not in ("add", "remove"):
+            raise web.HTTPError(400, "action must be add or remove")
+        ep = self.endpoints
+        if action == "add":
+            try:
+                await call(ep.hub_api, ep.service_token, "GET", f"users/{quote(user, safe='')}")
+            except APIError as e:
+                raise web.HTTPError(404 if e.status == 404 else 502,
+                                    f"no JupyterHub user {user!r} (they must sign up and log in once)") from e
+        try:
+            await call(ep.hub_api, ep.service_token, "POST" if action == "add" else "DELETE",
+                       f"groups/{quote(tenant, safe='')}/users", {"users": [user]})
+        except APIError as e:
+            raise web.HTTPError(e.status if 400 <= e.status < 500 else 502, e.message) from e
+        verb = "added to" if action == "add" else "removed from"
+        self.redirect(f"{self.base()}?notice=" + quote(f"{user} {verb} {tenant}") + f"#tenant-{tenant}")
+
+
+class TenantEmergencyHandler(AdminBase):
+    """Grant or revoke a user's emergency priority in a tenant (through PATCH tenants)."""
+
+    @web.authenticated
+    async def post(self, tenant):
+        user = self.get_body_argument("user", "").strip()
+        grant = self.get_body_argument("grant", "1") == "1"
+        if not user:
+            raise web.HTTPError(400, "user is required")
+        current = await self.api("GET", f"tenants/{quote(tenant, safe='')}")
+        users = set(current.get("emergency_users") or [])
+        users = users | {user} if grant else users - {user}
+        await self.api("PATCH", f"tenants/{quote(tenant, safe='')}", {"emergency_users": sorted(users)})
+        verb = "may now" if grant else "may no longer"
+        self.redirect(f"{self.base()}?notice=" + quote(f"{user} {verb} use emergency priority in {tenant}")
+                      + f"#tenant-{tenant}")
+
+
+class AdminStaticHandler(web.StaticFileHandler):
+    def initialize(self, path=None, default_filename=None):
+        super().initialize(path=os.path.join(HERE, "static"))
+
+
+handlers = [
+    (r"admin/?", AdminPageHandler),
+    (r"admin/tenants/([^/]+)/quota", TenantQuotaHandler),
+    (r"admin/tenants/([^/]+)/members", TenantMembersHandler),
+    (r"admin/tenants/([^/]+)/emergency", TenantEmergencyHandler),
+    (r"admin/static/(.*)", AdminStaticHandler),
+]
