@@ -280,21 +280,45 @@ class FGD(PlacementPolicy):
 
 
 class PackedFGD(FGD):
-    """The product policy: FGD, with ties (equal fragmentation increase, common when the cluster is
-    empty or a class is indifferent) broken towards the fullest node, best-fit style: it keeps whole
-    empty nodes for the multi-GPU and large-CPU tasks that only empty nodes can take."""
+    """The product policy: FGD with two changes that target what is left unallocated.
+
+    1. Classes are weighted by popularity x (GPU ask) ** ``demand_exponent``: a fragment that blocks an
+       8-GPU task loses more GPU than one that blocks a 0.2-GPU share, so large classes count more
+       (plain FGD weights by popularity only).
+    2. Nodes whose fragmentation increase is within ``packing_weight`` x (free GPU milli of the node)
+       of each other are ordered best-fit style: the fullest node wins, which keeps empty nodes for the
+       multi-GPU and large-CPU tasks only empty nodes can take.
+    """
 
     name = "default"
 
-    def __init__(self, target=None, tolerance: float = 1e-6):
-        super().__init__(target)
+    def __init__(self, target=None, demand_exponent: float = 0.5, packing_weight: float = 0.0,
+                 tolerance: float = 1e-6):
+        self.demand_exponent = demand_exponent
+        self.packing_weight = packing_weight
         self.tolerance = tolerance
+        super().__init__(self._reweight(target) if target is not None else None)
+
+    def set_target(self, target: TargetWorkload) -> None:
+        super().set_target(self._reweight(target))
+
+    def _reweight(self, t: TargetWorkload) -> TargetWorkload:
+        ask = np.where(t.share, t.milli, np.where(t.whole, t.ngpu * 1000, 0)).astype(np.float64)
+        w = t.weight * np.maximum(ask, 100.0) ** self.demand_exponent
+        return TargetWorkload(t.cpu, t.mem, t.share, t.whole, t.milli, t.ngpu, t.models, w / w.sum())
 
     def pick(self, state, req, delta, node_ok):
         best = delta.min()
         if not np.isfinite(best):
             return None
-        tied = np.flatnonzero(delta <= best + self.tolerance)
+        free_gpu = None
+        if self.packing_weight:
+            free_gpu = np.maximum(state.gpu_free, 0).sum(1)
+            score = delta + self.packing_weight * free_gpu
+            best = score.min()
+            tied = np.flatnonzero(score <= best + self.tolerance)
+        else:
+            tied = np.flatnonzero(delta <= best + self.tolerance)
         if len(tied) == 1:
             return int(tied[0])
         free_gpu = np.maximum(state.gpu_free[tied], 0).sum(1)

@@ -208,14 +208,18 @@ class Scheduler:
         if req is None:
             return "quota"
         victims: list[str] = []
+        if reclaim:
+            # the owner asks for quota it lent: borrowed jobs of its cohort give it back first, so the
+            # cohort never holds more than the sum of its members' quotas
+            got = self._reclaim(tenant, charge, usage)
+            if got is None:
+                return "quota"
+            victims = got
+            failed_shapes.clear()
         placement = None
         shape = (req.shape(), w.tenant)
         if shape not in failed_shapes:
             placement = self.policy.place(self.state, req)
-        if placement is None and reclaim:
-            victims = self._reclaim(tenant, charge, usage)
-            placement = self.policy.place(self.state, req) if victims is not None else None
-            victims = victims or []
         if placement is None and self.preemption and w.priority == "emergency":
             got = self._preempt_for(w, req, usage)
             if got is not None:
