@@ -318,3 +318,55 @@ class SliceRenderer(LoggingConfigurable):
             else:
                 hard[f"requests.{GPU_RESOURCE}"] = str(quota.gpu_milli // 1000)
         return hard
+
+    # -- the core's inventory from the cluster's nodes -------------------------------------------
+
+    def inventory_config(self, nodes: list[dict]) -> list[dict]:
+        """``Inventory.from_config`` items for Kubernetes nodes (API JSON), from the GPU Feature
+        Discovery labels: the scheduling core then places on the cluster's real node names.
+        GPU model from nvidia.com/gpu.product (reverse of product_labels; -SHARED/-MIG-* suffixes
+        dropped), count from nvidia.com/gpu.count, MIG-enabled when the node offers nvidia.com/mig-*."""
+        by_product = {v: model for model, values in self.product_labels.items() for v in values}
+        items = []
+        for node in nodes:
+            meta, status = node.get("metadata", {}), node.get("status", {})
+            labels = meta.get("labels") or {}
+            alloc = status.get("allocatable") or {}
+            product = labels.get(PRODUCT_LABEL, "")
+            for suffix in (self.shared_product_suffix, "-MIG-"):
+                if suffix and suffix in product:
+                    product = product.split(suffix)[0]
+            gpus = int(labels.get("nvidia.com/gpu.count") or alloc.get(GPU_RESOURCE) or 0) if product else 0
+            item = {"name": meta["name"], "cpu_milli": _milli(alloc.get("cpu", "0")),
+                    "memory_mib": _mib(alloc.get("memory", "0")), "gpus": gpus,
+                    "labels": {k: v for k, v in labels.items() if k.startswith("nvidia.com/")}}
+            if gpus:
+                item["gpu_model"] = by_product.get(product, product)
+                item["mig_enabled"] = any(k.startswith("nvidia.com/mig-") for k in alloc)
+            items.append(item)
+        return items
+
+
+def _milli(q: str) -> int:
+    q = str(q)
+    if q.endswith("m"):
+        return int(q[:-1])
+    return int(float(q) * 1000) if q[-1].isdigit() else int(float(q[:-1]) * 1000 * {"k": 1000}.get(q[-1], 1))
+
+
+_BINARY = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024 ** 2, "Pi": 1024 ** 3}
+_DECIMAL = {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+
+
+def _mib(q: str) -> int:
+    q = str(q)
+    for suffix, mult in _BINARY.items():
+        if q.endswith(suffix):
+            return int(float(q[: -len(suffix)]) * mult)
+    for suffix, mult in _DECIMAL.items():
+        if q.endswith(suffix):
+            return int(float(q[:-1]) * mult / MIB_BYTES)
+    return int(float(q) / MIB_BYTES)
+
+
+MIB_BYTES = 1024 * 1024
