@@ -12,7 +12,7 @@ from pathlib import Path
 __version__ = "0.1.0"
 
 #: The npm package name of the frontend; the labextension folder name under share/jupyter/labextensions.
-LABEXTENSION_NAME = "aistack-lab"
+LABEXTENSION_NAME = "aistack_lab"
 
 
 def _jupyter_labextension_paths():

@@ -1,0 +1,54 @@
+/** Requests to the server extension (`{base_url}aistack-lab/...`), which forwards to the aistack service. */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+/** An error answer: the service's (or the server extension's) `{error, message}`. */
+export class AistackError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string
+  ) {
+    super(message);
+  }
+}
+
+export async function requestAPI<T = any>(endpoint: string, init: RequestInit = {}): Promise<T> {
+  const settings = ServerConnection.makeSettings();
+  const url = URLExt.join(settings.baseUrl, 'aistack-lab', endpoint);
+  let response: Response;
+  try {
+    response = await ServerConnection.makeRequest(url, init, settings);
+  } catch (error) {
+    throw new AistackError(0, 'network', String(error));
+  }
+  const text = await response.text();
+  let data: any = null;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = text;
+    }
+  }
+  if (!response.ok) {
+    const message = (data && (data.message || data.error)) || response.statusText || `HTTP ${response.status}`;
+    throw new AistackError(response.status, (data && data.error) || 'error', message);
+  }
+  return data as T;
+}
+
+export const api = {
+  get: <T = any>(path: string) => requestAPI<T>(`api/${path}`),
+  post: <T = any>(path: string, body: unknown = {}) =>
+    requestAPI<T>(`api/${path}`, { method: 'POST', body: JSON.stringify(body) }),
+  /** Submit the notebook (saved at `path`, or its unsaved `content`) with the job fields. */
+  submit: (body: Record<string, unknown>) => requestAPI<any>('jobs', { method: 'POST', body: JSON.stringify(body) }),
+  inspect: (path: string, content?: unknown) =>
+    requestAPI<any>('inspect', { method: 'POST', body: JSON.stringify({ path, content }) }),
+  openOutput: (jobId: string, directory: string) =>
+    requestAPI<{ path: string }>(`jobs/${jobId}/open-output`, {
+      method: 'POST',
+      body: JSON.stringify({ directory })
+    })
+};
