@@ -144,7 +144,7 @@ class Scheduler:
                 state.take(w.request, a)
             except (ValueError, KeyError, IndexError) as e:
                 raise ValueError(f"cannot restore {w.id!r} at {a.to_dict()}: {e}") from None
-            entries[w.id] = Running(w, a, w.submitted_at, self._group_of(a), False)
+            entries[w.id] = Running(w, a, w.submitted_at, self._group_of(a))
         self.state = state
         self.running = entries
         for w, _ in running:
@@ -203,7 +203,7 @@ class Scheduler:
         fit = self._fits_quota(tenant, w, charge, usage)
         if fit is None:
             return "quota"
-        borrowed, reclaim = fit
+        borrowed_milli, reclaim = fit
         req = self._restricted(w.request, tenant, u)
         if req is None:
             return "quota"
@@ -230,7 +230,7 @@ class Scheduler:
             failed_shapes.add(shape)
             return "capacity"
         a = self.state.allocate(req, placement)
-        r = Running(w, a, now, self._group_of(a), borrowed)
+        r = Running(w, a, now, self._group_of(a), borrowed_milli)
         self.running[w.id] = r
         self._add_usage(usage[w.tenant], r, +1)
         decision.admitted.append((w, a))
@@ -255,36 +255,36 @@ class Scheduler:
         return others
 
     def _fits_quota(self, tenant: Tenant, w: Workload, charge: Resources, usage):
-        """None if the quota of the "any" group forbids ``w`` now, else (borrowed, needs_reclaim)."""
+        """None if the quota of the "any" group forbids ``w`` now, else (GPU milli it borrows, needs_reclaim)."""
         u = usage[tenant.name].group(ANY)
         q = tenant.quota(ANY)
         if q is None:
-            return False, False
+            return 0, False
         if q.cpu_milli is not None and u.cpu_milli + charge.cpu_milli > q.cpu_milli:
             return None
         if q.memory_mib is not None and u.memory_mib + charge.memory_mib > q.memory_mib:
             return None
         if q.gpu_milli is None:
-            return False, False
+            return 0, False
         after = u.gpu_milli + charge.gpu_milli
         if tenant.cohort is None:
-            return (False, False) if after <= q.gpu_milli else None
+            return (0, False) if after <= q.gpu_milli else None
         members = self._cohort(tenant)
         nominal_total = sum((m.quota(ANY).gpu_milli or 0) for m in members if m.quota(ANY))
         used_total = sum(usage[m.name].group(ANY).gpu_milli for m in members)
         if after <= q.gpu_milli:
             # within its own quota: it may have to reclaim what it lent
-            return False, used_total + charge.gpu_milli > nominal_total
+            return 0, used_total + charge.gpu_milli > nominal_total
         if w.kind != "job":
             return None  # servers never borrow: they cannot be reclaimed
         borrowed_now = usage[tenant.name].borrowed_milli
         limit = tenant.borrowing_limit_milli
-        extra = after - max(q.gpu_milli, u.gpu_milli - borrowed_now)
+        extra = after - max(q.gpu_milli, u.gpu_milli)  # the part of this job beyond its own quota
         if limit is not None and borrowed_now + extra > limit:
             return None
         if used_total + charge.gpu_milli > nominal_total:
             return None  # nothing idle to borrow
-        return True, False
+        return extra, False
 
     def _models_within_quota(self, tenant: Tenant, req: SliceRequest, usage) -> bool:
         return self._allowed_models(tenant, req, usage) != ()
@@ -398,8 +398,7 @@ class Scheduler:
         u.by_group[ANY] = u.group(ANY) + delta
         if r.group != ANY:
             u.by_group[r.group] = u.group(r.group) + delta
-        if r.borrowed:
-            u.borrowed_milli += sign * c.gpu_milli
+        u.borrowed_milli += sign * r.borrowed_milli
         if r.workload.kind == "server":
             u.servers_by_user[r.workload.user] = u.servers_by_user.get(r.workload.user, 0) + sign
         else:
@@ -446,7 +445,7 @@ class Scheduler:
                 if total <= q.gpu_milli:
                     break
                 if r.workload.kind == "job":
-                    r.borrowed = True
+                    r.borrowed_milli = min(r.charge.gpu_milli, total - q.gpu_milli)
                     total -= r.charge.gpu_milli
 
     def _share(self, u: TenantUsage, tenant: Tenant) -> float:

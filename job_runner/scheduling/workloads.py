@@ -73,7 +73,11 @@ class Running:
     assignment: Assignment
     started_at: float
     group: str  # the resource group charged besides "any" (GPU model, or "any")
-    borrowed: bool = False  # admitted on quota lent by the cohort (reclaimable)
+    borrowed_milli: int = 0  # GPU milli of it beyond its tenant's own quota, lent by the cohort (reclaimable)
+
+    @property
+    def borrowed(self) -> bool:
+        return self.borrowed_milli > 0
 
     @property
     def charge(self) -> Resources:
