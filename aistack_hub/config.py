@@ -107,5 +107,13 @@ def load_tenants(db) -> list:
     """The tenants as the database holds them (the config's, as changed by the admin API)."""
     from job_runner.db import TenantRow
 
-    with db.session() as s:
+    with db.read() as s:
         return [Tenant.from_config(r.spec) for r in s.query(TenantRow).order_by(TenantRow.name)]
+
+
+def load_tenant(db, name: str):
+    from job_runner.db import TenantRow
+
+    with db.read() as s:
+        row = s.get(TenantRow, name)
+        return Tenant.from_config(row.spec) if row is not None else None

@@ -238,9 +238,11 @@ class JobQueue(LoggingConfigurable):
                 return
             metrics.IS_LEADER.set(1)
             version = self._read_tenants_version()
-            if self.scheduler is None or version != self._tenants_version:
-                await self._rebuild(adopt=self.scheduler is None)
-                self._tenants_version = version
+            if self.scheduler is None:
+                await self._rebuild(adopt=True)
+            elif version != self._tenants_version:
+                self.scheduler.set_tenants(self.tenants())  # quota changes apply from this pass
+            self._tenants_version = version
             self._take_in()
             await self._handle_cancels()
             await self._schedule()
@@ -252,13 +254,13 @@ class JobQueue(LoggingConfigurable):
 
     # ------------------------------------------------------------ (re)building
     def _read_tenants_version(self):
-        with self.db.session() as s:
+        with self.db.read() as s:
             return s.query(func.count(TenantRow.name), func.max(TenantRow.updated_at)).one()
 
     def tenants(self):
         from job_runner.scheduling import Tenant
 
-        with self.db.session() as s:
+        with self.db.read() as s:
             return [Tenant.from_config(r.spec) for r in s.query(TenantRow).order_by(TenantRow.name)]
 
     def new_scheduler(self):
@@ -317,7 +319,15 @@ class JobQueue(LoggingConfigurable):
             rows = s.query(Job).filter(Job.enqueued == 0, Job.state == QUEUED).order_by(Job.id).all()
             for row in rows:
                 try:
-                    sched.submit(job_workload(row))
+                    w = job_workload(row)
+                    verdict = sched.submit(w)
+                    if not verdict.ok and verdict.reason in ("queue_full", "duplicate"):
+                        # The queue limit was enforced at submission (under the tenant's row lock);
+                        # a job already in the database keeps its place.
+                        if verdict.reason == "queue_full":
+                            sched.pending[w.id] = w
+                    elif not verdict.ok:
+                        raise ValueError(verdict.message or verdict.reason)
                 except Exception as e:  # noqa: BLE001 - an invalid row must not block the queue
                     self.log.warning("job %s cannot be queued: %s", row.id, e)
                     transition(s, row.id, QUEUED, FAILED, message=str(e), replica=self.replica_id,
@@ -342,10 +352,15 @@ class JobQueue(LoggingConfigurable):
             if alloc_id not in self._allocs:
                 self._allocs.add(alloc_id)
                 if a.state == ALLOC_PENDING:
-                    sched.submit(alloc_workload(a))
+                    verdict = sched.submit(alloc_workload(a))
+                    if not verdict.ok and verdict.reason != "duplicate":
+                        self.log.warning("allocation %s refused: %s", alloc_id, verdict.message)
+                        with self.db.session() as s:
+                            s.execute(update(Allocation).where(Allocation.id == alloc_id)
+                                      .values(state=ALLOC_RELEASED, released_at=utcnow()))
 
     async def _handle_cancels(self):
-        with self.db.session() as s:
+        with self.db.read() as s:
             rows = s.query(Job.id, Job.state).filter(Job.cancel_requested == 1).all()
         for job_id, state in rows:
             if state in (ADMITTED, RUNNING):
@@ -478,7 +493,7 @@ class JobQueue(LoggingConfigurable):
         now = time.time()
         timeouts = {}
         if self.handles:
-            with self.db.session() as s:
+            with self.db.read() as s:
                 timeouts = dict(s.query(Job.id, Job.timeout_s).filter(Job.id.in_(list(self.handles))).all())
         for job_id, handle in list(self.handles.items()):
             try:
@@ -554,7 +569,7 @@ class JobQueue(LoggingConfigurable):
     def _update_metrics(self):
         from aistack_hub import metrics
 
-        with self.db.session() as s:
+        with self.db.read() as s:
             queued = dict(s.query(Job.tenant, func.count()).filter(Job.state == QUEUED).group_by(Job.tenant).all())
             running = dict(s.query(Job.tenant, func.count()).filter(Job.state.in_((ADMITTED, RUNNING)))
                            .group_by(Job.tenant).all())
@@ -574,6 +589,33 @@ class JobQueue(LoggingConfigurable):
         metrics.set_per_tenant(metrics.GPU_MILLI_IN_USE, gpu, tenants)
 
     # --------------------------------------------------------------- API helpers
+    def view(self):
+        """A scheduler holding the current placements: the leader's own, or (on another replica) one
+        rebuilt from the database, cached for a second. For checks and capacity figures, never for admission."""
+        if self.is_leader:
+            return self.scheduler
+        cached = getattr(self, "_view", None)
+        if cached is not None and time.time() - cached[0] < 1.0:
+            return cached[1]
+        sched = self.new_scheduler()
+        running = []
+        with self.db.read() as s:
+            for row in s.query(Job).filter(Job.state.in_((ADMITTED, RUNNING))):
+                if row.assignment:
+                    running.append((job_workload(row), Assignment.from_dict(row.assignment)))
+            for a in s.query(Allocation).filter(Allocation.state == ALLOC_ALLOCATED):
+                if a.assignment:
+                    running.append((alloc_workload(a), Assignment.from_dict(a.assignment)))
+        try:
+            sched.restore(running)
+        except ValueError as e:
+            self.log.warning("view: cannot restore placements: %s", e)
+        self._view = (time.time(), sched)
+        return sched
+
+    def check(self, w: Workload):
+        return self.view().check(w)
+
     def pending_info(self, job_id: int) -> PendingInfo | None:
         return self.pending.get(job_wid(job_id))
 

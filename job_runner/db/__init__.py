@@ -42,9 +42,13 @@ MIGRATION_LOCK_KEY = 0x41495354  # "AIST"
 
 @dataclass
 class Database:
+    """``session()`` is for anything that writes (on SQLite it takes the write lock at BEGIN, so a
+    read-then-write can never fail half-way); ``read()`` is for reads, and may nest inside a session."""
+
     url: str
     engine: Engine
     sessionmaker: sessionmaker
+    read_sessionmaker: sessionmaker = None
 
     @property
     def is_postgres(self) -> bool:
@@ -67,8 +71,20 @@ class Database:
         finally:
             s.close()
 
+    @contextmanager
+    def read(self):
+        """A read-only session (SQLite: a deferred transaction, which never waits for writers in WAL mode)."""
+        s: Session = (self.read_sessionmaker or self.sessionmaker)()
+        try:
+            yield s
+        finally:
+            s.rollback()
+            s.close()
+
     def dispose(self):
         self.engine.dispose()
+        if self.read_sessionmaker is not None:
+            self.read_sessionmaker.kw["bind"].dispose()
 
 
 def _sqlite_pragmas(dbapi_conn, _record):
@@ -87,7 +103,7 @@ def _sqlite_begin_immediate(conn):
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, **kwargs) -> Engine:
+def make_engine(url: str, immediate: bool = True, **kwargs) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -96,7 +112,10 @@ def make_engine(url: str, **kwargs) -> Engine:
         def _no_pysqlite_begin(dbapi_conn, _record):
             dbapi_conn.isolation_level = None
 
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        if immediate:
+            event.listen(engine, "begin", _sqlite_begin_immediate)
+        else:
+            event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
@@ -140,4 +159,8 @@ def open_database(url: str, migrate: bool = True, **engine_kwargs) -> Database:
     engine = make_engine(url, **engine_kwargs)
     if migrate:
         upgrade(engine, url)
-    return Database(url=url, engine=engine, sessionmaker=sessionmaker(engine, expire_on_commit=False))
+    read_maker = None
+    if engine.dialect.name == "sqlite":
+        read_maker = sessionmaker(make_engine(url, immediate=False, **engine_kwargs), expire_on_commit=False)
+    return Database(url=url, engine=engine, sessionmaker=sessionmaker(engine, expire_on_commit=False),
+                    read_sessionmaker=read_maker)

@@ -1,0 +1,177 @@
+"""The OpenAPI 3 description of the aistack API (served at api/openapi.json)."""
+from __future__ import annotations
+
+from job_runner.db import JOB_STATES
+from job_runner.failures import FAILURE_CLASSES
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _resp(desc, schema=None, ctype="application/json"):
+    r = {"description": desc}
+    if schema is not None:
+        r["content"] = {ctype: {"schema": schema}}
+    return r
+
+
+def _errors(*codes):
+    return {str(c): _resp("error", ERROR) for c in codes}
+
+
+def _body(schema, required=True):
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}}
+NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[a-z0-9-]{1,63}$"}}
+
+SCHEMAS = {
+    "Error": {"type": "object", "required": ["error", "message"],
+              "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
+    "Notebook": {"type": "object", "description": "nbformat 4 JSON",
+                 "required": ["cells", "metadata", "nbformat", "nbformat_minor"],
+                 "properties": {"cells": {"type": "array", "items": {"type": "object"}},
+                                "metadata": {"type": "object"}, "nbformat": {"type": "integer"},
+                                "nbformat_minor": {"type": "integer"}}},
+    "JobSubmit": {
+        "type": "object", "required": ["profile"], "additionalProperties": False,
+        "properties": {
+            "notebook": {"$ref": "#/components/schemas/Notebook"},
+            "path": {"type": "string", "description": "a notebook path in the user's home (if enabled)"},
+            "parameters": {"type": "object"},
+            "sweep": {"type": "object", "additionalProperties": {"type": "array"},
+                      "description": "grid: name -> list of values; submits one job per combination"},
+            "profile": {"type": "string"}, "tenant": {"type": "string"},
+            "name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63},
+            "priority": {"type": "string", "enum": ["normal", "high", "emergency"]},
+            "timeout_s": {"type": "number", "minimum": 1}, "expected_duration_s": {"type": "number", "minimum": 1},
+            "max_retries": {"type": "integer", "minimum": 0, "maximum": 10},
+            "retry_on": {"type": "array", "items": {"type": "string", "enum": [c for c in FAILURE_CLASSES if c != "cancelled"]}},
+            "kernel_name": {"type": "string"},
+        }},
+    "Job": {"type": "object", "required": ["id", "state", "user", "tenant"], "properties": {
+        "id": {"type": "integer"}, "name": {"type": "string"}, "user": {"type": "string"},
+        "tenant": {"type": "string"}, "profile": {"type": "string"}, "priority": {"type": "string"},
+        "state": {"type": "string", "enum": list(JOB_STATES)}, "group_id": {"type": ["string", "null"]},
+        "parameters": {"type": "object"}, "attempt": {"type": "integer"},
+        "progress": {"type": ["object", "null"]}, "failure": {"type": ["object", "null"],
+            "description": "{class: " + "|".join(FAILURE_CLASSES) + ", message, cell_index?, ename?, evalue?, link?}"},
+        "queue_position": {"type": ["integer", "null"]}, "estimated_start": {"type": ["string", "null"]},
+        "pending_reason": {"type": ["string", "null"]},
+        "created_at": {"type": "string"}, "started_at": {"type": ["string", "null"]},
+        "finished_at": {"type": ["string", "null"]}, "events": {"type": "array", "items": {"type": "object"}},
+    }},
+    "JobList": {"type": "object", "properties": {"jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
+                                                 "next": {"type": ["string", "null"]}}},
+    "AllocationRequest": {"type": "object", "required": ["user", "tenant", "profile"], "additionalProperties": False,
+                          "properties": {"user": {"type": "string"}, "tenant": {"type": "string"},
+                                         "profile": {"type": "string"}, "server_name": {"type": "string"},
+                                         "wait": {"oneOf": [{"type": "boolean"}, {"type": "number", "minimum": 0}]},
+                                         "priority": {"type": "string", "enum": ["normal", "high", "emergency"]}}},
+    "Allocation": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "state": {"type": "string", "enum": ["pending", "allocated", "released"]},
+        "assignment": {"type": ["object", "null"]}, "env": {"type": "object"},
+        "position": {"type": ["integer", "null"]}, "estimated_start": {"type": ["string", "null"]},
+        "idle_timeout_s": {"type": ["number", "null"]}, "profile": {"type": "object"}}},
+    "Tenant": {"type": "object", "properties": {
+        "name": {"type": "string"}, "quotas": {"type": "object"}, "weight": {"type": "number", "exclusiveMinimum": 0},
+        "cohort": {"type": ["string", "null"]}, "admins": {"type": "array", "items": {"type": "string"}},
+        "emergency_users": {"type": "array", "items": {"type": "string"}},
+        "windows": {"type": "array"}, "idle_timeout_s": {"type": ["number", "null"]},
+        "borrowing_limit_milli": {"type": ["integer", "null"]}}},
+}
+
+
+def openapi_spec(base_path: str = "/services/aistack/api") -> dict:
+    jobs_tag = ["jobs"]
+    paths = {
+        "/jobs": {
+            "post": {"tags": jobs_tag, "summary": "Submit a notebook job (or a sweep: one job per grid point)",
+                     "requestBody": _body({"$ref": "#/components/schemas/JobSubmit"}),
+                     "responses": {"201": _resp("the job, or {group_id, jobs} for a sweep",
+                                                {"oneOf": [{"$ref": "#/components/schemas/Job"}, {"type": "object"}]}),
+                                   **_errors(400, 401, 403, 409, 413, 415)}},
+            "get": {"tags": jobs_tag, "summary": "List visible jobs, newest first",
+                    "parameters": [
+                        {"name": "state", "in": "query", "schema": {"type": "string", "enum": list(JOB_STATES)}},
+                        {"name": "user", "in": "query", "schema": {"type": "string"}},
+                        {"name": "tenant", "in": "query", "schema": {"type": "string"}},
+                        {"name": "group_id", "in": "query", "schema": {"type": "string"}},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                        {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 1}}],
+                    "responses": {"200": _resp("a page of jobs", {"$ref": "#/components/schemas/JobList"}),
+                                  **_errors(400, 401, 403)}},
+        },
+        "/jobs/inspect": {"post": {"tags": jobs_tag, "summary": "Parameters of a notebook (papermill inspection)",
+                                   "requestBody": _body({"type": "object", "properties": {
+                                       "notebook": {"$ref": "#/components/schemas/Notebook"}, "path": {"type": "string"}}}),
+                                   "responses": {"200": _resp("parameters", {"type": "object"}),
+                                                 **_errors(400, 401, 403, 413)}}},
+        "/jobs/{id}": {"get": {"tags": jobs_tag, "summary": "A job with its history", "parameters": [ID],
+                               "responses": {"200": _resp("the job", {"$ref": "#/components/schemas/Job"}),
+                                             **_errors(401, 403, 404)}}},
+        "/jobs/{id}/output": {"get": {"tags": jobs_tag, "summary": "The output notebook (partial while running)",
+                                      "parameters": [ID],
+                                      "responses": {"200": _resp("nbformat JSON", {"type": "object"},
+                                                                 "application/x-ipynb+json"),
+                                                    **_errors(401, 403, 404)}}},
+        "/jobs/{id}/logs": {"get": {"tags": jobs_tag, "summary": "The job's log (follow=1 streams until it ends)",
+                                    "parameters": [ID, {"name": "follow", "in": "query", "schema": {"type": "integer", "enum": [0]}},
+                                                   {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}],
+                                    "responses": {"200": _resp("text", {"type": "string"}, "text/plain"),
+                                                  **_errors(400, 401, 403, 404)}}},
+        "/jobs/{id}/cancel": {"post": {"tags": jobs_tag, "summary": "Cancel a job", "parameters": [ID],
+                                       "responses": {"200": _resp("cancelled", {"$ref": "#/components/schemas/Job"}),
+                                                     "202": _resp("cancel requested", {"$ref": "#/components/schemas/Job"}),
+                                                     **_errors(401, 403, 404, 409)}}},
+        "/jobs/{id}/rerun": {"post": {"tags": jobs_tag, "summary": "Submit the same job again", "parameters": [ID],
+                                      "responses": {"201": _resp("the new job", {"$ref": "#/components/schemas/Job"}),
+                                                    **_errors(400, 401, 403, 404, 409)}}},
+        "/profiles": {"get": {"tags": ["profiles"], "summary": "Profiles this user may pick, with free capacity and quota left",
+                              "parameters": [{"name": "tenant", "in": "query", "schema": {"type": "string"}},
+                                             {"name": "user", "in": "query", "schema": {"type": "string"}}],
+                              "responses": {"200": _resp("profiles", {"type": "object"}), **_errors(400, 401, 403)}}},
+        "/allocations": {
+            "post": {"tags": ["allocations"], "summary": "A server slice (the hub's token or an admin)",
+                     "requestBody": _body({"$ref": "#/components/schemas/AllocationRequest"}),
+                     "responses": {"201": _resp("allocated or pending", {"$ref": "#/components/schemas/Allocation"}),
+                                   **_errors(400, 401, 403, 409)}},
+            "get": {"tags": ["allocations"], "summary": "Live allocations (admins)",
+                    "responses": {"200": _resp("allocations", {"type": "object"}), **_errors(401, 403)}}},
+        "/allocations/{id}": {
+            "get": {"tags": ["allocations"], "parameters": [ID], "summary": "An allocation",
+                    "responses": {"200": _resp("the allocation", {"$ref": "#/components/schemas/Allocation"}),
+                                  **_errors(401, 403, 404)}},
+            "delete": {"tags": ["allocations"], "parameters": [ID], "summary": "Release an allocation",
+                       "responses": {"200": _resp("released", {"$ref": "#/components/schemas/Allocation"}),
+                                     **_errors(401, 403, 404)}}},
+        "/tenants": {"get": {"tags": ["tenants"], "summary": "Tenants the caller administers",
+                             "responses": {"200": _resp("tenants", {"type": "object"}), **_errors(401, 403)}}},
+        "/tenants/{name}": {
+            "get": {"tags": ["tenants"], "parameters": [NAME], "summary": "A tenant (admins, its tenant admins)",
+                    "responses": {"200": _resp("tenant", {"$ref": "#/components/schemas/Tenant"}), **_errors(401, 403, 404)}},
+            "put": {"tags": ["tenants"], "parameters": [NAME], "summary": "Create or replace a tenant (admins)",
+                    "requestBody": _body({"$ref": "#/components/schemas/Tenant"}),
+                    "responses": {"200": _resp("replaced", {"$ref": "#/components/schemas/Tenant"}),
+                                  "201": _resp("created", {"$ref": "#/components/schemas/Tenant"}),
+                                  **_errors(400, 401, 403, 413, 415)}},
+            "patch": {"tags": ["tenants"], "parameters": [NAME], "summary": "Change some fields of a tenant (admins)",
+                      "requestBody": _body({"$ref": "#/components/schemas/Tenant"}),
+                      "responses": {"200": _resp("changed", {"$ref": "#/components/schemas/Tenant"}),
+                                    **_errors(400, 401, 403, 404, 413, 415)}}},
+        "/usage": {"get": {"tags": ["usage"], "summary": "Usage per tenant and user, GPU-hours of 14 days",
+                           "responses": {"200": _resp("usage", {"type": "object"}), **_errors(401, 403)}}},
+        "/inventory": {"get": {"tags": ["usage"], "summary": "Nodes and GPUs with their workloads",
+                               "responses": {"200": _resp("inventory", {"type": "object"}), **_errors(401, 403)}}},
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "aistack service API", "version": "1",
+                 "description": "Notebook jobs, GPU-slice allocations, tenants and quotas of AIStack Hub. "
+                                "Auth: 'Authorization: token <JupyterHub token>'."},
+        "servers": [{"url": base_path}],
+        "security": [{"token": []}],
+        "components": {"securitySchemes": {"token": {"type": "apiKey", "in": "header", "name": "Authorization"}},
+                       "schemas": SCHEMAS},
+        "paths": paths,
+    }

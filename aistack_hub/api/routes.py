@@ -1,0 +1,65 @@
+"""URL routes of the aistack API."""
+from __future__ import annotations
+
+import json
+
+from tornado.web import RequestHandler
+
+from .allocations import AllocationHandler, AllocationsHandler
+from .jobs import (
+    InspectHandler,
+    JobCancelHandler,
+    JobHandler,
+    JobLogsHandler,
+    JobOutputHandler,
+    JobRerunHandler,
+    JobsHandler,
+)
+from .openapi import openapi_spec
+from .pod import PodInputHandler, PodOutputHandler, PodProgressHandler, PodResultHandler
+from .tenants import InventoryHandler, ProfilesHandler, TenantHandler, TenantsHandler, UsageHandler
+
+
+class OpenAPIHandler(RequestHandler):
+    def initialize(self, base_path):
+        self.base_path = base_path
+
+    def get(self):
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(openapi_spec(self.base_path)))
+
+
+class NotFoundHandler(RequestHandler):
+    def prepare(self):
+        self.set_status(404)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": "not_found", "message": f"no API endpoint {self.request.path}"}))
+
+
+def api_handlers(prefix: str, ctx) -> list:
+    """Routes under ``<prefix>api/`` (prefix: the service's URL prefix, ending in '/')."""
+    api = prefix + "api/"
+    kw = {"ctx": ctx}
+    job = r"jobs/([^/]+)"
+    return [
+        (api + "openapi.json", OpenAPIHandler, {"base_path": api.rstrip("/")}),
+        (api + "jobs/inspect", InspectHandler, kw),
+        (api + "jobs", JobsHandler, kw),
+        (api + job, JobHandler, kw),
+        (api + job + "/output", JobOutputHandler, kw),
+        (api + job + "/logs", JobLogsHandler, kw),
+        (api + job + "/cancel", JobCancelHandler, kw),
+        (api + job + "/rerun", JobRerunHandler, kw),
+        (api + job + "/pod/input", PodInputHandler, kw),
+        (api + job + "/pod/output", PodOutputHandler, kw),
+        (api + job + "/pod/progress", PodProgressHandler, kw),
+        (api + job + "/pod/result", PodResultHandler, kw),
+        (api + "allocations", AllocationsHandler, kw),
+        (api + r"allocations/([^/]+)", AllocationHandler, kw),
+        (api + "tenants", TenantsHandler, kw),
+        (api + r"tenants/([^/]+)", TenantHandler, kw),
+        (api + "usage", UsageHandler, kw),
+        (api + "inventory", InventoryHandler, kw),
+        (api + "profiles", ProfilesHandler, kw),
+        (api + r".*", NotFoundHandler),
+    ]

@@ -1,0 +1,241 @@
+"""The ``aistack`` JupyterHub service: ``python -m aistack_hub.service``.
+
+One tornado application under the service prefix (``$JUPYTERHUB_SERVICE_PREFIX``, default
+``/services/aistack/``): the REST API (``api/``), the admin page (``admin/``, from ``aistack_hub.admin`` when
+that package is installed), Prometheus metrics (``metrics``), and the scheduling loop (``job_runner.queue``)
+with its executor. Settings are traitlets (``--AIStackService.db_url=...``, or a Python config file given by
+``--config``); the deployment config (tenants, quotas, profiles, inventory) is YAML (``AISTACK_CONFIG``).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import sys
+from urllib.parse import urlparse
+
+from tornado import web
+from tornado.httpserver import HTTPServer
+from traitlets import Bool, Float, Integer, Unicode, default
+from traitlets.config import Application, catch_config_error
+
+from aistack_hub import metrics
+from aistack_hub.api import api_handlers
+from aistack_hub.api.base import ServiceContext
+from aistack_hub.config import DeploymentConfig, seed_tenants
+from job_runner.db import open_database
+from job_runner.queue import JobQueue
+
+
+class MetricsHandler(web.RequestHandler):
+    def get(self):
+        body, ctype = metrics.render()
+        self.set_header("Content-Type", ctype)
+        self.finish(body)
+
+
+class HealthHandler(web.RequestHandler):
+    def initialize(self, queue):
+        self.queue = queue
+
+    def get(self):
+        self.set_header("Content-Type", "application/json")
+        self.finish({"ok": True, "leader": self.queue.is_leader, "ticks": self.queue.ticks})
+
+
+def _env(name, fallback=""):
+    return os.environ.get(name) or fallback
+
+
+class AIStackService(Application):
+    name = "aistack-service"
+    description = "The aistack JupyterHub service: notebook job queue, GPU-slice allocations, REST API"
+
+    aliases = {
+        "config": "AIStackService.config_file",
+        "deployment-config": "AIStackService.deployment_config",
+        "db-url": "AIStackService.db_url",
+        "port": "AIStackService.port",
+        "ip": "AIStackService.ip",
+        "data-dir": "AIStackService.data_dir",
+        "executor": "AIStackService.executor_class",
+        "log-level": "Application.log_level",
+    }
+
+    config_file = Unicode("", help="A traitlets Python config file (c.AIStackService..., c.LocalExecutor...).").tag(config=True)
+    deployment_config = Unicode(help="The deployment config YAML (tenants, profiles, inventory). Env: AISTACK_CONFIG.").tag(config=True)
+
+    @default("deployment_config")
+    def _deployment_default(self):
+        return _env("AISTACK_CONFIG")
+
+    data_dir = Unicode(help="Where the service keeps its files (jobs, secrets). Env: AISTACK_DATA_DIR.").tag(config=True)
+
+    @default("data_dir")
+    def _data_default(self):
+        return os.path.abspath(_env("AISTACK_DATA_DIR", ".aistack"))
+
+    db_url = Unicode(help="SQLAlchemy URL: sqlite:///file (default) or postgresql://... Env: AISTACK_DB_URL.").tag(config=True)
+
+    @default("db_url")
+    def _db_default(self):
+        return _env("AISTACK_DB_URL", f"sqlite:///{os.path.join(self.data_dir, 'aistack.sqlite')}")
+
+    ip = Unicode("127.0.0.1", help="Address to listen on.").tag(config=True)
+    port = Integer(help="Port (default: from $JUPYTERHUB_SERVICE_URL or $AISTACK_SERVICE_PORT, else 10101).").tag(config=True)
+
+    @default("port")
+    def _port_default(self):
+        if os.environ.get("AISTACK_SERVICE_PORT"):
+            return int(os.environ["AISTACK_SERVICE_PORT"])
+        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
+        if url and urlparse(url).port:
+            return urlparse(url).port
+        return 10101
+
+    service_prefix = Unicode(help="URL prefix (default $JUPYTERHUB_SERVICE_PREFIX or /services/aistack/).").tag(config=True)
+
+    @default("service_prefix")
+    def _prefix_default(self):
+        p = _env("JUPYTERHUB_SERVICE_PREFIX", "/services/aistack/")
+        return p if p.endswith("/") else p + "/"
+
+    executor_class = Unicode("job_runner.executors.local.LocalExecutor",
+                             help="Import path of the executor class (LocalExecutor, NoopExecutor, KubernetesExecutor).").tag(config=True)
+    jobs_dir = Unicode(help="Directory of the jobs' files (default <data_dir>/jobs).").tag(config=True)
+
+    @default("jobs_dir")
+    def _jobs_default(self):
+        return os.path.join(self.data_dir, "jobs")
+
+    notebook_root = Unicode("", help="Path submissions: where '{user}'s notebooks are ('' = content only), "
+                            "e.g. /home/{user}.").tag(config=True)
+    validate_kernels = Bool(True, help="Refuse jobs whose kernel is not installed here (local executor).").tag(config=True)
+    max_body_bytes = Integer(16 * 1024 * 1024, help="Largest request body (bytes) the API accepts.").tag(config=True)
+    job_token_secret = Unicode(help="Secret for per-job pod tokens (default: a file in data_dir).").tag(config=True)
+    run_scheduler = Bool(True, help="Take part in the leader election and run the scheduling loop.").tag(config=True)
+    hub_token_is_admin = Bool(True, help="Treat the service's own API token as the hub (admin).").tag(config=True)
+    shutdown_grace_s = Float(5.0, help="Seconds to finish requests on SIGTERM.").tag(config=True)
+
+    @catch_config_error
+    def initialize(self, argv=None):
+        super().initialize(argv)
+        if self.config_file:
+            self.load_config_file(self.config_file)
+        logging.getLogger("tornado.access").setLevel(logging.WARNING)
+        os.makedirs(self.data_dir, exist_ok=True)
+        if not self.job_token_secret:
+            path = os.path.join(self.data_dir, "job-token-secret")
+            if not os.path.exists(path):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(secrets.token_hex(32))
+            with open(path) as f:
+                self.job_token_secret = f.read().strip()
+        self.deployment = DeploymentConfig.load(self.deployment_config)
+        self.deployment.inventory_source = _env("AISTACK_INVENTORY_SOURCE", "configured")
+        self.db = open_database(self.db_url)
+        seed_tenants(self.db, self.deployment)
+        self.executor = self._make_executor()
+        self.queue = JobQueue(self.db, self.deployment, self.executor, parent=self)
+        self.hub_auth = self._make_hub_auth()
+        self.ctx = ServiceContext(
+            db=self.db, queue=self.queue, deployment=self.deployment, executor=self.executor,
+            hub_auth=self.hub_auth,
+            hub_token=os.environ.get("JUPYTERHUB_API_TOKEN", "") if self.hub_token_is_admin else "",
+            max_body_bytes=self.max_body_bytes, notebook_root=self.notebook_root,
+            validate_kernels=self.validate_kernels, job_token_secret=self.job_token_secret, jobs_dir=self.jobs_dir,
+        )
+
+    def _make_executor(self):
+        from importlib import import_module
+
+        mod, _, cls = self.executor_class.rpartition(".")
+        klass = getattr(import_module(mod), cls)
+        kwargs = {"parent": self}
+        if "jobs_dir" in klass.class_trait_names():
+            kwargs["jobs_dir"] = self.jobs_dir
+        return klass(**kwargs)
+
+    def _make_hub_auth(self):
+        if not os.environ.get("JUPYTERHUB_API_URL"):
+            self.log.warning("JUPYTERHUB_API_URL is not set: only the hub token is accepted")
+            return None
+        from jupyterhub.services.auth import HubOAuth
+
+        return HubOAuth(parent=self, cache_max_age=60)
+
+    def make_app(self) -> web.Application:
+        prefix = self.service_prefix
+        handlers = [
+            (prefix + "metrics", MetricsHandler),
+            (prefix + "health", HealthHandler, {"queue": self.queue}),
+        ]
+        handlers += self._admin_handlers(prefix)
+        handlers += api_handlers(prefix, self.ctx)
+        settings = {"hub_auth": self.hub_auth, "cookie_secret": secrets.token_bytes(32),
+                    "aistack_ctx": self.ctx, "aistack_api_url": prefix + "api/",
+                    "service_prefix": prefix, "xsrf_cookies": False,
+                    "static_path": None, "autoreload": False, "log_function": self._log_request}
+        return web.Application(handlers, **settings)
+
+    def _admin_handlers(self, prefix):
+        try:
+            from aistack_hub import admin
+        except ImportError:
+            return []
+        out = []
+        try:
+            from jupyterhub.services.auth import HubOAuthCallbackHandler
+
+            out.append((prefix + "oauth_callback", HubOAuthCallbackHandler))
+        except ImportError:
+            pass
+        for h in getattr(admin, "handlers", []):
+            pattern, rest = h[0], h[1:]
+            out.append((prefix + pattern.lstrip("/"), *rest))
+        return out
+
+    def _log_request(self, handler):
+        status = handler.get_status()
+        level = logging.ERROR if status >= 500 else logging.DEBUG
+        self.log.log(level, "%d %s %s %.1fms", status, handler.request.method, handler.request.uri,
+                     1000 * handler.request.request_time())
+
+    async def serve(self):
+        app = self.make_app()
+        server = HTTPServer(app, max_body_size=self.max_body_bytes + 1024 * 1024, xheaders=True)
+        server.listen(self.port, self.ip)
+        self.log.info("aistack service on http://%s:%d%s (db %s, executor %s)", self.ip, self.port,
+                      self.service_prefix, self.db.engine.url.render_as_string(hide_password=True),
+                      type(self.executor).__name__)
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        task = asyncio.create_task(self.queue.run_forever()) if self.run_scheduler else None
+        await stop.wait()
+        self.log.info("stopping")
+        server.stop()
+        self.queue.stop()
+        if task is not None:
+            try:
+                await asyncio.wait_for(task, self.shutdown_grace_s)
+            except asyncio.TimeoutError:
+                task.cancel()
+        self.db.dispose()
+
+    def start(self):
+        asyncio.run(self.serve())
+
+
+def main(argv=None):
+    app = AIStackService.instance()
+    app.initialize(argv)
+    app.start()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
