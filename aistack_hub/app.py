@@ -76,7 +76,7 @@ def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 120) -> boo
                     return True
         except (urllib.error.URLError, OSError):
             pass
-        time.sleep(0.3)
+        time.sleep(1.0)
     return False
 
 

@@ -45,6 +45,7 @@ SERVER_ROLE_SCOPES = [
     "read:users:name!user", "read:users:groups!user",
 ]
 HUB_KEYS = {"admin_users", "members", "open_signup", "named_server_limit_per_user", "idle_warning_s",
+            "idle_check_interval_s",
             "wait_for_gpu", "queue_timeout_s", "run_as", "minimum_password_length", "announcement"}
 
 
@@ -225,6 +226,7 @@ def configure(
     c.GPUSliceSpawnerMixin.wait_for_gpu = bool(hub.get("wait_for_gpu", True))
     c.GPUSliceSpawnerMixin.queue_timeout = int(hub.get("queue_timeout_s", 3600))
     c.GPUSliceSpawnerMixin.idle_warning_s = int(hub.get("idle_warning_s", 300))
+    c.GPUSliceSpawnerMixin.idle_check_interval = int(hub.get("idle_check_interval_s", 30))
     c.GPUSliceSpawnerMixin.tenant_idle_timeouts = {
         t["name"]: int(t["idle_timeout_s"]) for t in data.get("tenants") or [] if t.get("idle_timeout_s")
     }

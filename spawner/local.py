@@ -136,6 +136,17 @@ class LocalGPUSpawner(GPUSliceSpawnerMixin, LocalProcessSpawner):
             up = os.path.dirname(parent)
             if os.stat(up).st_mode & 0o001 == 0:
                 os.chmod(up, os.stat(up).st_mode | 0o001)
+            # Every folder above must be traversable by the server's account, or chdir fails obscurely.
+            path = up
+            while True:
+                path = os.path.dirname(path)
+                st = os.stat(path)
+                if not (st.st_mode & 0o001 or (st.st_uid == acct.pw_uid and st.st_mode & 0o100)):
+                    raise RuntimeError(
+                        f"the notebook servers' account {acct.pw_name!r} cannot reach {home}: {path} is not "
+                        f"traversable (chmod o+x {path}, or move the data folder, or set LocalGPUSpawner.run_as)")
+                if path == os.path.dirname(path):
+                    break
         return home
 
     def make_preexec_fn(self, name):

@@ -231,7 +231,7 @@ class GPUSliceSpawnerMixin(LoggingConfigurable):
 
     async def fetch_profiles(self, tenant: str) -> list[dict]:
         code, data = await self._call("GET", "profiles", query={"tenant": tenant, "user": self.user.name})
-        if code in (403, 404):
+        if code in (400, 403, 404):
             return []  # not a tenant, or the user may not use it
         if code != 200:
             raise web.HTTPError(502, f"aistack service: GET profiles answered {code}: {_message(data)}")
@@ -246,6 +246,10 @@ class GPUSliceSpawnerMixin(LoggingConfigurable):
     @default("options_form")
     def _default_options_form(self):
         return _options_form  # a callable: JupyterHub calls it with the spawner, per request
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        return _check_user_options  # bad options are a 400 before anything is allocated
 
     def options_from_form(self, formdata):
         """``profile`` = ``tenant/slug`` from the form; also accepts separate ``tenant`` and ``profile``."""
@@ -542,6 +546,19 @@ def slice_label(asg: dict) -> str:
     milli = int(asg.get("gpu_milli") or 0)
     share = f":{milli}m" if 0 < milli < 1000 else ""
     return f"{node}/" + "+".join(f"gpu{i}" for i in idx) + share
+
+
+USER_OPTION_KEYS = ("tenant", "profile")
+
+
+def _check_user_options(spawner, user_options: dict):
+    unknown = set(user_options or {}) - set(USER_OPTION_KEYS)
+    if unknown:
+        raise web.HTTPError(400, f"unknown server options {sorted(unknown)}; known: {list(USER_OPTION_KEYS)}")
+    for key in USER_OPTION_KEYS:
+        value = (user_options or {}).get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > 255):
+            raise web.HTTPError(400, f"server option {key!r} must be a string (a {key} name)")
 
 
 def _message(data) -> str:

@@ -81,8 +81,10 @@ async def gather(ep: Endpoints, token: str) -> dict:
         if e.status != 403:
             raise
         inventory = {}  # tenant admins may not see the whole pool
-    queued = _items(await call(ep.api, token, "GET", "jobs", query={"status": "queued", "limit": 200}), "jobs")
-    running = _items(await call(ep.api, token, "GET", "jobs", query={"status": "running", "limit": 200}), "jobs")
+    queued = _items(await call(ep.api, token, "GET", "jobs", query={"state": "queued", "limit": 500}), "jobs")
+    running = _items(await call(ep.api, token, "GET", "jobs", query={"state": "running", "limit": 500}), "jobs")
+    for j in queued:
+        j.setdefault("position", j.get("queue_position"))
     tenants = [normalise_tenant(t) for t in tenants]
     members = {}
     for t in tenants:
