@@ -8,7 +8,7 @@ the Job's pod failure policy what happened (see ``EXIT_CODES``).
 
 Environment (set by the executor): ``AISTACK_SERVICE_URL`` (the service's API base URL, ending in
 ``/api/``), ``AISTACK_JOB_ID``, ``AISTACK_JOB_ATTEMPT``, ``AISTACK_JOB_TOKEN`` (from a Secret),
-optionally ``AISTACK_WORK_DIR`` and ``AISTACK_REPORT_INTERVAL``.
+optionally ``AISTACK_WORK_DIR``, ``AISTACK_REPORT_INTERVAL`` and ``AISTACK_TERMINATION_LOG``.
 """
 from __future__ import annotations
 
@@ -59,10 +59,10 @@ class ServiceChannel:
         self.session.headers[TOKEN_HEADER] = token
         self.retry_for_s = retry_for_s
 
-    def _call(self, method: str, path: str, **kwargs):
+    def _call(self, method: str, path: str, retry_for_s: float | None = None, **kwargs):
         import requests
 
-        deadline = time.monotonic() + self.retry_for_s
+        deadline = time.monotonic() + (self.retry_for_s if retry_for_s is None else retry_for_s)
         delay = 0.5
         while True:
             try:
@@ -82,16 +82,17 @@ class ServiceChannel:
     def get_input(self) -> dict:
         return self._call("GET", "input").json()
 
-    def put_output(self, notebook_json: str):
-        self._call("PUT", "output", data=notebook_json.encode(), headers={"Content-Type": "application/json"})
+    def put_output(self, notebook_json: str, retry_for_s: float | None = None):
+        self._call("PUT", "output", retry_for_s, data=notebook_json.encode(),
+                   headers={"Content-Type": "application/json"})
 
-    def post_progress(self, progress: dict | None, log_text: str):
+    def post_progress(self, progress: dict | None, log_text: str, retry_for_s: float | None = None):
         body = {"log": log_text}
         if progress:
             body["cell"] = progress.get("current_cell")
             body["total"] = progress.get("cells_total")
             body["done"] = progress.get("cells_done")
-        self._call("POST", "progress", json=body)
+        self._call("POST", "progress", retry_for_s, json=body)
 
     def post_result(self, ok: bool, fail: dict | None):
         self._call("POST", "result", json={"ok": ok, "failure": fail})
@@ -117,6 +118,12 @@ class _LogPump(threading.Thread):
         with self.lock:
             text, self.buffer = "".join(self.buffer), []
         return text
+
+    def give_back(self, text: str):
+        """Text that could not be sent goes first next time."""
+        if text:
+            with self.lock:
+                self.buffer.insert(0, text)
 
 
 def _read_json(path: str):
@@ -150,18 +157,28 @@ class PodRun:
             json.dump(runner_spec, f)
         return attempt_dir
 
-    def _report(self, attempt_dir: str, pump: _LogPump):
-        """Send new log text, progress and (if it changed) the output notebook; never fail the run."""
+    def _report(self, attempt_dir: str, pump: _LogPump, final: bool = False):
+        """Send new log text, progress and (if it changed) the output notebook. While the notebook runs
+        a failed report is tried again at the next interval (never failing the run); the final one
+        retries for a while, through a restart of the service."""
+        retry = None if final else 0
+        text = pump.take()
         try:
-            self.channel.post_progress(_read_json(os.path.join(attempt_dir, "progress.json")), pump.take())
+            self.channel.post_progress(_read_json(os.path.join(attempt_dir, "progress.json")), text, retry)
+        except Exception as e:  # noqa: BLE001
+            pump.give_back(text)
+            log.warning("could not report progress: %s", e)
+            if not final:
+                return
+        try:
             out = os.path.join(attempt_dir, "output.ipynb")
             mtime = os.path.getmtime(out) if os.path.exists(out) else None
             if mtime and mtime != self._output_mtime:
                 with open(out) as f:
-                    self.channel.put_output(f.read())
+                    self.channel.put_output(f.read(), retry)
                 self._output_mtime = mtime
-        except Exception as e:  # noqa: BLE001 - reporting is best effort while the notebook runs
-            log.warning("could not report progress: %s", e)
+        except Exception as e:  # noqa: BLE001
+            log.warning("could not upload the output: %s", e)
 
     def stop(self, *_):
         """SIGTERM from Kubernetes (Job deleted = cancelled): pass it on to the runner."""
@@ -197,7 +214,7 @@ class PodRun:
                     self.proc.kill()
             self._report(attempt_dir, pump)
         pump.join(timeout=5)
-        self._report(attempt_dir, pump)
+        self._report(attempt_dir, pump, final=True)
 
         result = _read_json(os.path.join(attempt_dir, "result.json")) or {}
         if timed_out:
@@ -240,7 +257,7 @@ def main(argv=None) -> int:
         log.exception("job pod failed")
         ok, fail = False, failure(INFRASTRUCTURE, f"job pod: {type(e).__name__}: {e}"[:500])
     if fail:
-        _write_termination_message(fail)
+        _write_termination_message(fail, env.get("AISTACK_TERMINATION_LOG", "/dev/termination-log"))
     try:
         channel.post_result(ok, fail)
     except Exception as e:  # noqa: BLE001 - the exit code still tells the executor the outcome

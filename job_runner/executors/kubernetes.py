@@ -15,6 +15,7 @@ import asyncio
 import base64
 import json
 import math
+import os
 import time
 
 from traitlets import Any, Bool, Dict, Float, Instance, Int, List, Unicode, default
@@ -35,6 +36,9 @@ CONTAINER_NAME = "notebook"
 # Container "waiting" reasons that never resolve by themselves.
 IMAGE_PULL_REASONS = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull")
 CONFIG_ERROR_REASONS = ("CreateContainerConfigError", "CreateContainerError", "RunContainerError")
+# Failure reasons only Kubernetes can see (the pod never got to report, or was killed).
+CLUSTER_REASONS = ("OOMKilled", "Evicted", "Preempted", "DeadlineExceeded", "Unschedulable", "ImagePullBackOff",
+                   "JobNotFound", "JobReplaced") + CONFIG_ERROR_REASONS
 # Exit code of job_runner.pod -> failure class.
 EXIT_CLASSES = {code: cls for cls, code in EXIT_CODES.items() if cls}
 
@@ -124,6 +128,18 @@ class KubernetesExecutor(Executor):
     )
     extra_pod_labels = Dict({}, config=True, help="Extra labels on job pods.")
     extra_pod_annotations = Dict({}, config=True, help="Extra annotations on job pods.")
+    jobs_dir = Unicode(
+        "",
+        config=True,
+        help="""Where the service keeps what job pods send through the pod endpoints
+        (<jobs_dir>/<id>/job.log, attempt-<n>/{progress.json,output.ipynb,result.json}); the service
+        sets it. Read for progress, the pod's own failure report, the output and the logs.""",
+    )
+    delete_on_cleanup = Bool(
+        False,
+        config=True,
+        help="Delete a finished Job at once instead of leaving it to ttlSecondsAfterFinished.",
+    )
     renderer = Instance(SliceRenderer, help="Renders slices; configure it as SliceRenderer.")
     request_timeout_s = Float(30.0, config=True, help="Timeout of each Kubernetes API request.")
     api_client = Any(help="A kubernetes_asyncio ApiClient to use instead of building one (tests).")
@@ -345,7 +361,8 @@ class KubernetesExecutor(Executor):
 
     async def cleanup(self, handle: dict) -> None:
         self._pending_since.pop(handle.get("name"), None)
-        await self._delete_job(handle)
+        if self.delete_on_cleanup:
+            await self._delete_job(handle)
 
     async def _delete_job(self, handle: dict):
         from kubernetes_asyncio.client.exceptions import ApiException
@@ -412,7 +429,25 @@ class KubernetesExecutor(Executor):
             handle["namespace"], label_selector=f"batch.kubernetes.io/job-name={handle['name']}",
             _request_timeout=self.request_timeout_s)).items
         pods.sort(key=lambda p: p.metadata.creation_timestamp or 0)
-        return self.state_of(kjob, pods, handle)
+        state = self.state_of(kjob, pods, handle)
+        return self._with_pod_reports(state, handle)
+
+    def _attempt_file(self, job_id, attempt, name: str) -> str:
+        return os.path.join(self.jobs_dir, str(int(job_id)), f"attempt-{int(attempt)}", name)
+
+    def _with_pod_reports(self, state: ExecState, handle: dict) -> ExecState:
+        """Add what the pod reported through the service (progress; its own failure, which knows the
+        failing cell) to what Kubernetes says. Kubernetes' reason wins where only it can know it."""
+        if not self.jobs_dir or "job_id" not in handle:
+            return state
+        state.progress = _read_json(self._attempt_file(handle["job_id"], handle["attempt"], "progress.json")) \
+            or state.progress
+        if state.state == FAILED:
+            reported = (_read_json(self._attempt_file(handle["job_id"], handle["attempt"], "result.json")) or {})
+            fail = reported.get("failure")
+            if isinstance(fail, dict) and fail.get("class") and state.failure.get("reason") not in CLUSTER_REASONS:
+                state.failure = {**fail, "reason": state.failure.get("reason")}
+        return state
 
     # -- reading the status ----------------------------------------------------------------------
 
@@ -495,11 +530,32 @@ class KubernetesExecutor(Executor):
             return failure(INFRASTRUCTURE, job_condition.message or f"the Job failed: {reason}", reason=reason)
         return failure(INFRASTRUCTURE, "the pod failed", reason="Failed")
 
-    # -- logs for the API ------------------------------------------------------------------------
+    # -- output and logs for the API -------------------------------------------------------------
+
+    async def read_output(self, job: JobSpec) -> str | None:
+        """The output notebook the pod uploaded (the newest attempt that has one)."""
+        if not self.jobs_dir:
+            return None
+        for attempt in range(job.attempt, 0, -1):
+            try:
+                with open(self._attempt_file(job.id, attempt, "output.ipynb")) as f:
+                    return f.read()
+            except OSError:
+                continue
+        return None
 
     async def read_logs(self, job: JobSpec, offset: int = 0, limit: int = 1 << 20) -> tuple[bytes, int]:
-        """The container log of the job's current attempt (the kubelet's, through the API server)."""
+        """The log the pod streamed to the service; else the container log (through the API server)."""
         from kubernetes_asyncio.client.exceptions import ApiException
+
+        if self.jobs_dir:
+            try:
+                with open(os.path.join(self.jobs_dir, str(int(job.id)), "job.log"), "rb") as f:
+                    f.seek(offset)
+                    data = f.read(limit)
+                return data, offset + len(data)
+            except OSError:
+                pass
 
         _, core = await self._apis()
         ns, name = self.namespace_for(job.tenant), self.job_name(job.id, job.attempt)
@@ -515,6 +571,14 @@ class KubernetesExecutor(Executor):
         data = (text or "").encode()
         chunk = data[offset:offset + limit]
         return chunk, offset + len(chunk)
+
+
+def _read_json(path: str):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def _parse_termination_message(message: str | None) -> dict | None:
