@@ -142,6 +142,12 @@ class KubernetesExecutor(Executor):
     )
     renderer = Instance(SliceRenderer, help="Renders slices; configure it as SliceRenderer.")
     request_timeout_s = Float(30.0, config=True, help="Timeout of each Kubernetes API request.")
+    poll_snapshot_s = Float(
+        1.0,
+        config=True,
+        help="""poll() reads Jobs and pods from a per-namespace list at most this old (0: read each Job
+        on its own). One list per second serves any number of running jobs.""",
+    )
     api_client = Any(help="A kubernetes_asyncio ApiClient to use instead of building one (tests).")
 
     @default("renderer")
@@ -152,6 +158,8 @@ class KubernetesExecutor(Executor):
         super().__init__(**kwargs)
         self._client_lock = asyncio.Lock()
         self._pending_since: dict[str, float] = {}
+        self._snapshots: dict[str, tuple] = {}
+        self._snapshot_locks: dict[str, asyncio.Lock] = {}
 
     # -- the Kubernetes client -------------------------------------------------------------------
 
@@ -413,24 +421,52 @@ class KubernetesExecutor(Executor):
     async def poll(self, handle: dict) -> ExecState:
         from kubernetes_asyncio.client.exceptions import ApiException
 
-        batch, core = await self._apis()
-        try:
-            kjob = await batch.read_namespaced_job(handle["name"], handle["namespace"],
-                                                   _request_timeout=self.request_timeout_s)
-        except ApiException as e:
-            if e.status == 404:
-                return ExecState(FAILED, failure=failure(
-                    INFRASTRUCTURE, f"Job {handle['namespace']}/{handle['name']} is gone", reason="JobNotFound"))
-            raise
+        ns, name = handle["namespace"], handle["name"]
+        jobs, pods_by_job = await self._snapshot(ns)
+        kjob = jobs.get(name)
+        pods = pods_by_job.get(name, [])
+        if kjob is None:
+            # Not in the namespace snapshot (created after it, or gone): ask for this one Job.
+            batch, core = await self._apis()
+            try:
+                kjob = await batch.read_namespaced_job(name, ns, _request_timeout=self.request_timeout_s)
+            except ApiException as e:
+                if e.status == 404:
+                    return ExecState(FAILED, failure=failure(
+                        INFRASTRUCTURE, f"Job {ns}/{name} is gone", reason="JobNotFound"))
+                raise
+            pods = (await core.list_namespaced_pod(ns, label_selector=f"batch.kubernetes.io/job-name={name}",
+                                                   _request_timeout=self.request_timeout_s)).items
         if handle.get("uid") and kjob.metadata.uid != handle["uid"]:
             return ExecState(FAILED, failure=failure(
                 INFRASTRUCTURE, "the Job was replaced by another one of the same name", reason="JobReplaced"))
-        pods = (await core.list_namespaced_pod(
-            handle["namespace"], label_selector=f"batch.kubernetes.io/job-name={handle['name']}",
-            _request_timeout=self.request_timeout_s)).items
-        pods.sort(key=lambda p: p.metadata.creation_timestamp or 0)
+        pods = sorted(pods, key=lambda p: p.metadata.creation_timestamp or 0)
         state = self.state_of(kjob, pods, handle)
         return self._with_pod_reports(state, handle)
+
+    async def _snapshot(self, ns: str):
+        """This instance's Jobs and their pods in ``ns``, listed at most every ``poll_snapshot_s``:
+        polling N running jobs costs two list calls per namespace, not 2N reads."""
+        if self.poll_snapshot_s <= 0:
+            return {}, {}
+        lock = self._snapshot_locks.setdefault(ns, asyncio.Lock())
+        async with lock:
+            at, jobs, pods = self._snapshots.get(ns, (0.0, {}, {}))
+            if time.monotonic() - at < self.poll_snapshot_s:
+                return jobs, pods
+            batch, core = await self._apis()
+            sel = self.selector()
+            job_list, pod_list = await asyncio.gather(
+                batch.list_namespaced_job(ns, label_selector=sel, _request_timeout=self.request_timeout_s),
+                core.list_namespaced_pod(ns, label_selector=sel, _request_timeout=self.request_timeout_s))
+            jobs = {j.metadata.name: j for j in job_list.items}
+            pods = {}
+            for p in pod_list.items:
+                owner = (p.metadata.labels or {}).get("batch.kubernetes.io/job-name")
+                if owner:
+                    pods.setdefault(owner, []).append(p)
+            self._snapshots[ns] = (time.monotonic(), jobs, pods)
+            return jobs, pods
 
     def _attempt_file(self, job_id, attempt, name: str) -> str:
         return os.path.join(self.jobs_dir, str(int(job_id)), f"attempt-{int(attempt)}", name)
