@@ -98,7 +98,8 @@ class KubernetesExecutor(Executor):
     job_token_secret = Unicode(
         "",
         config=True,
-        help="Key of the per-job tokens (job_runner.pod.job_token); the service checks tokens with the same key.",
+        help="""Key of the per-job tokens (job_runner.pod.job_token); the service checks tokens with the
+        same key. Empty: the service's own (AIStackService.job_token_secret, the executor's parent).""",
     )
     ttl_seconds_after_finished = Int(
         3600,
@@ -189,6 +190,13 @@ class KubernetesExecutor(Executor):
         if self.api_client is not None:
             await self.api_client.close()
             self.api_client = None
+
+    def token_key(self) -> str:
+        """The key of the per-job tokens: ours, else the service's (the executor's parent)."""
+        key = self.job_token_secret or getattr(self.parent, "job_token_secret", "")
+        if not key:
+            raise RuntimeError("KubernetesExecutor: no job_token_secret (set it, or run it in the aistack service)")
+        return key
 
     # -- names -----------------------------------------------------------------------------------
 
@@ -330,7 +338,7 @@ class KubernetesExecutor(Executor):
         from kubernetes_asyncio.client.exceptions import ApiException
 
         _, core = await self._apis()
-        token = job_token(self.job_token_secret, handle["job_id"], handle["attempt"])
+        token = job_token(self.token_key(), handle["job_id"], handle["attempt"])
         secret = {
             "metadata": {
                 "name": handle["name"],
