@@ -50,7 +50,8 @@ def _request_of(profile):
     req = profile.get("request") if isinstance(profile, dict) else profile.request
     if isinstance(req, SliceRequest):
         return req
-    return SliceRequest.from_dict({k: v for k, v in (req or {"kind": "cpu"}).items() if v is not None})
+    known = set(SliceRequest.__dataclass_fields__)
+    return SliceRequest.from_dict({k: v for k, v in (req or {"kind": "cpu"}).items() if v is not None and k in known})
 
 
 def _escape_braces(value: str) -> str:
