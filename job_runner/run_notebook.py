@@ -126,6 +126,26 @@ def _on_sigterm(signum, frame):
     raise _Cancelled()
 
 
+def _point_at_output_cell(fail: dict, output: str, link: str | None) -> None:
+    """Make cell_index and link name the failed cell in the *output* notebook (papermill adds cells there:
+    the injected parameters and an error banner), with the cell's id."""
+    if fail.get("class") != "cell_error":
+        return
+    try:
+        with open(output) as f:
+            nb = json.load(f)
+    except (OSError, ValueError):
+        return
+    for i, cell in enumerate(nb.get("cells", [])):
+        if (cell.get("metadata", {}).get("papermill") or {}).get("exception"):
+            fail["cell_index"] = i
+            fail["cell_id"] = cell.get("id")
+            fail["message"] = f"cell {i} raised {fail.get('ename')}: {fail.get('evalue')}"
+            if link:
+                fail["link"] = f"{link}#cell={i}"
+            return
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     attempt_dir = os.path.abspath(argv[0])
@@ -161,6 +181,7 @@ def main(argv=None) -> int:
         return 143
     except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded
         fail = classify_exception(exc, output_link=spec.get("output_link"))
+        _point_at_output_cell(fail, output, spec.get("output_link"))
         logging.error("job failed: %s", fail["message"])
         write_json_atomic(result_path, {"state": "failed", "failure": fail})
         return 1
