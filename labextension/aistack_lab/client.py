@@ -21,7 +21,8 @@ class AistackServiceClient(Configurable):
     """Talks to ``{hub}/services/aistack/api/`` on behalf of the user who owns this server."""
 
     service_url = Unicode(
-        help="""Base URL of the aistack service API, e.g. http://127.0.0.1:8000/services/aistack/api/.
+        help="""URL of the aistack service, e.g. http://127.0.0.1:8000/services/aistack/ (its API is below,
+        at api/; a URL already ending in /api/ is taken as the API's).
 
         Defaults to $AISTACK_SERVICE_URL (the hub sets it for the servers it spawns). When neither is
         set, the URL is derived from the browser's request: same scheme and host as the proxy that
@@ -57,6 +58,14 @@ class AistackServiceClient(Configurable):
         help="Largest response accepted from the service (output notebooks can be big).",
     ).tag(config=True)
 
+    _http = None
+
+    def _http_client(self):
+        # an own client: the shared one's max_body_size (100 MB default) is not ours to change
+        if self._http is None:
+            self._http = AsyncHTTPClient(force_instance=True, max_body_size=self.max_body_bytes)
+        return self._http
+
     def base_url(self, request=None):
         """The service API base URL, ending in '/'."""
         url = self.service_url
@@ -67,7 +76,8 @@ class AistackServiceClient(Configurable):
             # /services/aistack/ to the service
             prefix = self.hub_base_url.rstrip("/") + "/services/aistack/api/"
             url = f"{request.protocol}://{request.host}{prefix}"
-        return url if url.endswith("/") else url + "/"
+        url = url if url.endswith("/") else url + "/"
+        return url if url.endswith("/api/") else url + "api/"
 
     async def fetch(self, method, path, *, query=None, body=None, request=None):
         """Send one request to the service; returns ``(status, content_type, body_bytes)``.
@@ -92,10 +102,9 @@ class AistackServiceClient(Configurable):
             body=body,
             request_timeout=self.request_timeout,
             follow_redirects=False,
-            max_body_size=self.max_body_bytes,
         )
         try:
-            resp = await AsyncHTTPClient().fetch(req, raise_error=False)
+            resp = await self._http_client().fetch(req, raise_error=False)
         except (OSError, HTTPClientError) as e:
             raise ServiceError(502, "service_unreachable", f"cannot reach the aistack service at {url}: {e}")
         if resp.code == 599:

@@ -31,15 +31,14 @@ class AistackBaseHandler(APIHandler):
     def client(self) -> AistackServiceClient:
         return self.settings["aistack_lab_client"]
 
-    def prepare(self):
-        res = super().prepare()
+    async def prepare(self):
+        await super().prepare()  # jupyter_server authenticates here (sets current_user)
         # the forwarded requests carry the *owner's* token: someone the server is shared with
         # (JupyterHub sharing) must not act as the owner through this extension
         owner = os.environ.get("JUPYTERHUB_USER")
         user = self.current_user
         if owner and user is not None and getattr(user, "username", owner) != owner:
             raise web.HTTPError(403, "only the owner of this server may submit or manage jobs from it")
-        return res
 
     def write_error(self, status_code, **kwargs):
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -81,8 +80,7 @@ class ForwardHandler(AistackBaseHandler):
             return self.fail(e.status, e.code, e.message)
         # a 5xx of the service is its problem, not this server's: report it as a bad gateway
         self.set_status(status if status < 500 else 502)
-        self.set_header("Content-Type", ctype)
-        self.finish(data)
+        self.finish(data, set_content_type=ctype)
 
     @web.authenticated
     @authorized
@@ -121,15 +119,15 @@ class SubmitHandler(AistackBaseHandler):
             notebook = await self.read_submitted_notebook(body)
         except NotebookError as e:
             return self.fail(e.status, "bad_notebook", str(e))
-        job = {k: v for k, v in body.items() if k != "content"}
+        # the service takes the notebook itself (it may not see this server's files): not the path
+        job = {k: v for k, v in body.items() if k not in ("content", "path")}
         job["notebook"] = notebook
         try:
             status, ctype, data = await self.client.fetch("POST", "jobs", body=job, request=self.request)
         except ServiceError as e:
             return self.fail(e.status, e.code, e.message)
         self.set_status(status if status < 500 else 502)
-        self.set_header("Content-Type", ctype)
-        self.finish(data)
+        self.finish(data, set_content_type=ctype)
 
 
 class InspectHandler(AistackBaseHandler):
@@ -145,13 +143,12 @@ class InspectHandler(AistackBaseHandler):
             return self.fail(e.status, "bad_notebook", str(e))
         try:
             status, ctype, data = await self.client.fetch(
-                "POST", "jobs/inspect", body={"notebook": notebook, "path": body.get("path")}, request=self.request
+                "POST", "jobs/inspect", body={"notebook": notebook}, request=self.request
             )
         except ServiceError as e:
             return self.fail(e.status, e.code, e.message)
         self.set_status(status if status < 500 else 502)
-        self.set_header("Content-Type", ctype)
-        self.finish(data)
+        self.finish(data, set_content_type=ctype)
 
 
 class OpenOutputHandler(AistackBaseHandler):

@@ -14,6 +14,7 @@ import {
   IFieldInput,
   IFormResult,
   IParameter,
+  jobNameFrom,
   ParamValue,
   validateJobFields
 } from './params';
@@ -232,8 +233,8 @@ export class RunJobForm extends Widget implements Dialog.IBodyWidget<IJobRequest
     const node = this.node;
 
     this.nameInput = el('input', { type: 'text', name: 'name', class: 'jp-mod-styled' });
-    this.nameInput.value = initial?.name ?? this.options.notebookName.replace(/\.ipynb$/, '');
-    node.appendChild(this.field(trans.__('Job name'), this.nameInput));
+    this.nameInput.value = initial?.name ?? jobNameFrom(this.options.notebookName);
+    node.appendChild(this.field(trans.__('Job name'), this.nameInput, trans.__('lower-case letters, digits and "-"')));
 
     const tenantNames = tenants.map(t => t.name);
     this.tenantSelect = this.select(tenants.map(t => ({ value: t.name, label: t.name })), initial?.tenant ?? tenantNames[0] ?? '', 'tenant');

@@ -41,6 +41,7 @@ interface ISettings {
   timeoutMinutes: number;
   retries: number;
   notifyOnFinish: boolean;
+  saveOutputOnFinish: boolean;
   pollIntervalSeconds: number;
   maxSweepJobs: number;
 }
@@ -51,6 +52,7 @@ const DEFAULTS: ISettings = {
   timeoutMinutes: 0,
   retries: 0,
   notifyOnFinish: true,
+  saveOutputOnFinish: true,
   pollIntervalSeconds: 3,
   maxSweepJobs: 64
 };
@@ -116,10 +118,36 @@ const plugin: JupyterFrontEndPlugin<void> = {
     let settings: ISettings = { ...DEFAULTS };
     let me: IMe = { name: null, admin: false, tenants: [] };
 
+    /** Output folder chosen in the dialog, per job id (kept in this browser). */
+    const outputFolders = {
+      key: 'aistack_lab:output-folders',
+      get(id: string): string | undefined {
+        try {
+          return JSON.parse(window.localStorage.getItem(this.key) || '{}')[id];
+        } catch {
+          return undefined;
+        }
+      },
+      set(id: string, folder: string): void {
+        try {
+          const all = JSON.parse(window.localStorage.getItem(this.key) || '{}');
+          all[id] = folder;
+          window.localStorage.setItem(this.key, JSON.stringify(all));
+        } catch {
+          // storage full or disabled: the settings' folder is used instead
+        }
+      }
+    };
+
+    async function saveOutput(job: IJob): Promise<string> {
+      const dir = outputFolders.get(job.id) || settings.outputLocation;
+      const { path } = await api.openOutput(job.id, dir);
+      return path;
+    }
+
     const actions = {
       openOutput: async (job: IJob) => {
-        const dir = job.raw?.output_location || settings.outputLocation;
-        const { path } = await api.openOutput(job.id, dir);
+        const path = await saveOutput(job);
         // reload when already open: the output of a running job grows
         await docManager.services.contents.get(path, { content: false });
         const widget = docManager.findWidget(path);
@@ -186,6 +214,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
 
     panel.finished.connect((_, jobs) => {
+      for (const job of jobs) {
+        // the output goes where the dialog said, as soon as the job ends
+        if (settings.saveOutputOnFinish && job.user === me.name && job.startedAt) {
+          void saveOutput(job).catch(e => console.warn(`aistack_lab: output of job ${job.id} not saved`, e));
+        }
+      }
       if (!settings.notifyOnFinish) {
         return;
       }
@@ -222,20 +256,29 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
 
     async function runAsJob(path?: string, rerunOf?: IJob): Promise<void> {
+      // a rerun with edits resubmits the job's own snapshot: its output notebook keeps the parameters cell
+      // (papermill replaces the injected-parameters cell on the next run)
+      let rerunContent: any = undefined;
+      if (rerunOf) {
+        rerunContent = await api.get(`jobs/${rerunOf.id}/output`);
+        path = rerunOf.notebookPath || `${rerunOf.name}.ipynb`;
+      }
       if (!path) {
         throw new Error(trans.__('Open a notebook, or pick one in the file browser'));
       }
       // the open notebook's unsaved state is what the user sees: send it when it differs from disk
-      const open = tracker?.find(w => w.context.path === path) ?? null;
+      const open = rerunOf ? null : (tracker?.find(w => w.context.path === path) ?? null);
       const content = open && open.context.model.dirty ? open.context.model.toJSON() : undefined;
       let kernel = '';
-      if (open) {
+      if (rerunOf) {
+        kernel = rerunOf.raw?.kernel_name ?? '';
+      } else if (open) {
         kernel = open.sessionContext.kernelPreference.name || (open.context.model.getMetadata('kernelspec') as any)?.name || '';
       } else {
         const model = await docManager.services.contents.get(path, { content: true, type: 'notebook' });
         kernel = model.content?.metadata?.kernelspec?.name ?? '';
       }
-      const [inspected, who] = await Promise.all([api.inspect(path, content), loadMe()]);
+      const [inspected, who] = await Promise.all([api.inspect(path, rerunContent ?? content), loadMe()]);
       me = who;
       panel.user = me.name;
       const specs = app.serviceManager.kernelspecs.specs;
@@ -273,8 +316,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
       if (!request) {
         return;
       }
-      const { count, sweep, ...job } = request;
-      const body: Record<string, unknown> = { ...job, path, content };
+      const { count, sweep, output_location, ...job } = request;
+      // the server extension reads `path` (or uses the unsaved `content`) and sends the notebook itself
+      const body: Record<string, unknown> = { ...job, path, content: rerunContent ?? content };
       if (!job.tenant) {
         delete body.tenant;
       }
@@ -284,6 +328,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
       const started = performance.now();
       const res = await api.submit(body);
       (window as any).__aistackLastSubmitMs = performance.now() - started;
+      for (const j of describeSubmission(res, trans).jobs) {
+        outputFolders.set(j.id, output_location);
+      }
       notifySubmitted(res);
       app.shell.activateById(panel.id);
       void count;

@@ -315,10 +315,12 @@ export interface IJobFields {
 
 export function validateJobFields(f: IJobFields): Record<string, string> {
   const errors: Record<string, string> = {};
-  if (!f.name.trim()) {
+  // job names become Kubernetes object names (the service refuses others)
+  const name = f.name.trim();
+  if (!name) {
     errors.name = 'give the job a name';
-  } else if (f.name.length > 200) {
-    errors.name = 'the name is longer than 200 characters';
+  } else if (name.length > 63 || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name)) {
+    errors.name = 'use lower-case letters, digits and "-" (starting and ending with a letter or digit), at most 63 characters';
   }
   if (f.timeoutMinutes.trim() !== '') {
     const t = Number(f.timeoutMinutes);
@@ -343,4 +345,16 @@ export function sweepJobName(name: string, point: Record<string, ParamValue>, sw
     return name;
   }
   return `${name} [${keys.map(k => `${k}=${valueToText('', point[k])}`).join(', ')}]`;
+}
+
+/** A valid job name made from a notebook file name: "My Notebook (2).ipynb" -> "my-notebook-2". */
+export function jobNameFrom(fileName: string): string {
+  const stem = fileName.replace(/^.*\//, '').replace(/\.ipynb$/i, '');
+  const name = stem
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 50)
+    .replace(/-+$/, '');
+  return name || 'job';
 }

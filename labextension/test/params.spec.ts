@@ -3,6 +3,7 @@ import {
   evaluateForm,
   expandGrid,
   IParameter,
+  jobNameFrom,
   normalizeParameters,
   normalizeType,
   parseValue,
@@ -104,6 +105,12 @@ describe('validation', () => {
     expect(bad.grid).toEqual([]);
   });
 
+  it('makes valid job names from file names', () => {
+    expect(jobNameFrom('work/My Notebook (2).ipynb')).toBe('my-notebook-2');
+    expect(jobNameFrom('___.ipynb')).toBe('job');
+    expect(validateJobFields({ name: jobNameFrom('x'.repeat(80)), timeoutMinutes: '', retries: '0', outputLocation: '' })).toEqual({});
+  });
+
   it('checks the job fields', () => {
     const good = { name: 'train', timeoutMinutes: '30', retries: '1', outputLocation: 'aistack-jobs' };
     expect(validateJobFields(good)).toEqual({});
@@ -111,6 +118,8 @@ describe('validation', () => {
       ['name', 'outputLocation', 'retries', 'timeoutMinutes']
     );
     expect(validateJobFields({ ...good, timeoutMinutes: '' })).toEqual({});
+    expect(validateJobFields({ ...good, name: 'Train_Model' }).name).toMatch(/lower-case/);
+    expect(validateJobFields({ ...good, name: 'train-' }).name).toMatch(/lower-case/);
   });
 });
 
