@@ -1,0 +1,182 @@
+// The Run-as-job flow in a real Chromium (Debian's, driven by playwright-core) against a real hub:
+// sign in, open a notebook with a parameters cell, Run as job, change parameters (an invalid value first),
+// submit, watch the Jobs panel reach "succeeded", open the output and find the parameters' effect; then a
+// failing notebook from the file browser's context menu shows its failing cell; the palette opens the
+// dialog by keyboard. Screenshots go to $ARTIFACTS. Prints one JSON line of results (timings included).
+//
+// env: HUB_URL USER_NAME PASSWORD ARTIFACTS [CHROMIUM=/usr/bin/chromium] [STEP_TIMEOUT_MS]
+const { chromium } = require('playwright-core');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+
+const HUB = process.env.HUB_URL;
+const USER = process.env.USER_NAME;
+const ART = process.env.ARTIFACTS;
+const T = Number(process.env.STEP_TIMEOUT_MS || 60000);
+const results = { steps: [] };
+const step = name => {
+  results.steps.push(name);
+  process.stderr.write(`[browser] ${name}\n`);
+};
+
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(ART, `${name}.png`) });
+}
+
+async function main() {
+  fs.mkdirSync(ART, { recursive: true });
+  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'aistack-chromium-'));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1400, height: 900 },
+    acceptDownloads: true
+  });
+  const page = context.pages()[0] || (await context.newPage());
+  page.setDefaultTimeout(T);
+  const consoleErrors = [];
+  page.on('console', m => {
+    if (m.type() === 'error') consoleErrors.push(m.text());
+  });
+  try {
+    // --- sign in
+    await page.goto(HUB + 'hub/login');
+    await page.fill('input[name="username"]', USER);
+    await page.fill('input[name="password"]', process.env.PASSWORD);
+    await shot(page, '01-login');
+    await Promise.all([page.waitForNavigation(), page.click('input[type="submit"], button[type="submit"]')]);
+    step('signed in');
+
+    // --- open the notebook in JupyterLab
+    const t0 = Date.now();
+    await page.goto(HUB + `user/${USER}/lab/tree/demo.ipynb`);
+    const button = page.locator('.jp-NotebookPanel-toolbar [data-jp-item-name="aistack-run-as-job"]');
+    await button.waitFor({ state: 'visible', timeout: 120000 });
+    await page.locator('.jp-Notebook .jp-Cell').nth(1).waitFor();
+    results.labReadyMs = Date.now() - t0;
+    await page.waitForTimeout(500);
+    await shot(page, '02-notebook-with-run-as-job');
+    step('notebook open, Run as job button present');
+
+    // --- Run as job: the dialog with the typed parameter form
+    await button.click();
+    const form = page.locator('.aistack-RunJobForm');
+    await form.waitFor();
+    await page.locator('.aistack-RunJobForm select[name="profile"] option[value="cpu"]').waitFor({ state: 'attached' });
+    await page.selectOption('.aistack-RunJobForm select[name="profile"]', 'cpu');
+    const params = await page.$$eval('.aistack-RunJobForm [data-param]', els => els.map(e => [e.getAttribute('data-param'), e.getAttribute('data-type'), e.value]));
+    results.formParams = params;
+    results.profileSummary = await page.textContent('.aistack-RunJobForm-profileSummary');
+    results.priorities = await page.$$eval('.aistack-RunJobForm select[name="priority"] option', os => os.map(o => o.value));
+    // an invalid value is refused before submission: message shown, Submit disabled
+    await page.fill('input[name="param-repeat"]', 'four');
+    const submit = page.locator('.aistack-RunJobDialog .jp-Dialog-footer button.jp-mod-accept');
+    await page.waitForTimeout(200);
+    results.invalidMessage = await page.locator('.aistack-RunJobForm-param:has(input[name="param-repeat"]) .aistack-RunJobForm-error').textContent();
+    results.submitDisabledWhenInvalid = await submit.isDisabled();
+    await shot(page, '03-dialog-invalid-parameter');
+    await page.fill('input[name="param-repeat"]', '4');
+    await page.fill('input[name="param-greeting"]', 'bonjour');
+    await page.fill('input[name="name"]', 'browser-demo');
+    await page.waitForTimeout(200);
+    results.submitDisabledWhenValid = await submit.isDisabled();
+    await shot(page, '04-dialog-filled');
+    step('dialog filled');
+
+    // --- submit; time until the panel shows it running
+    const clickAt = Date.now();
+    await submit.click();
+    const row = page.locator('.aistack-Job', { hasText: 'browser-demo' }).first();
+    await row.waitFor();
+    const jobId = await row.getAttribute('data-job-id');
+    results.jobId = jobId;
+    const notification = page.locator('.Toastify__toast', { hasText: 'browser-demo' }).first();
+    await notification.waitFor({ timeout: 15000 }).catch(() => {});
+    results.submitNotification = await notification.textContent().catch(() => null);
+    await page.waitForSelector(`.aistack-Job[data-job-id="${jobId}"][data-state="running"], .aistack-Job[data-job-id="${jobId}"][data-state="succeeded"]`, { timeout: 120000 });
+    results.submitToRunningMs = Date.now() - clickAt;
+    results.sawRunning = (await page.getAttribute(`.aistack-Job[data-job-id="${jobId}"]`, 'data-state')) === 'running';
+    await shot(page, '05-panel-running');
+    step('job running in the panel');
+    await page.waitForSelector(`.aistack-Job[data-job-id="${jobId}"][data-state="succeeded"], .aistack-Job[data-job-id="${jobId}"][data-state="failed"]`, { timeout: 180000 });
+    results.finalState = await page.getAttribute(`.aistack-Job[data-job-id="${jobId}"]`, 'data-state');
+    results.progressNow = await page.getAttribute(`.aistack-Job[data-job-id="${jobId}"] [role="progressbar"]`, 'aria-valuenow').catch(() => null);
+    await page.waitForTimeout(500);
+    await shot(page, '06-panel-succeeded');
+    step(`job ${results.finalState}`);
+
+    // --- open the output in JupyterLab and find the parameters' effect
+    await page.click(`.aistack-Job[data-job-id="${jobId}"] .aistack-Job-open`);
+    const expected = 'RESULT ' + 'bonjour'.repeat(4) + ' 2.0';
+    const outputText = page.locator('.jp-NotebookPanel:visible .jp-OutputArea-output', { hasText: expected }).first();
+    await outputText.waitFor({ timeout: 60000 });
+    results.outputHasEffect = true;
+    results.outputTab = await page.locator('.lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current').first().textContent();
+    await shot(page, '07-output-notebook');
+    step('output opened with the new parameters');
+
+    // --- logs
+    await page.click(`.aistack-Job[data-job-id="${jobId}"] .aistack-Job-logs`);
+    const log = page.locator('.aistack-JobLog pre', { hasText: 'Input Notebook' });
+    await log.waitFor({ timeout: 30000 });
+    results.logShown = true;
+    await shot(page, '08-logs');
+
+    // --- a failing notebook, from the file browser's context menu
+    await page.click('.jp-SideBar [data-id="filebrowser"]').catch(() => {});
+    const item = page.locator('.jp-DirListing-item', { hasText: 'fails.ipynb' }).first();
+    await item.waitFor();
+    await item.click({ button: 'right' });
+    await page.click('.lm-Menu-item[data-command="aistack:run-as-job"]');
+    await form.waitFor();
+    await page.locator('.aistack-RunJobForm select[name="profile"] option[value="cpu"]').waitFor({ state: 'attached' });
+    await page.selectOption('.aistack-RunJobForm select[name="profile"]', 'cpu');
+    await page.fill('input[name="name"]', 'browser-fails');
+    await submit.click();
+    const failRow = page.locator('.aistack-Job', { hasText: 'browser-fails' }).first();
+    await failRow.waitFor();
+    const failId = await failRow.getAttribute('data-job-id');
+    await page.click('.jp-SideBar [data-id="aistack-jobs-panel"]').catch(() => {});
+    await page.waitForSelector(`.aistack-Job[data-job-id="${failId}"][data-state="failed"]`, { timeout: 180000 });
+    results.failureText = await page.textContent(`.aistack-Job[data-job-id="${failId}"] .aistack-Job-failure`);
+    await shot(page, '09-panel-failed');
+    await page.click(`.aistack-Job[data-job-id="${failId}"] .aistack-Job-open`);
+    const errorCell = page.locator('.jp-NotebookPanel:visible .jp-Cell', { has: page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]', { hasText: 'ValueError' }) }).first();
+    await errorCell.waitFor({ timeout: 60000 });
+    await errorCell.scrollIntoViewIfNeeded();
+    results.failingCellSource = (await errorCell.locator('.jp-InputArea .cm-content').textContent()) || '';
+    await shot(page, '10-failing-cell');
+    step('failing cell shown');
+
+    // --- keyboard: palette -> Run as job -> dialog; Escape closes it
+    await page.click(`.jp-NotebookPanel:visible .jp-Notebook`).catch(() => {});
+    await page.goto(HUB + `user/${USER}/lab/tree/demo.ipynb`);
+    await button.waitFor({ state: 'visible', timeout: 120000 });
+    await page.keyboard.press('Control+Shift+C');
+    await page.keyboard.type('Run as job');
+    await page.waitForTimeout(300);
+    await page.keyboard.press('Enter');
+    await form.waitFor();
+    results.focusInDialog = await page.evaluate(() => document.activeElement && document.activeElement.getAttribute('name'));
+    await shot(page, '11-dialog-by-keyboard');
+    await page.keyboard.press('Escape');
+    await form.waitFor({ state: 'detached' });
+    step('keyboard palette flow');
+  } catch (e) {
+    results.error = String(e && e.stack ? e.stack : e);
+    await shot(page, '99-failure').catch(() => {});
+  } finally {
+    results.consoleErrors = consoleErrors.slice(0, 20);
+    await context.close();
+    fs.rmSync(userDataDir, { recursive: true, force: true });
+  }
+  process.stdout.write(JSON.stringify(results) + '\n');
+}
+
+main().catch(e => {
+  process.stdout.write(JSON.stringify({ error: String(e) }) + '\n');
+  process.exit(1);
+});

@@ -1,0 +1,61 @@
+"""The Run-as-job flow in a real browser: Debian's Chromium driven by playwright-core (browser/run_as_job.js)
+against the real hub of conftest.py. Screenshots: test-artifacts/labextension/browser/*.png."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from .conftest import ARTIFACTS, REPO, params_notebook
+
+CHROMIUM = os.environ.get("AISTACK_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.mark.browser
+def test_run_as_job_in_chromium(lab_hub, ana):
+    assert os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: run `bash scripts/setup.sh test` (45-chromium.sh)"
+    assert os.path.isdir(os.path.join(REPO, "node_modules", "playwright-core")), \
+        "playwright-core is missing: run `bash scripts/setup.sh test` (40-labextension.sh runs jlpm install)"
+    assert os.path.exists(os.path.join(REPO, "labextension", "aistack_lab", "labextension", "package.json")), \
+        "the lab extension is not built: run `bash scripts/setup.sh test`"
+    ana.put_notebook("demo.ipynb", params_notebook())
+    ana.put_notebook("fails.ipynb", params_notebook("raise ValueError(f'bad scale {scale}')"))
+    shots = os.path.join(ARTIFACTS, "browser")
+    shutil.rmtree(shots, ignore_errors=True)
+    env = dict(os.environ, HUB_URL=lab_hub.url, USER_NAME="ana", PASSWORD=lab_hub.password, ARTIFACTS=shots,
+               CHROMIUM=CHROMIUM)
+    out = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "browser", "run_as_job.js")],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=480)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no result from the browser script (rc {out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
+    res = json.loads(lines[-1])
+    with open(os.path.join(ARTIFACTS, "browser-results.json"), "w") as f:
+        json.dump(res, f, indent=1)
+    assert not res.get("error"), f"{res['error']}\nsteps done: {res.get('steps')}\n{out.stderr[-3000:]}\n{lab_hub.log_tail(3000)}"
+
+    # the dialog: typed form from the parameters cell, profiles with capacity, emergency granted to ana
+    assert [p[0] for p in res["formParams"]] == ["greeting", "repeat", "scale", "loud"], res["formParams"]
+    assert dict((p[0], p[1]) for p in res["formParams"])["repeat"] == "int"
+    assert "free now" in res["profileSummary"], res["profileSummary"]
+    assert "emergency" in res["priorities"], res["priorities"]
+    assert "whole number" in res["invalidMessage"] and res["submitDisabledWhenInvalid"] is True, res
+    assert res["submitDisabledWhenValid"] is False
+    assert res["submitNotification"] and "browser-demo" in res["submitNotification"], res
+    # the panel followed the job to success; the output carries the new parameters' effect
+    assert res["finalState"] == "succeeded", res
+    assert res["outputHasEffect"] and res["logShown"]
+    assert "browser-demo" in res["outputTab"], res["outputTab"]
+    # the failing notebook names and shows its failing cell
+    assert "raised ValueError" in res["failureText"] and "bad scale" in res["failureText"], res["failureText"]
+    assert "raise ValueError" in res["failingCellSource"], res["failingCellSource"]
+    # keyboard: the palette opens the dialog with the focus in its first field
+    assert res["focusInDialog"] == "name", res
+    # the job the browser submitted is really in the service, with the edited parameters
+    job = ana.ext("GET", f"api/jobs/{res['jobId']}").json()
+    assert job["parameters"] == {"greeting": "bonjour", "repeat": 4}, job["parameters"]
+    for name in ("02-notebook-with-run-as-job", "04-dialog-filled", "06-panel-succeeded", "07-output-notebook",
+                 "10-failing-cell"):
+        assert os.path.getsize(os.path.join(shots, f"{name}.png")) > 10_000, name
