@@ -102,7 +102,16 @@ class LocalGPUSpawner(GPUSliceSpawnerMixin, LocalProcessSpawner):
         if self.run_as == "system":
             return pwd.getpwnam(self.user.name)
         if self.run_as == "auto" and os.geteuid() == 0:
-            return self._unprivileged_account()
+            acct = self._unprivileged_account()
+            blocked = unreachable_paths(self.cmd[0])
+            if blocked:
+                # E.g. Python installed under /root (mode 700): the unprivileged account cannot even start
+                # the interpreter. Run as the hub's account rather than not at all, and say how to fix it.
+                _warn_once(self.log, f"notebook servers run as root, not as {acct.pw_name!r}: {blocked[0]} is "
+                                     f"not reachable for other accounts (chmod o+x it, or install Python outside "
+                                     f"it, or set LocalGPUSpawner.run_as)")
+                return None
+            return acct
         return None
 
     def _unprivileged_account(self) -> pwd.struct_passwd:
@@ -210,6 +219,37 @@ class LocalGPUSpawner(GPUSliceSpawnerMixin, LocalProcessSpawner):
     async def start(self):
         self.prepare_home()
         return await super().start()
+
+
+_warned: set = set()
+
+
+def _warn_once(log, message: str):
+    if message not in _warned:
+        _warned.add(message)
+        log.warning(message)
+
+
+def unreachable_paths(executable: str) -> list[str]:
+    """Folders or files that keep an unprivileged account from running ``executable`` (resolved through
+    symlinks) with this Python's packages: a folder needs o+x, the interpreter o+x, the packages o+r."""
+    import jupyterhub
+
+    exe = os.path.realpath(shutil.which(executable) or executable)
+    targets = [(exe, 0o001), (os.path.realpath(os.path.dirname(jupyterhub.__file__)), 0o005)]
+    blocked = []
+    for target, need in targets:
+        path = target
+        while True:
+            parent = os.path.dirname(path)
+            if parent == path:
+                break
+            path = parent
+            if not os.stat(path).st_mode & 0o001:
+                blocked.append(path)
+        if os.stat(target).st_mode & need != need:
+            blocked.append(target)
+    return sorted(set(blocked), key=len)
 
 
 def account_group(acct: pwd.struct_passwd) -> str:

@@ -202,14 +202,14 @@ class GPUSliceSpawnerMixin(LoggingConfigurable):
         url = base.rstrip("/") + "/" + path.lstrip("/")
         return url + ("?" + urlencode(query) if query else "")
 
-    async def _call(self, method: str, path: str, body=None, query: dict | None = None, ok=(200, 201, 204)):
+    async def _call(self, method: str, path: str, body=None, query: dict | None = None, timeout: float | None = None):
         """One JSON request to the service with the hub's token; returns (status, parsed body)."""
         req = HTTPRequest(
             self._api(path, query),
             method=method,
             headers={"Authorization": f"token {self.aistack_token}", "Content-Type": "application/json"},
             body=None if body is None and method in ("GET", "DELETE") else json.dumps(body or {}),
-            request_timeout=self.service_timeout,
+            request_timeout=timeout or self.service_timeout,
             allow_nonstandard_methods=True,
         )
         try:
@@ -328,9 +328,11 @@ class GPUSliceSpawnerMixin(LoggingConfigurable):
                 raise AllocationRefused(403, f"tenant {tenant!r} has no profile {self.user.name} may use now.")
             profile = usable[0]["slug"]
         self.tenant, self.profile_slug = tenant, profile
+        await self.check_quota_now(tenant, profile)
         body = {"user": self.user.name, "tenant": tenant, "profile": profile, "server_name": self.name or "",
                 "wait": bool(self.wait_for_gpu)}
-        code, data = await self._call("POST", "allocations", body)
+        # The service may hold the answer a while (it waits for its next scheduling pass, up to ~30 s).
+        code, data = await self._call("POST", "allocations", body, timeout=self.service_timeout + 45)
         if code not in (200, 201):
             raise AllocationRefused(code if 400 <= code < 500 else 502,
                                     f"Cannot start a server with profile {profile!r} for tenant {tenant!r}: "
@@ -356,6 +358,44 @@ class GPUSliceSpawnerMixin(LoggingConfigurable):
             raise AllocationRefused(409, f"allocation ended as {state!r}")
         self.apply_profile_limits(self.allocation.get("profile") or {})
         return self.allocation
+
+    async def check_quota_now(self, tenant: str, profile: str):
+        """Refuse at once when the tenant's quota left cannot hold this profile now.
+
+        The scheduler's admission check only asks whether a request could *ever* fit the quota (jobs wait
+        for quota); an interactive server should not wait for colleagues to stop theirs, so the spawner
+        says what is in use instead."""
+        profiles = {p.get("slug"): p for p in await self.fetch_profiles(tenant)}
+        p = profiles.get(profile)
+        if p is None:
+            if profiles:
+                raise AllocationRefused(403, f"profile {profile!r} is not offered to tenant {tenant!r}; "
+                                             f"offered: {', '.join(sorted(profiles))}")
+            return  # the service decides (unknown tenant, ...)
+        if p.get("fits_quota", True):
+            return
+        raise AllocationRefused(403, await self.over_quota_message(tenant, p))
+
+    async def over_quota_message(self, tenant: str, profile: dict) -> str:
+        req = profile.get("request") or {}
+        left = profile.get("quota_left") or {}
+        in_use = ""
+        code, usage = await self._call("GET", "usage")
+        if code == 200 and isinstance(usage, dict):
+            u = (usage.get("tenants") or {}).get(tenant) or {}
+            mine = ((usage.get("users") or {}).get(self.user.name) or {}).get(tenant) or {}
+            in_use = (f"; in use now: {_fmt_milli(u.get('gpu_milli', 0))} GPU ({u.get('gpu_milli', 0)} milli-GPU), "
+                      f"{_fmt_milli(u.get('cpu_milli', 0))} CPU, {u.get('memory_mib', 0) / 1024:g} GiB by "
+                      f"{u.get('servers', 0)} server(s) and {u.get('jobs_running', 0)} running job(s), "
+                      f"{mine.get('servers', 0)} of the servers yours")
+        need = []
+        for key, unit, scale in (("gpu_milli", "GPU", 1000), ("cpu_milli", "CPU", 1000), ("memory_mib", "GiB", 1024)):
+            charge = _charge(req).get(key, 0)
+            if left.get(key) is not None and charge > left[key]:
+                need.append(f"{charge / scale:g} {unit} but {left[key] / scale:g} {unit} of the quota is left")
+        return (f"Over quota: tenant {tenant!r} cannot start profile {profile.get('slug')!r} now: it needs "
+                f"{'; '.join(need) or 'more than the quota left'}{in_use}. Stop a server or wait for jobs to finish,"
+                f" or pick a smaller profile.")
 
     def apply_profile_limits(self, profile: dict):
         """Publish the slice's CPU/memory as the standard limits (MEM_LIMIT/CPU_LIMIT env, kube limits)."""
@@ -510,12 +550,15 @@ class GPUSliceSpawnerMixin(LoggingConfigurable):
                 await self.user.stop(self.name)
             return "stopped"
         if idle >= timeout - self.idle_warning_s:
-            at = datetime.fromtimestamp(last + timeout, timezone.utc).strftime("%H:%M UTC")
+            at = datetime.fromtimestamp(last + timeout, timezone.utc).strftime("%H:%M:%S UTC")
             name = f"'{self.name}'" if self.name else "default"
-            self.idle_warning = (f"Your {name} server has been idle for {int(idle // 60)} min and will be stopped at "
-                                 f"{at} (tenant {self.tenant} idle time-out). Use it to keep it running; "
+            since = f"{int(idle // 60)} min" if idle >= 60 else f"{int(idle)} s"
+            first = not self.idle_warning
+            self.idle_warning = (f"Your {name} server has been idle for {since} and will be stopped at {at} "
+                                 f"(tenant {self.tenant} idle time-out). Use it to keep it running; "
                                  f"you can start it again any time.")
-            self.log.info("%s: %s", self._log_name, self.idle_warning)
+            if first:
+                self.log.info("%s: %s", self._log_name, self.idle_warning)
             return "warned"
         self.idle_warning = ""
         return "ok"
@@ -546,6 +589,17 @@ def slice_label(asg: dict) -> str:
     milli = int(asg.get("gpu_milli") or 0)
     share = f":{milli}m" if 0 < milli < 1000 else ""
     return f"{node}/" + "+".join(f"gpu{i}" for i in idx) + share
+
+
+def _charge(req: dict) -> dict:
+    """What a slice request counts against quota (the scheduling core's SliceRequest.charge)."""
+    from job_runner.scheduling import SliceRequest
+
+    try:
+        c = SliceRequest.from_dict({k: v for k, v in req.items() if v is not None}).charge()
+    except (TypeError, ValueError, KeyError):
+        return {"gpu_milli": 0, "cpu_milli": 0, "memory_mib": 0}
+    return {"gpu_milli": c.gpu_milli, "cpu_milli": c.cpu_milli, "memory_mib": c.memory_mib}
 
 
 USER_OPTION_KEYS = ("tenant", "profile")

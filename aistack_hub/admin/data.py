@@ -65,9 +65,22 @@ def _items(data, *keys):
     return []
 
 
-async def gather(ep: Endpoints, token: str) -> dict:
+async def whoami(ep: Endpoints, token: str, hub_user: dict | None = None) -> dict:
+    """``GET me``; with a service that lacks it, the hub's user model and the tenants' admin lists."""
+    try:
+        return await call(ep.api, token, "GET", "me")
+    except APIError as e:
+        if e.status != 404 or not hub_user:
+            raise
+    name = hub_user.get("name")
+    tenants = _items(await call(ep.api, token, "GET", "tenants"), "tenants")
+    return {"name": name, "admin": bool(hub_user.get("admin")),
+            "tenants": [{"name": t["name"], "admin": name in (t.get("admins") or [])} for t in tenants]}
+
+
+async def gather(ep: Endpoints, token: str, hub_user: dict | None = None) -> dict:
     """Everything the page shows for this viewer. Raises APIError(403) for non-admins."""
-    me = await call(ep.api, token, "GET", "me")
+    me = await whoami(ep, token, hub_user)
     admin_of = {t["name"] for t in me.get("tenants", []) if t.get("admin")}
     if not me.get("admin") and not admin_of:
         raise APIError(403, f"{me.get('name')} is neither a JupyterHub admin nor a tenant admin")

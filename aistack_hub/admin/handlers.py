@@ -14,7 +14,7 @@ import jinja2
 from jupyterhub.services.auth import HubOAuth, HubOAuthenticated
 from tornado import web
 
-from .data import APIError, Endpoints, call, gather, gpu_hours_svg
+from .data import APIError, Endpoints, call, gather, gpu_hours_svg, whoami
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(HERE, "templates")), autoescape=True)
@@ -38,7 +38,10 @@ class AdminBase(HubOAuthenticated, web.RequestHandler):
 
     @property
     def hub_auth(self):
-        return self.settings.get("hub_auth") or HubOAuth.instance()
+        # The OAuth state lives in the HubOAuth object's memory, and JupyterHub's HubOAuthCallbackHandler
+        # (mounted at oauth_callback) uses the HubOAuth singleton: use the same one, or the redirect back
+        # to this page after login is lost.
+        return HubOAuth.instance()
 
     @hub_auth.setter
     def hub_auth(self, value):  # HubOAuthenticated's initialize may set it
@@ -71,7 +74,10 @@ class AdminBase(HubOAuthenticated, web.RequestHandler):
             raise web.HTTPError(e.status if 400 <= e.status < 500 else 502, e.message) from e
 
     async def require_tenant_admin(self, tenant: str) -> dict:
-        me = await self.api("GET", "me")
+        try:
+            me = await whoami(self.endpoints, self.viewer_token(), self.current_user)
+        except APIError as e:
+            raise web.HTTPError(e.status if 400 <= e.status < 500 else 502, e.message) from e
         if me.get("admin"):
             return me
         if any(t.get("name") == tenant and t.get("admin") for t in me.get("tenants", [])):
@@ -83,7 +89,7 @@ class AdminPageHandler(AdminBase):
     @web.authenticated
     async def get(self):
         try:
-            data = await gather(self.endpoints, self.viewer_token())
+            data = await gather(self.endpoints, self.viewer_token(), self.current_user)
         except APIError as e:
             raise web.HTTPError(e.status if 400 <= e.status < 500 else 502, e.message) from e
         html = _env.get_template("admin.html").render(

@@ -28,13 +28,15 @@ ADMIN_TOKEN = "test-admin-token-" + os.urandom(8).hex()
 TEST_CONFIG = {
     "hub": {
         "admin_users": ["admin"],
-        "members": {"team-a": [], "team-b": []},
+        "members": {"team-a": [], "team-b": [], "team-c": ["carol"]},
         "named_server_limit_per_user": 5,
         "idle_warning_s": 60,
+        "idle_check_interval_s": 2,
     },
     "tenants": [
         {"name": "team-a", "admins": [], "quotas": {"any": {"gpu_milli": 1000, "max_servers_per_user": 3}}},
         {"name": "team-b", "admins": ["bob"], "quotas": {"any": {"gpu_milli": 500}}},
+        {"name": "team-c", "quotas": {"any": {"gpu_milli": 500}}, "idle_timeout_s": 20},
     ],
     "profiles": [
         {"slug": "cpu", "display_name": "CPU only", "request": {"kind": "cpu", "cpu_milli": 500, "memory_mib": 1024}},

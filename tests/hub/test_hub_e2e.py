@@ -231,3 +231,26 @@ def test_stop_frees_the_slice(hub):
     r = spawn(hub, "bob", "again", "team-a", "half")
     assert r.status_code in (201, 202), r.text
     hub.wait_ready("bob", "again", state["tokens"]["bob"])
+
+
+def test_idle_server_is_warned_then_stopped(hub):
+    # team-c stops servers idle for 20 s; the warning shows on the hub's pages before that
+    r = spawn(hub, "carol", "idle", "team-c", "quarter")
+    assert r.status_code in (201, 202), r.text
+    hub.wait_ready("carol", "idle", state["tokens"]["carol"])
+    assert usage(hub)["tenants"]["team-c"]["servers"] == 1
+    carol = state["sessions"]["carol"]
+    warned = stopped = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not stopped:
+        if "aistack-idle-warning" in carol.get(hub.url + "hub/home").text:
+            warned = True
+        srv = hub.api("GET", "users/carol").json()["servers"]
+        stopped = "idle" not in srv
+        time.sleep(1)
+    assert warned, "the user was warned before the idle stop"
+    assert stopped, f"the idle server was not stopped:\n{hub.log_tail()}"
+    assert usage(hub)["tenants"].get("team-c", {}).get("servers", 0) == 0, "the idle server's slice is released"
+    # the user can start it again
+    r = spawn(hub, "carol", "idle", "team-c", "cpu")
+    assert r.status_code in (201, 202), r.text
