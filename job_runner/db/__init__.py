@@ -151,7 +151,20 @@ def upgrade(engine: Engine, url: str, revision: str = "head") -> None:
                 conn.commit()
 
 
+def normalize_url(url: str) -> str:
+    """``postgresql://`` means psycopg2 here (the ``postgres`` extra) unless psycopg 3 is installed."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            url = "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
 def open_database(url: str, migrate: bool = True, **engine_kwargs) -> Database:
+    url = normalize_url(url)
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///"):]
         if path and path != ":memory:":
