@@ -165,7 +165,7 @@ def openapi_spec(base_path: str = "/services/aistack/api") -> dict:
                                "responses": {"200": _resp("inventory", {"type": "object"}), **_errors(401, 403)}}},
     }
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {"title": "aistack service API", "version": "1",
                  "description": "Notebook jobs, GPU-slice allocations, tenants and quotas of AIStack Hub. "
                                 "Auth: 'Authorization: token <JupyterHub token>'."},
