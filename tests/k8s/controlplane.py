@@ -52,8 +52,12 @@ CONTROLLERS = (
     "clusterrole-aggregation-controller",
     "persistentvolume-binder-controller",
     "endpointslice-controller",
+    # Removes the node.kubernetes.io/not-ready taint once kwok reports a node Ready (and watches
+    # the nodes' Lease heartbeats, as on a real cluster).
+    "node-lifecycle-controller",
 )
 SERVICE_CIDR = "10.96.0.0/16"
+CONTROL_PLANE_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
 
 
 class BinariesMissing(RuntimeError):
@@ -239,7 +243,8 @@ class ControlPlane:
 
     def __init__(self, workdir: Path | None = None, nodes_file: Path | None = NODES_FILE,
                  keep_workdir: bool = False):
-        self.bin = require_binaries()
+        self.bin = require_binaries(*CONTROL_PLANE_BINARIES)
+        self.bin["helm"] = binary_paths()["helm"]  # checked when helm() is used
         self.versions = read_versions()
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="aistack-k8s-"))
@@ -394,6 +399,7 @@ class ControlPlane:
         return json.loads(self.kubectl(*args, "-o", "json").stdout)
 
     def helm(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+        require_binaries("helm")
         return self._run([str(self.bin["helm"]), f"--kubeconfig={self.kubeconfig}", *args],
                          None, check, timeout)
 
@@ -444,7 +450,9 @@ class ControlPlane:
         while pending and time.monotonic() < deadline:
             for node in self.kubectl_json("get", "nodes")["items"]:
                 conditions = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
-                if conditions.get("Ready") == "True":
+                # Schedulable only once the node lifecycle controller lifted the not-ready taint.
+                tainted = any(t["key"] == "node.kubernetes.io/not-ready" for t in node["spec"].get("taints", []))
+                if conditions.get("Ready") == "True" and not tainted:
                     pending.discard(node["metadata"]["name"])
             if pending:
                 time.sleep(0.3)

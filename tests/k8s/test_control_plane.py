@@ -160,7 +160,7 @@ def test_annotated_job_pod_fails_with_the_given_reason(k8s_control_plane, namesp
 
 def test_pod_asking_more_gpus_than_any_node_has_is_unschedulable(k8s_control_plane, namespace):
     cp = k8s_control_plane
-    cp.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(pod("big", {"nvidia.com/gpu": "9"})))
+    cp.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(pod("big", {"nvidia.com/gpu": "64"})))
 
     def unschedulable():
         conds = cp.kubectl_json("get", "pod", "big", "-n", namespace)["status"].get("conditions", [])

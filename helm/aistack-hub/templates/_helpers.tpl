@@ -84,6 +84,12 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- toYaml $config -}}
 {{- end -}}
 
+{{- define "aistack.hubDeploymentConfig" -}}
+{{- $config := include "aistack.deploymentConfig" . | fromYaml -}}
+{{- $_ := set $config "hub" .Values.hub.config -}}
+{{- toYaml $config -}}
+{{- end -}}
+
 {{/* The list of tenant namespaces (comma separated) */}}
 {{- define "aistack.tenantNamespaceList" -}}
 {{- $root := . -}}
