@@ -133,7 +133,15 @@ def alembic_config(url: str):
 
 
 def upgrade(engine: Engine, url: str, revision: str = "head") -> None:
-    """Bring the schema to `revision` with alembic (serialized across replicas on PostgreSQL)."""
+    """Bring the schema up to `revision` with alembic (serialized across replicas on PostgreSQL)."""
+    _migrate(engine, url, revision, "upgrade")
+
+
+def downgrade(engine: Engine, url: str, revision: str = "base") -> None:
+    _migrate(engine, url, revision, "downgrade")
+
+
+def _migrate(engine: Engine, url: str, revision: str, direction: str) -> None:
     from alembic import command
 
     cfg = alembic_config(url)
@@ -143,7 +151,7 @@ def upgrade(engine: Engine, url: str, revision: str = "head") -> None:
             conn.commit()
         try:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
+            getattr(command, direction)(cfg, revision)
             conn.commit()
         finally:
             if engine.dialect.name == "postgresql":

@@ -1,0 +1,125 @@
+"""Parameters, failure policy, slice environment, migrations (SQLite and PostgreSQL), executor protocol."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+
+import nbformat
+import pytest
+from sqlalchemy import inspect as sa_inspect
+
+from job_runner.db import downgrade, open_database, upgrade
+from job_runner.executors.base import JobSpec, slice_env
+from job_runner.executors.local import LocalExecutor
+from job_runner.failures import should_retry
+from job_runner.params import ParameterError, expand_sweep, inspect_parameters, validate_parameters
+
+from .helpers import make_notebook, wait_for
+
+NB = nbformat.from_dict(make_notebook("pass", params=(
+    "epochs: int = 3\nlr = 0.01  # learning rate\nname = 'x'\nuse_gpu = True\nlayers = [1, 2]\n"
+    "maybe: Optional[int] = None\nanything = some_function()")))
+
+
+def test_parameters_are_read_with_types_defaults_and_help():
+    p = inspect_parameters(NB)
+    assert {k: v["type"] for k, v in p.items()} == {
+        "epochs": "int", "lr": "float", "name": "str", "use_gpu": "bool", "layers": "list",
+        "maybe": "Optional[int]", "anything": "None"}
+    assert p["lr"]["help"] == "learning rate" and p["epochs"]["default"] == "3"
+
+
+@pytest.mark.parametrize("values,ok", [
+    ({"epochs": 5}, True), ({"epochs": 5.5}, False), ({"epochs": True}, False), ({"epochs": "5"}, False),
+    ({"lr": 1}, True), ({"lr": "high"}, False), ({"use_gpu": 1}, False), ({"use_gpu": False}, True),
+    ({"layers": [3]}, True), ({"layers": {"a": 1}}, False), ({"maybe": None}, True), ({"maybe": 2}, True),
+    ({"maybe": "2"}, False), ({"anything": {"free": "form"}}, True), ({"unknown": 1}, False),
+])
+def test_parameter_validation(values, ok):
+    declared = inspect_parameters(NB)
+    if ok:
+        out = validate_parameters(declared, values)
+        assert set(out) == set(values)
+        if "lr" in values:
+            assert isinstance(out["lr"], float)
+    else:
+        with pytest.raises(ParameterError):
+            validate_parameters(declared, values)
+
+
+def test_sweep_is_a_validated_grid():
+    declared = inspect_parameters(NB)
+    combos = expand_sweep(declared, {"name": "base"}, {"epochs": [1, 2], "lr": [0.1, 0.2, 0.3]})
+    assert len(combos) == 6 and all(c["name"] == "base" for c in combos)
+    with pytest.raises(ParameterError):
+        expand_sweep(declared, {}, {"epochs": [1, "two"]})
+    with pytest.raises(ParameterError):
+        expand_sweep(declared, {}, {"epochs": list(range(300))})
+    with pytest.raises(ParameterError):
+        validate_parameters({}, {"a": 1})  # no parameters cell: no parameters
+
+
+def test_retry_policy():
+    kd = {"class": "kernel_died"}
+    assert should_retry(kd, attempt=1, max_retries=1, retry_on=["kernel_died"])
+    assert not should_retry(kd, attempt=2, max_retries=1, retry_on=["kernel_died"])
+    assert not should_retry({"class": "cell_error"}, 1, 3, ["kernel_died"])
+    assert not should_retry({"class": "cancelled"}, 1, 3, ["cancelled"])
+
+
+def test_slice_environment():
+    env = slice_env({"node": "n", "gpu_indices": [2], "gpu_milli": 250}, {"kind": "share", "gpu_milli": 250, "gpu_mem_mib": 4096})
+    assert env["CUDA_VISIBLE_DEVICES"] == "2" and env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "25"
+    assert env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == "2=4096M"
+    env = slice_env({"node": "n", "gpu_indices": [0, 1], "gpu_milli": 1000}, {"kind": "whole", "gpus": 2})
+    assert env["CUDA_VISIBLE_DEVICES"] == "0,1" and "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE" not in env
+    assert slice_env({"node": "n"}, {"kind": "cpu"})["CUDA_VISIBLE_DEVICES"] == ""
+    mig = slice_env({"node": "n", "gpu_indices": [1], "mig": [1, "3g.40gb", 4]}, {"kind": "mig"})
+    assert mig["CUDA_VISIBLE_DEVICES"] == "1" and mig["AISTACK_MIG_PROFILE"] == "3g.40gb"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_migrations_up_down_up(backend, tmp_path, request):
+    url = f"sqlite:///{tmp_path}/m.sqlite" if backend == "sqlite" else \
+        request.getfixturevalue("postgres").create_db("migrations")
+    db = open_database(url)
+    tables = set(sa_inspect(db.engine).get_table_names())
+    assert {"tenants", "jobs", "job_events", "allocations", "leases", "alembic_version"} <= tables
+    downgrade(db.engine, db.url, "base")
+    assert set(sa_inspect(db.engine).get_table_names()) <= {"alembic_version"}
+    upgrade(db.engine, db.url, "head")
+    assert "jobs" in sa_inspect(db.engine).get_table_names()
+    db.dispose()
+
+
+def test_local_executor_start_is_idempotent_and_adopt_finds_the_run(tmp_path):
+    """Real papermill: one attempt, started twice (as after a crash between start and the DB write)."""
+    async def main():
+        ex = LocalExecutor(jobs_dir=str(tmp_path))
+        nb = make_notebook("import os, time\nprint(os.environ['CUDA_VISIBLE_DEVICES'], os.environ['AISTACK_JOB_ATTEMPT'])",
+                           "time.sleep(2)")
+        spec = JobSpec(id=7, name="t", user="u", tenant="t", profile="p", attempt=1, notebook=json.dumps(nb),
+                       env=slice_env({"node": "n", "gpu_indices": [3], "gpu_milli": 1000}, {"kind": "whole", "gpus": 1}))
+        h1 = await ex.start(spec, {})
+        h2 = await ex.start(spec, {})
+        assert h1["pid"] == h2["pid"]
+        other = LocalExecutor(jobs_dir=str(tmp_path))  # a restarted service
+        h3 = await other.adopt(spec)
+        assert h3 and h3["pid"] == h1["pid"]
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            st = await other.poll(h3)
+            if st.final:
+                break
+            await asyncio.sleep(0.3)
+        assert st.state == "succeeded", st
+        assert st.progress["cells_done"] == st.progress["cells_total"] == 2
+        out = await other.read_output(spec)
+        assert "3 1" in out
+        logs, _ = await other.read_logs(spec)
+        assert b"Executing Cell 2" in logs
+        spec.attempt = 2
+        assert await other.adopt(spec) is None  # attempt 2 never launched
+    asyncio.run(main())
