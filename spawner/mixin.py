@@ -164,6 +164,10 @@ class GPUSliceSpawnerMixin(LoggingConfigurable):
         1.0, help="Seconds between checks of a pending allocation while waiting in line."
     ).tag(config=True)
 
+    allocation_hold_s = Float(
+        5.0, help="Seconds the service may hold the POST allocations answer before saying 'pending'."
+    ).tag(config=True)
+
     service_timeout = Float(
         30.0, help="Timeout (seconds) of one request to the aistack service."
     ).tag(config=True)
@@ -329,8 +333,10 @@ class GPUSliceSpawnerMixin(LoggingConfigurable):
             profile = usable[0]["slug"]
         self.tenant, self.profile_slug = tenant, profile
         await self.check_quota_now(tenant, profile)
+        # wait: seconds the service may hold its answer while it places the slice; then we poll, so the
+        # spawn page shows the queue position early. False = fail (409) when nothing is free.
         body = {"user": self.user.name, "tenant": tenant, "profile": profile, "server_name": self.name or "",
-                "wait": bool(self.wait_for_gpu)}
+                "wait": self.allocation_hold_s if self.wait_for_gpu else False}
         # The service may hold the answer a while (it waits for its next scheduling pass, up to ~30 s).
         code, data = await self._call("POST", "allocations", body, timeout=self.service_timeout + 45)
         if code not in (200, 201):
@@ -436,6 +442,7 @@ class GPUSliceSpawnerMixin(LoggingConfigurable):
         q.append({"progress": 10, "message": msg})
 
     async def progress(self):
+        yield {"progress": 5, "message": "Asking the aistack scheduler for a GPU slice..."}
         sent = 0
         while self._spawn_pending and not self.allocation_is_final():
             events = self.__dict__.get("_aistack_events", [])
@@ -451,10 +458,14 @@ class GPUSliceSpawnerMixin(LoggingConfigurable):
         return bool(a) and a.get("state") != "pending"
 
     # ------------------------------------------------------------------ lifecycle
-    async def start(self):
-        # Waiting in line must not trip the hub's start timeout: extend it before the first await.
+    def run_pre_spawn_hook(self):
+        # Waiting in line must not trip the hub's start timeout, which the hub reads right after calling
+        # start() (before start's body runs): extend it here.
         if self.wait_for_gpu:
             self.start_timeout = max(self.start_timeout, self.queue_timeout + 120)
+        return super().run_pre_spawn_hook()
+
+    async def start(self):
         self.__dict__["_aistack_events"] = []
         if self.allocation:
             await self.release()  # a leftover from a failed release: give it back, then ask afresh

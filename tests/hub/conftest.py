@@ -28,7 +28,7 @@ ADMIN_TOKEN = "test-admin-token-" + os.urandom(8).hex()
 TEST_CONFIG = {
     "hub": {
         "admin_users": ["admin"],
-        "members": {"team-a": [], "team-b": [], "team-c": ["carol"]},
+        "members": {"team-a": [], "team-b": [], "team-c": ["carol"], "team-d": ["carol"]},
         "named_server_limit_per_user": 5,
         "idle_warning_s": 60,
         "idle_check_interval_s": 2,
@@ -37,6 +37,7 @@ TEST_CONFIG = {
         {"name": "team-a", "admins": [], "quotas": {"any": {"gpu_milli": 1000, "max_servers_per_user": 3}}},
         {"name": "team-b", "admins": ["bob"], "quotas": {"any": {"gpu_milli": 500}}},
         {"name": "team-c", "quotas": {"any": {"gpu_milli": 500}}, "idle_timeout_s": 20},
+        {"name": "team-d", "quotas": {}},  # no quota: only the pool's size limits it
     ],
     "profiles": [
         {"slug": "cpu", "display_name": "CPU only", "request": {"kind": "cpu", "cpu_milli": 500, "memory_mib": 1024}},

@@ -254,3 +254,34 @@ def test_idle_server_is_warned_then_stopped(hub):
     # the user can start it again
     r = spawn(hub, "carol", "idle", "team-c", "cpu")
     assert r.status_code in (201, 202), r.text
+
+
+def test_wait_in_line_for_a_gpu(hub):
+    # Empty the pool. Its GPU 0 is MIG-enabled, so only GPU 1 can be given whole: a second whole GPU
+    # waits in line (the spawn page shows its position) until the first is stopped.
+    for user, server in (("alice", "s1"), ("bob", "again"), ("bob", "cpu"), ("carol", "idle")):
+        r = hub.api("DELETE", f"users/{user}/servers/{server}", state["tokens"][user])
+        assert r.status_code in (202, 204), r.text
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(v.get("gpu_milli") for v in usage(hub)["tenants"].values()):
+        time.sleep(0.5)
+    r = spawn(hub, "carol", "w1", "team-d", "gpu-1")
+    assert r.status_code in (201, 202), r.text
+    env1 = server_env(hub, "carol", "w1")
+    assert env1["CUDA_VISIBLE_DEVICES"] == "1", env1
+    r = spawn(hub, "carol", "w2", "team-d", "gpu-1")
+    assert r.status_code == 202, f"the second whole GPU must wait: {r.status_code} {r.text}"
+    token = state["tokens"]["carol"]
+    messages = []
+    with hub.api("GET", "users/carol/servers/w2/progress", token, stream=True) as events:
+        for line in events.iter_lines(decode_unicode=True):
+            if line and line.startswith("data:"):
+                messages.append(json.loads(line[5:]).get("message", ""))
+                if "Waiting in line" in messages[-1]:
+                    break
+    assert any("position 1" in m for m in messages), messages
+    assert not hub.api("GET", "users/carol", token).json()["servers"]["w2"]["ready"]
+    r = hub.api("DELETE", "users/carol/servers/w1", token)
+    assert r.status_code in (202, 204), r.text
+    env2 = server_env(hub, "carol", "w2")
+    assert env2["CUDA_VISIBLE_DEVICES"] == "1", "w2 got the GPU w1 gave back"
