@@ -159,8 +159,9 @@ class FGD(PlacementPolicy):
 
     name = "fgd"
 
-    def __init__(self, target: TargetWorkload | None = None):
+    def __init__(self, target: TargetWorkload | None = None, seed: int = 0):
         self.target = target or TargetWorkload.from_requests([])
+        self._rng = np.random.default_rng(seed)
         self._cache: dict = {}
         self._state_id = None
         self._frag_now = None
@@ -192,58 +193,74 @@ class FGD(PlacementPolicy):
         frag = np.where(bad, total[:, None], partial)
         return frag @ t.weight
 
+    def _frag_rows(self, state: ClusterState, cpu, mem, free, model) -> np.ndarray:
+        """:meth:`fragmentation` of many rows, computed once per distinct node state when there are
+        many (an empty cluster has a handful of distinct node states among a thousand nodes)."""
+        if len(cpu) <= 64:
+            return self.fragmentation(state, cpu, mem, free, model)
+        key = np.concatenate([cpu[:, None], mem[:, None], np.sort(free, axis=1), model[:, None]], axis=1)
+        uniq, inverse = np.unique(key, axis=0, return_inverse=True)
+        frag = self.fragmentation(state, uniq[:, 0], uniq[:, 1], uniq[:, 2:-1], uniq[:, -1])
+        return frag[inverse.reshape(-1)]
+
     def _sync(self, state: ClusterState):
+        """Reset the caches when the policy is pointed at another state object."""
         if self._state_id != id(state) or self._frag_now is None:
             self._state_id = id(state)
             self._allowed = {}
             self._cache = {}
-            self._frag_now = self.fragmentation(state, state.cpu_free, state.mem_free, state.gpu_free,
-                                                state.node_model)
+            self._frag_now = self._frag_rows(state, state.cpu_free, state.mem_free, state.gpu_free,
+                                             state.node_model)
             self._frag_version = state.version.copy()
-        else:
-            moved = np.flatnonzero(self._frag_version != state.version)
-            if len(moved):
-                self._frag_now[moved] = self.fragmentation(
-                    state, state.cpu_free[moved], state.mem_free[moved], state.gpu_free[moved],
-                    state.node_model[moved])
-                self._frag_version[moved] = state.version[moved]
 
-    def deltas(self, state: ClusterState, req: SliceRequest, nodes: np.ndarray, gpu_ok):
-        """(fragmentation increase, chosen GPU or -1) for placing ``req`` on each of ``nodes``."""
+    def deltas(self, state: ClusterState, req: SliceRequest, nodes: np.ndarray, gpu_ok_rows):
+        """(fragmentation increase, chosen GPU or -1) for placing ``req`` on each of ``nodes``
+        (``gpu_ok_rows``: the per-GPU fit mask of those nodes).
+
+        The nodes' current fragmentation is refreshed in the same vectorised call when they changed."""
         cpu = state.cpu_free[nodes] - req.cpu_milli
         mem = state.mem_free[nodes] - req.memory_mib
         if req.kind == "cpu" or req.kind == "whole":
+            rows = np.arange(len(nodes))
+            cols = None
             free = state.gpu_free[nodes].copy()
             if req.kind == "whole":
-                ok = gpu_ok[nodes]
+                ok = gpu_ok_rows
                 take = ok & (np.cumsum(ok, axis=1) <= req.gpus)
                 free[take] = 0
-            after = self.fragmentation(state, cpu, mem, free, state.node_model[nodes])
-            return after - self._frag_now[nodes], np.full(len(nodes), -1)
-        # share: one candidate per distinct free value of the fitting GPUs of each node
-        rows, cols = np.nonzero(gpu_ok[nodes])
-        vals = state.gpu_free[nodes[rows], cols]
-        _, first = np.unique(rows * 2048 + vals, return_index=True)
-        rows, cols = rows[first], cols[first]
-        free = state.gpu_free[nodes[rows]].copy()
-        free[np.arange(len(rows)), cols] -= req.gpu_milli
-        after = self.fragmentation(state, cpu[rows], mem[rows], free, state.node_model[nodes[rows]])
-        delta = after - self._frag_now[nodes[rows]]
-        best = np.full(len(nodes), np.inf)
-        choice = np.full(len(nodes), -1)
-        # the least increase per node (ties: the GPU with least free, i.e. tightest)
-        order = np.lexsort((vals[first], delta))
-        seen = np.zeros(len(nodes), dtype=bool)
-        for k in order:  # small: one or two candidates per node
-            r = rows[k]
-            if not seen[r]:
-                seen[r] = True
-                best[r] = delta[k]
-                choice[r] = cols[k]
+        else:
+            # share: one candidate per fitting GPU of each node
+            rows, cols = np.nonzero(gpu_ok_rows)
+            vals = state.gpu_free[nodes[rows], cols]
+            free = state.gpu_free[nodes[rows]].copy()
+            free[np.arange(len(rows)), cols] -= req.gpu_milli
+            cpu, mem = cpu[rows], mem[rows]
+        stale = nodes[self._frag_version[nodes] != state.version[nodes]]
+        n_after = len(rows)
+        if len(stale):
+            cpu = np.concatenate([cpu, state.cpu_free[stale]])
+            mem = np.concatenate([mem, state.mem_free[stale]])
+            free = np.concatenate([free, state.gpu_free[stale]])
+        model = state.node_model[np.concatenate([nodes[rows], stale])]
+        frag = self._frag_rows(state, cpu, mem, free, model)
+        if len(stale):
+            self._frag_now[stale] = frag[n_after:]
+            self._frag_version[stale] = state.version[stale]
+        # rounded so that equal increases compare equal whatever the batch's floating-point order
+        delta = np.round(frag[:n_after] - self._frag_now[nodes[rows]], 3)
+        if cols is None:
+            return delta, np.full(len(nodes), -1)
+        # the least increase per node (ties: the GPU with least free, i.e. tightest); deltas are
+        # rounded to 1e-3, so adding free/1e7 (< 1e-4) orders ties without reordering increases
+        table = np.full((len(nodes), state.gpu_free.shape[1]), np.inf)
+        table[rows, cols] = delta + vals * 1e-7
+        choice = np.argmin(table, axis=1)
+        best = np.round(table[np.arange(len(nodes)), choice], 3)
         return best, choice
 
-    def node_scores(self, state: ClusterState, req: SliceRequest, node_ok, gpu_ok):
-        """Fragmentation increase per node (inf where it does not fit) and the GPU chosen there."""
+    def node_scores(self, state: ClusterState, req: SliceRequest):
+        """Fragmentation increase per node (inf where it does not fit) and the GPU chosen there.
+        Only nodes that changed since this request shape was last scored are looked at."""
         self._sync(state)
         shape = req.shape()
         entry = self._cache.get(shape)
@@ -254,48 +271,61 @@ class FGD(PlacementPolicy):
         seen_version, delta, choice = entry
         stale = np.flatnonzero(seen_version != state.version)
         if len(stale):
-            fit = stale[node_ok[stale]]
+            ok, gpu_ok = state.feasible_rows(req, stale)
+            fit = stale[ok]
             delta[stale] = np.inf
             if len(fit):
-                d, c = self.deltas(state, req, fit, gpu_ok)
+                d, c = self.deltas(state, req, fit, gpu_ok[ok] if gpu_ok is not None else None)
                 delta[fit] = d
                 choice[fit] = c
             seen_version[stale] = state.version[stale]
         return delta, choice
 
-    def choose(self, state, req, node_ok, gpu_ok):
-        delta, choice = self.node_scores(state, req, node_ok, gpu_ok)
-        i = self.pick(state, req, delta, node_ok)
+    def place(self, state: ClusterState, req: SliceRequest) -> Placement | None:
+        if req.kind == "mig":
+            return super().place(state, req)
+        delta, choice = self.node_scores(state, req)
+        i = self.pick(state, req, delta, None)
         if i is None:
             return None
         if req.kind == "cpu":
             return Placement(i)
         if req.kind == "whole":
-            return Placement(i, self.whole_gpus(gpu_ok[i], req.gpus))
+            _, gpu_ok = state.feasible_rows(req, np.array([i]))
+            return Placement(i, self.whole_gpus(gpu_ok[0], req.gpus))
         return Placement(i, (int(choice[i]),))
 
     def pick(self, state, req, delta, node_ok) -> int | None:
-        i = int(np.argmin(delta))
-        return i if np.isfinite(delta[i]) else None
+        # equal increases: a seeded random one, as the Kubernetes scheduler the paper's simulator
+        # builds on picks among equally scored nodes
+        best = delta.min()
+        if not np.isfinite(best):
+            return None
+        tied = np.flatnonzero(delta == best)
+        return int(tied[self._rng.integers(len(tied))]) if len(tied) > 1 else int(tied[0])
 
 
 class PackedFGD(FGD):
-    """The product policy: FGD with two changes that target what is left unallocated.
+    """The product policy ("default"): FGD's fragmentation plus the capacity a node would waste if it
+    were filled with each task class, ties to the fullest node.
 
-    1. Classes are weighted by popularity x (GPU ask) ** ``demand_exponent``: a fragment that blocks an
-       8-GPU task loses more GPU than one that blocks a 0.2-GPU share, so large classes count more
-       (plain FGD weights by popularity only).
-    2. Nodes whose fragmentation increase is within ``packing_weight`` x (free GPU milli of the node)
-       of each other are ordered best-fit style: the fullest node wins, which keeps empty nodes for the
-       multi-GPU and large-CPU tasks only empty nodes can take.
+    1. *Capacity waste* of a node for class m: its free GPU milli minus what instances of m could use
+       there, the number of instances limited by GPU (whole free GPUs, or per-GPU room for shares),
+       CPU and memory alike. FGD's F_n(m) is all-or-nothing in CPU and memory (one instance fits => no
+       CPU fragment) and blind to the remainder a share leaves on a GPU that still fits it; the waste
+       term sees a node whose CPU runs out before its GPUs do, and a 0.47 share that spoils a GPU for a
+       second 0.47. The score is ``fgd_weight`` x FGD + waste, both weighted by class popularity x
+       (GPU ask) ** ``demand_exponent`` (< 0 favours the many small classes a little).
+    2. Nodes whose score increase is equal (within ``tolerance`` milli) are ordered best-fit style: the
+       fullest node wins, which keeps empty nodes for multi-GPU and large-CPU tasks.
     """
 
     name = "default"
 
-    def __init__(self, target=None, demand_exponent: float = 0.5, packing_weight: float = 0.0,
+    def __init__(self, target=None, demand_exponent: float = -0.25, fgd_weight: float = 1.0,
                  tolerance: float = 1e-6):
         self.demand_exponent = demand_exponent
-        self.packing_weight = packing_weight
+        self.fgd_weight = fgd_weight
         self.tolerance = tolerance
         super().__init__(self._reweight(target) if target is not None else None)
 
@@ -307,18 +337,57 @@ class PackedFGD(FGD):
         w = t.weight * np.maximum(ask, 100.0) ** self.demand_exponent
         return TargetWorkload(t.cpu, t.mem, t.share, t.whole, t.milli, t.ngpu, t.models, w / w.sum())
 
+    def fragmentation(self, state, cpu, mem, free, model):
+        k = self._tables(state)
+        n = k["n"]
+        # one gather from a per-free-value table gives, per class: share instances, FGD's partial
+        # sums; and the node's free total and number of whole free GPUs
+        per_gpu = k["lut"][np.maximum(free, 0)].sum(1)  # [H, 2K+2]
+        share_inst, partial = per_gpu[:, :n], per_gpu[:, n:2 * n]
+        tot = per_gpu[:, 2 * n:2 * n + 1]
+        gpu_inst = share_inst + k["whole_lut"][per_gpu[:, -1].astype(np.int64)]
+        cm = np.minimum(cpu[:, None] * k["inv_cpu"], mem[:, None] * k["inv_mem"])
+        inst = np.minimum(np.floor(cm + 1e-9), gpu_inst) * k["allowed"][model]
+        waste = tot - np.minimum(inst * k["per"], tot)
+        fgd = np.where(inst == 0, tot, partial)
+        return waste @ k["weight"] + fgd @ k["fgd_weight"]
+
+    def _tables(self, state):
+        key = id(state.model_names)
+        tables = self._allowed.get(key)
+        if tables is None:
+            t = self.target
+            big = 1e12
+            v = np.arange(1001, dtype=np.float64)[:, None]
+            milli = np.maximum(t.milli, 1)
+            thresh = np.where(t.share, t.milli, np.where(t.whole, 1000, 0))
+            lut = np.concatenate([np.where(t.share, np.floor(v / milli + 1e-9), 0),
+                                  np.where(v < thresh, v, 0), v, (v == 1000)], axis=1)
+            cpu_only = ~(t.share | t.whole)
+            full = np.arange(state.gpu_free.shape[1] + 1, dtype=np.float64)[:, None]
+            whole_lut = np.where(t.whole, np.floor(full / np.maximum(t.ngpu, 1)), np.where(cpu_only, big, 0))
+            with np.errstate(divide="ignore"):
+                inv_cpu = np.where(t.cpu > 0, 1.0 / np.maximum(t.cpu, 1), 0.0)
+                inv_mem = np.where(t.mem > 0, 1.0 / np.maximum(t.mem, 1), 0.0)
+            # a class asking no CPU (memory) is never limited by it: a huge multiplier does that
+            inv_cpu = np.where(t.cpu > 0, inv_cpu, big)
+            inv_mem = np.where(t.mem > 0, inv_mem, big)
+            tables = {
+                "n": len(t.weight), "lut": lut, "whole_lut": whole_lut,
+                "allowed": np.stack([state.allowed_models(m) for m in t.models], axis=1).astype(np.float64),
+                "inv_cpu": inv_cpu, "inv_mem": inv_mem,
+                # CPU-only classes: one instance that fits makes the waste 0, else all free GPU
+                "per": np.where(t.share, t.milli, np.where(t.whole, t.ngpu * 1000, big)).astype(np.float64),
+                "weight": t.weight, "fgd_weight": self.fgd_weight * t.weight,
+            }
+            self._allowed[key] = tables
+        return tables
+
     def pick(self, state, req, delta, node_ok):
         best = delta.min()
         if not np.isfinite(best):
             return None
-        free_gpu = None
-        if self.packing_weight:
-            free_gpu = np.maximum(state.gpu_free, 0).sum(1)
-            score = delta + self.packing_weight * free_gpu
-            best = score.min()
-            tied = np.flatnonzero(score <= best + self.tolerance)
-        else:
-            tied = np.flatnonzero(delta <= best + self.tolerance)
+        tied = np.flatnonzero(delta <= best + self.tolerance)
         if len(tied) == 1:
             return int(tied[0])
         free_gpu = np.maximum(state.gpu_free[tied], 0).sum(1)
@@ -329,10 +398,12 @@ class PackedFGD(FGD):
 POLICIES = {"first-fit": FirstFit, "best-fit": BestFit, "fgd": FGD, "default": PackedFGD}
 
 
-def make_policy(name: str, target: TargetWorkload | None = None) -> PlacementPolicy:
-    """A policy by name; fragmentation-aware ones take the target workload."""
+def make_policy(name: str, target: TargetWorkload | None = None, seed: int = 0) -> PlacementPolicy:
+    """A policy by name; fragmentation-aware ones take the target workload (and FGD a seed for ties)."""
     try:
         cls = POLICIES[name]
     except KeyError:
         raise ValueError(f"unknown placement policy {name!r}; choose from {sorted(POLICIES)}") from None
+    if cls is FGD:
+        return FGD(target, seed=seed)
     return cls(target) if issubclass(cls, FGD) else cls()

@@ -62,6 +62,7 @@ class ClusterState:
         self.mig_counts: dict[tuple[int, int], dict[str, int]] = {}
         self.version = np.zeros(n, dtype=np.int64)  # bumped on every change of a node
         self._allowed_cache: dict[tuple[str, ...], np.ndarray] = {}
+        self._allowed_gpus: dict[tuple[str, ...], np.ndarray] = {}  # per GPU, by gpu_models
 
     # ---- shape ---------------------------------------------------------------------------------
     @property
@@ -80,6 +81,7 @@ class ClusterState:
         new.mig_used = dict(self.mig_used)
         new.mig_counts = {k: dict(v) for k, v in self.mig_counts.items()}
         new._allowed_cache = self._allowed_cache
+        new._allowed_gpus = self._allowed_gpus
         return new
 
     def allowed_models(self, models: tuple[str, ...]) -> np.ndarray:
@@ -103,7 +105,9 @@ class ClusterState:
 
     def gpu_fits(self, req: SliceRequest) -> np.ndarray:
         """Per GPU: can it host one GPU's worth of ``req`` (a whole GPU or the share)?"""
-        allowed = self.allowed_models(req.gpu_models)[self.gpu_model]
+        allowed = self._allowed_gpus.get(req.gpu_models)
+        if allowed is None:
+            allowed = self._allowed_gpus[req.gpu_models] = self.allowed_models(req.gpu_models)[self.gpu_model]
         if req.kind == "whole":
             return allowed & (self.gpu_free == 1000)
         need = req.gpu_milli
@@ -123,6 +127,25 @@ class ClusterState:
             return ok & has_mig, None
         gpu_ok = self.gpu_fits(req)
         need = req.gpus if req.kind == "whole" else 1
+        return ok & (gpu_ok.sum(1) >= need), gpu_ok
+
+    def feasible_rows(self, req: SliceRequest, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`feasible` restricted to node ``rows`` (whole/share/CPU requests)."""
+        ok = (self.cpu_free[rows] >= req.cpu_milli) & (self.mem_free[rows] >= req.memory_mib) & self.healthy[rows]
+        if req.kind == "cpu":
+            return ok, None
+        allowed = self._allowed_gpus.get(req.gpu_models)
+        if allowed is None:
+            allowed = self._allowed_gpus[req.gpu_models] = self.allowed_models(req.gpu_models)[self.gpu_model]
+        free = self.gpu_free[rows]
+        if req.kind == "whole":
+            gpu_ok = allowed[rows] & (free == 1000)
+            need = req.gpus
+        else:
+            gpu_ok = allowed[rows] & (free >= req.gpu_milli)
+            if req.gpu_mem_mib:
+                gpu_ok &= self.gpu_mem_free[rows] >= req.gpu_mem_mib
+            need = 1
         return ok & (gpu_ok.sum(1) >= need), gpu_ok
 
     def mig_starts(self, node: int, gpu: int, profile: str) -> list[int]:
