@@ -75,10 +75,17 @@ for target in $targets; do
     kwok) go_install kwok "$kwok_bin" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" ;;
     helm)
       [ -x "$helm_bin/helm" ] && { echo "cached: $helm_bin/helm"; continue; }
-      # Helm reads its own version from ldflags too (internal/version).
-      GOBIN="$helm_bin" timed helm "$GO" install \
-        -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
-        "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" ;;
+      # As helm's Makefile does: its version, and the Kubernetes version it assumes when no cluster
+      # is asked (helm template, lint) = the client-go it is built with (v0.X -> 1.X).
+      gomod="$("$GO" mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+      kminor="$(sed -n 's#^\s*k8s.io/client-go v0\.\([0-9]*\)\..*#\1#p' "$gomod" | head -1)"
+      [ -n "$kminor" ] || { echo "build.sh: cannot read helm's client-go version from $gomod" >&2; exit 1; }
+      hflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+      hflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+      for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+        hflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$kminor"
+      done
+      GOBIN="$helm_bin" timed helm "$GO" install -ldflags "$hflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" ;;
     *) echo "build.sh: unknown target $target" >&2; exit 2 ;;
   esac
 done

@@ -64,6 +64,13 @@ class BinariesMissing(RuntimeError):
     """A control-plane binary has not been built on this machine."""
 
 
+class CommandFailed(subprocess.CalledProcessError):
+    """kubectl/helm failed; str() carries its stderr so test failures say why."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\nstderr: {(self.stderr or '').strip()[-3000:]}"
+
+
 class StartFailed(RuntimeError):
     """A component did not become healthy; the message carries the tail of its log."""
 
@@ -391,7 +398,7 @@ class ControlPlane:
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
                 timeout: float = 60) -> subprocess.CompletedProcess:
-        """Run kubectl as cluster admin; raises CalledProcessError (with stderr) when check fails."""
+        """Run kubectl as cluster admin; raises CommandFailed (a CalledProcessError whose message has stderr)."""
         return self._run([str(self.bin["kubectl"]), f"--kubeconfig={self.kubeconfig}", *args],
                          input, check, timeout)
 
@@ -407,7 +414,7 @@ class ControlPlane:
         result = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout,
                                 env=self.env())
         if check and result.returncode != 0:
-            raise subprocess.CalledProcessError(result.returncode, argv, result.stdout, result.stderr)
+            raise CommandFailed(result.returncode, argv, result.stdout, result.stderr)
         return result
 
     def apply(self, manifest, server_side: bool = False) -> str:
