@@ -3,7 +3,7 @@
 The Job runs ``python -m job_runner.pod`` in the profile's image, in the tenant's namespace, with the
 slice rendered by ``spawner.slice_backends.SliceRenderer`` (the same rendering as the servers of
 ``KubeGPUSpawner``). Retries are the service's: each attempt is its own Job (``backoffLimit: 0``), named
-``aistack-job-<id>-<attempt>``, so ``start`` is idempotent (a second start finds the first Job) and
+``<instance>-job-<id>-<attempt>``, so ``start`` is idempotent (a second start finds the first Job) and
 ``adopt`` after a restart finds it again by labels. Failure reasons come from the pods' status.
 Pods run as non-root without a service-account token; the per-job token is in a Secret owned by the Job.
 
@@ -203,9 +203,8 @@ class KubernetesExecutor(Executor):
     def namespace_for(self, tenant: str) -> str:
         return dns_label(self.namespace_template.replace("{tenant}", dns_label(tenant)))
 
-    @staticmethod
-    def job_name(job_id, attempt) -> str:
-        return f"aistack-job-{job_id}-{attempt}"
+    def job_name(self, job_id, attempt) -> str:
+        return f"{dns_label(self.instance, 40)}-job-{job_id}-{attempt}"
 
     def selector(self, job_id=None) -> str:
         sel = f"{MANAGED_BY_LABEL}=aistack,{INSTANCE_LABEL}={label_value(self.instance)}"
@@ -326,7 +325,8 @@ class KubernetesExecutor(Executor):
                 raise
             # Already there (a second start, or a start after a restart): the same Job, not a new one.
             created = await batch.read_namespaced_job(name, ns, _request_timeout=self.request_timeout_s)
-            if (created.metadata.labels or {}).get(JOB_ID_LABEL) != str(job.id):
+            labels = created.metadata.labels or {}
+            if (labels.get(JOB_ID_LABEL), labels.get(INSTANCE_LABEL)) != (str(job.id), label_value(self.instance)):
                 raise RuntimeError(f"Job {ns}/{name} exists but is not job {job.id}'s") from e
         handle = {"namespace": ns, "name": name, "job_id": job.id, "attempt": job.attempt,
                   "uid": created.metadata.uid}

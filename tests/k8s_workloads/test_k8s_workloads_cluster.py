@@ -15,12 +15,13 @@ in-process (quota verdict, placement on the cluster's node names), answering in 
 import asyncio
 import itertools
 import time
+import uuid
 from types import SimpleNamespace
 
 import pytest
 from traitlets.config import Config
 
-from job_runner.executors.kubernetes import JOB_ID_LABEL, KubernetesExecutor
+from job_runner.executors.kubernetes import INSTANCE_LABEL, JOB_ID_LABEL, KubernetesExecutor
 from job_runner.scheduling import Tenant
 from spawner.mixin import AllocationRefused
 from spawner.slice_backends import SliceRenderer
@@ -108,7 +109,8 @@ async def test_over_quota_spawn_is_refused_before_any_pod(cluster, reflectors):
     s.user_options = {"tenant": "small", "profile": "a100-2"}
     with pytest.raises(AllocationRefused) as refused:
         await s.start()
-    assert refused.value.status_code == 403 and "quota" in refused.value.jupyterhub_message.lower()
+    assert refused.value.status_code == 403
+    assert "2000 gpu_milli" in refused.value.jupyterhub_message and "1000" in refused.value.jupyterhub_message
     pods = cluster.kubectl_json("get", "pods", "-n", "aistack-servers", "-l", f"hub.jupyter.org/username={s.user.name}")
     assert pods["items"] == []
 
@@ -174,9 +176,10 @@ def _job_row(db, job_id):
                                events=[(e.from_state, e.to_state) for e in row.events])
 
 
-def _executor(cluster, **kw):
+def _executor(cluster, instance, **kw):
+    # Each test is its own deployment (instance): job ids restart at 1 with each test's database.
     ex = KubernetesExecutor(kubeconfig=str(cluster.kubeconfig), service_url="http://aistack.invalid/api/",
-                            job_token_secret="test-secret", **kw)
+                            job_token_secret="test-secret", instance=instance, **kw)
     ex.renderer.backend = "time-slice"
     return ex
 
@@ -192,21 +195,27 @@ async def _run_until(queue, db, job_id, states, timeout=60):
     raise AssertionError(f"job {job_id} still {row.state} after {timeout}s: {row}")
 
 
-def _k8s_jobs(cluster, job_id):
-    return cluster.kubectl_json("get", "jobs", "-A", "-l", f"{JOB_ID_LABEL}={job_id}")["items"]
+def _k8s_jobs(cluster, job_id, instance):
+    return cluster.kubectl_json("get", "jobs", "-A", "-l",
+                                f"{JOB_ID_LABEL}={job_id},{INSTANCE_LABEL}={instance}")["items"]
 
 
-async def test_job_runs_as_a_kubernetes_job_and_succeeds(cluster, tmp_path):
+@pytest.fixture
+def instance(request):
+    return "t-" + uuid.uuid4().hex[:8]
+
+
+async def test_job_runs_as_a_kubernetes_job_and_succeeds(cluster, tmp_path, instance):
     from job_runner.queue import JobQueue
 
     deployment = _deployment(cluster)
     db = _db(tmp_path, deployment)
-    ex = _executor(cluster)
+    ex = _executor(cluster, instance)
     queue = JobQueue(db, deployment, ex)
     job_id = _submit(db, deployment)
     try:
         row = await _run_until(queue, db, job_id, ("running",))
-        kjob = _k8s_jobs(cluster, job_id)[0]
+        kjob = _k8s_jobs(cluster, job_id, instance)[0]
         assert kjob["metadata"]["namespace"] == "aistack-team-a"
         pod_spec = kjob["spec"]["template"]["spec"]
         assert pod_spec["automountServiceAccountToken"] is False and pod_spec["securityContext"]["runAsNonRoot"]
@@ -225,51 +234,51 @@ async def test_job_runs_as_a_kubernetes_job_and_succeeds(cluster, tmp_path):
         await ex.close()
 
 
-async def test_cancelled_job_deletes_its_kubernetes_job(cluster, tmp_path):
+async def test_cancelled_job_deletes_its_kubernetes_job(cluster, tmp_path, instance):
     from job_runner.db import Job
     from job_runner.queue import JobQueue
 
     deployment = _deployment(cluster)
     db = _db(tmp_path, deployment)
-    ex = _executor(cluster, extra_pod_annotations={"pod-complete.stage.kwok.x-k8s.io/delay": "300s"})
+    ex = _executor(cluster, instance, extra_pod_annotations={"pod-complete.stage.kwok.x-k8s.io/delay": "300s"})
     queue = JobQueue(db, deployment, ex)
     job_id = _submit(db, deployment)
     try:
         await _run_until(queue, db, job_id, ("running",))
-        assert len(_k8s_jobs(cluster, job_id)) == 1
+        assert len(_k8s_jobs(cluster, job_id, instance)) == 1
         with db.session() as s:  # what POST jobs/{id}/cancel writes
             s.get(Job, job_id).cancel_requested = 1
         row = await _run_until(queue, db, job_id, ("cancelled",))
         assert row.failure["class"] == "cancelled"
         deadline = time.monotonic() + 30
-        while _k8s_jobs(cluster, job_id) and time.monotonic() < deadline:
+        while _k8s_jobs(cluster, job_id, instance) and time.monotonic() < deadline:
             await asyncio.sleep(0.3)
-        assert _k8s_jobs(cluster, job_id) == []
+        assert _k8s_jobs(cluster, job_id, instance) == []
     finally:
         queue.stop()
         await ex.close()
 
 
-async def test_service_restart_mid_run_readopts_the_running_job(cluster, tmp_path):
+async def test_service_restart_mid_run_readopts_the_running_job(cluster, tmp_path, instance):
     from job_runner.queue import JobQueue
 
     deployment = _deployment(cluster)
     db = _db(tmp_path, deployment)
     slow = {"pod-complete.stage.kwok.x-k8s.io/delay": "12s"}
-    ex1 = _executor(cluster, extra_pod_annotations=slow)
+    ex1 = _executor(cluster, instance, extra_pod_annotations=slow)
     first = JobQueue(db, deployment, ex1, replica_id="first")
     job_id = _submit(db, deployment)
     await _run_until(first, db, job_id, ("running",))
-    uid = _k8s_jobs(cluster, job_id)[0]["metadata"]["uid"]
+    uid = _k8s_jobs(cluster, job_id, instance)[0]["metadata"]["uid"]
     # The service goes away mid-run (its loop and its client), and a new one starts on the same database.
     first.stop()
     await ex1.close()
-    ex2 = _executor(cluster, extra_pod_annotations=slow)
+    ex2 = _executor(cluster, instance, extra_pod_annotations=slow)
     second = JobQueue(db, deployment, ex2, replica_id="second")
     try:
         row = await _run_until(second, db, job_id, ("succeeded", "failed"), timeout=60)
         assert row.state == "succeeded", row.failure
-        jobs = _k8s_jobs(cluster, job_id)
+        jobs = _k8s_jobs(cluster, job_id, instance)
         assert [j["metadata"]["uid"] for j in jobs] == [uid]  # adopted, not started twice
         assert row.attempt == 1 and row.events.count(("admitted", "running")) == 1
     finally:
@@ -281,12 +290,12 @@ async def test_service_restart_mid_run_readopts_the_running_job(cluster, tmp_pat
     ({"aistack.test/fail-reason": "OOMKilled", "aistack.test/exit-code": "137"}, "kernel_died", "OOMKilled"),
     ({"aistack.test/fail-reason": "Evicted"}, "infrastructure", "Evicted"),
 ])
-async def test_failure_reason_comes_from_the_pod_status(cluster, tmp_path, annotations, cls, reason):
+async def test_failure_reason_comes_from_the_pod_status(cluster, tmp_path, instance, annotations, cls, reason):
     from job_runner.queue import JobQueue
 
     deployment = _deployment(cluster)
     db = _db(tmp_path, deployment)
-    ex = _executor(cluster, extra_pod_annotations=annotations)
+    ex = _executor(cluster, instance, extra_pod_annotations=annotations)
     queue = JobQueue(db, deployment, ex)
     job_id = _submit(db, deployment)
     try:
@@ -297,12 +306,12 @@ async def test_failure_reason_comes_from_the_pod_status(cluster, tmp_path, annot
         await ex.close()
 
 
-async def test_unschedulable_job_fails_with_the_reason(cluster, tmp_path):
+async def test_unschedulable_job_fails_with_the_reason(cluster, tmp_path, instance):
     from job_runner.queue import JobQueue
 
     deployment = _deployment(cluster)
     db = _db(tmp_path, deployment)
-    ex = _executor(cluster, pending_timeout_s=2)
+    ex = _executor(cluster, instance, pending_timeout_s=2)
     # A product no node has: the API server accepts the Job, the scheduler finds no node.
     ex.renderer.product_labels = {**ex.renderer.product_labels, "T4": ["Tesla-T4-NOWHERE"]}
     queue = JobQueue(db, deployment, ex)
