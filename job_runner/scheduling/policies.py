@@ -20,6 +20,9 @@ from .slices import SliceRequest
 from .state import ClusterState, Placement
 
 
+_HASH_MULT = (np.random.default_rng(20230710).integers(1, 2 ** 63, size=64, dtype=np.uint64) | np.uint64(1))
+
+
 class PlacementPolicy:
     """Base: dispatches by request kind; MIG placement is shared (it is rare and cheap)."""
 
@@ -199,7 +202,11 @@ class FGD(PlacementPolicy):
         if len(cpu) <= 64:
             return self.fragmentation(state, cpu, mem, free, model)
         key = np.concatenate([cpu[:, None], mem[:, None], np.sort(free, axis=1), model[:, None]], axis=1)
-        uniq, inverse = np.unique(key, axis=0, return_inverse=True)
+        # rows hashed to one int64 (multiply-add with odd 64-bit constants, wrapping): np.unique on
+        # one column is far faster than on rows; a collision (~n^2/2^64) would only mis-score a node
+        digest = (key.astype(np.uint64) * _HASH_MULT[: key.shape[1]]).sum(axis=1)
+        _, first, inverse = np.unique(digest, return_index=True, return_inverse=True)
+        uniq = key[first]
         frag = self.fragmentation(state, uniq[:, 0], uniq[:, 1], uniq[:, 2:-1], uniq[:, -1])
         return frag[inverse.reshape(-1)]
 
@@ -229,9 +236,14 @@ class FGD(PlacementPolicy):
                 take = ok & (np.cumsum(ok, axis=1) <= req.gpus)
                 free[take] = 0
         else:
-            # share: one candidate per fitting GPU of each node
-            rows, cols = np.nonzero(gpu_ok_rows)
-            vals = state.gpu_free[nodes[rows], cols]
+            # share: one candidate per distinct free value among the fitting GPUs of each node
+            fr = np.where(gpu_ok_rows, state.gpu_free[nodes], -1)
+            order = np.argsort(fr, axis=1, kind="stable")
+            sv = np.take_along_axis(fr, order, axis=1)
+            keep = sv >= 0
+            keep[:, 1:] &= sv[:, 1:] != sv[:, :-1]
+            rows, j = np.nonzero(keep)
+            cols, vals = order[rows, j], sv[rows, j]
             free = state.gpu_free[nodes[rows]].copy()
             free[np.arange(len(rows)), cols] -= req.gpu_milli
             cpu, mem = cpu[rows], mem[rows]

@@ -55,6 +55,9 @@ class Scheduler:
         self.pending: dict[str, Workload] = {}
         self.running: dict[str, Running] = {}
         self._seen_shapes: Counter = Counter()
+        self._servers: Counter = Counter()
+        self._queued: Counter = Counter()
+        self._fits_empty: dict = {}
         self._shapes_since_target = 0
         self._target_dirty = True
         self.capacity = Resources(
@@ -92,21 +95,20 @@ class Scheduler:
                                    f"at most {limit + extra}")
         if not self._models_within_quota(tenant, w.request, usage=None):
             return Verdict(False, "over_quota", f"no GPU model group of tenant {w.tenant!r} has quota for this request")
-        if self.policy_for_check().place(self._empty, self._restricted(w.request, tenant, None)) is None:
+        restricted = self._restricted(w.request, tenant, None)
+        fits = self._fits_empty.get(restricted.shape())
+        if fits is None:
+            fits = self._fits_empty[restricted.shape()] = FirstFit().place(self._empty, restricted) is not None
+        if not fits:
             return Verdict(False, "never_fits", "no node of the pool can ever hold this request")
-        usage = self.usage(w.tenant)
         if w.kind == "server" and anyq and anyq.max_servers_per_user is not None:
-            if usage.servers_by_user.get(w.user, 0) >= anyq.max_servers_per_user:
+            if self._servers[(w.tenant, w.user)] >= anyq.max_servers_per_user:
                 return Verdict(False, "server_limit",
                                f"user {w.user!r} already has {anyq.max_servers_per_user} server(s)")
         if w.kind == "job" and anyq and anyq.max_queued_jobs is not None:
-            if usage.queued_jobs >= anyq.max_queued_jobs:
+            if self._queued[w.tenant] >= anyq.max_queued_jobs:
                 return Verdict(False, "queue_full", f"tenant {w.tenant!r} already has {anyq.max_queued_jobs} queued jobs")
         return Verdict(True)
-
-    @staticmethod
-    def policy_for_check() -> PlacementPolicy:
-        return FirstFit()
 
     def submit(self, w: Workload) -> Verdict:
         """Queue ``w`` if :meth:`check` allows it; returns the verdict (nothing queued when not ok)."""
@@ -115,12 +117,29 @@ class Scheduler:
         v = self.check(w)
         if v.ok:
             self.pending[w.id] = w
+            self._count(w, +1, pending=True)
             self._note_shape(w.request)
         return v
 
+    def _count(self, w: Workload, sign: int, pending: bool) -> None:
+        """Keep the per-tenant queued-job and per-user server counters (servers: pending + running)."""
+        if w.kind == "server":
+            self._servers[(w.tenant, w.user)] += sign
+        elif pending:
+            self._queued[w.tenant] += sign
+
+    def _recount(self) -> None:
+        self._servers, self._queued = Counter(), Counter()
+        for w in self.pending.values():
+            self._count(w, +1, pending=True)
+        for r in self.running.values():
+            self._count(r.workload, +1, pending=False)
+
     def cancel(self, workload_id: str) -> bool:
         """Drop a pending workload (or release a running one). False if unknown."""
-        if self.pending.pop(workload_id, None) is not None:
+        w = self.pending.pop(workload_id, None)
+        if w is not None:
+            self._count(w, -1, pending=True)
             return True
         return self.release(workload_id)
 
@@ -130,6 +149,7 @@ class Scheduler:
         if r is None:
             return False
         self.state.free(r.workload.request, r.assignment)
+        self._count(r.workload, -1, pending=False)
         return True
 
     def restore(self, running: list) -> None:
@@ -151,6 +171,7 @@ class Scheduler:
             self.pending.pop(w.id, None)
             self._note_shape(w.request)
         self._mark_borrowed_after_restore()
+        self._recount()
         if isinstance(self.policy, FGD):
             self.policy._state_id = None
 
@@ -182,6 +203,8 @@ class Scheduler:
                     heapq.heappush(heap, (self._share(usage[t], self.tenants[t]), t))
         for w, a in decision.admitted:
             self.pending.pop(w.id, None)
+            if w.kind == "job":
+                self._queued[w.tenant] -= 1
         decision.pending = self._estimate(order, now)
         return decision
 
@@ -217,7 +240,7 @@ class Scheduler:
             victims = got
             failed_shapes.clear()
         placement = None
-        shape = (req.shape(), w.tenant)
+        shape = req.shape()  # a shape that did not fit will not fit later in this pass
         if shape not in failed_shapes:
             placement = self.policy.place(self.state, req)
         if placement is None and self.preemption and w.priority == "emergency":
@@ -382,6 +405,7 @@ class Scheduler:
     def _evict(self, r: Running, usage) -> None:
         self.running.pop(r.workload.id, None)
         self.state.free(r.workload.request, r.assignment)
+        self._count(r.workload, -1, pending=False)
         self._add_usage(usage[r.workload.tenant], r, -1)
 
     # ---- usage ---------------------------------------------------------------------------------------
@@ -534,10 +558,11 @@ class Scheduler:
         end_t = np.array([max(now, e[0]) for e in ends], dtype=np.float64)
         freed = np.cumsum([e[1] for e in ends]) if ends else np.zeros(0)
         free_now = self.capacity.gpu_milli - sum(r.charge.gpu_milli for r in self.running.values())
-        per_tenant_ends: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for name in {e[2] for e in ends}:
-            sel = [(max(now, e[0]), e[1]) for e in ends if e[2] == name]
-            per_tenant_ends[name] = (np.array([s[0] for s in sel]), np.cumsum([s[1] for s in sel]))
+        grouped: dict[str, list] = defaultdict(list)
+        for e in ends:
+            grouped[e[2]].append((max(now, e[0]), e[1]))
+        per_tenant_ends = {name: (np.array([x[0] for x in sel]), np.cumsum([x[1] for x in sel]))
+                           for name, sel in grouped.items()}
         usage = self._usage_table()
         demand = 0
         tenant_demand: Counter = Counter()

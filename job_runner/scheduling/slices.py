@@ -57,6 +57,8 @@ class SliceRequest:
         errors = self.problems()
         if errors:
             raise ValueError("invalid slice request: " + "; ".join(errors))
+        # computed once: admission asks for it many times per pass
+        object.__setattr__(self, "_charge", Resources(self.gpu_total_milli, self.cpu_milli, self.memory_mib))
 
     def problems(self) -> list[str]:
         """Human-readable validation errors (empty when valid)."""
@@ -101,7 +103,7 @@ class SliceRequest:
 
     def charge(self) -> Resources:
         """What counts against quota."""
-        return Resources(self.gpu_total_milli, self.cpu_milli, self.memory_mib)
+        return self._charge
 
     def shape(self) -> tuple:
         """A hashable key: requests with equal shapes place identically."""
