@@ -155,6 +155,7 @@ export class RunJobForm extends Widget implements Dialog.IBodyWidget<IJobRequest
         ? trans.__('This sweep submits %1 jobs, one per combination.', form.grid.length)
         : '';
     this.sweepNote.classList.toggle('aistack-mod-error', !!form.errors._sweep);
+    this.validated();
     return Object.keys(jobErrors).length === 0 && !profileMissing && Object.keys(form.errors).length === 0;
   }
 
@@ -240,7 +241,7 @@ export class RunJobForm extends Widget implements Dialog.IBodyWidget<IJobRequest
     this.tenantSelect = this.select(tenants.map(t => ({ value: t.name, label: t.name })), initial?.tenant ?? tenantNames[0] ?? '', 'tenant');
     const tenantRow = this.field(trans.__('Tenant (charged to)'), this.tenantSelect);
     if (tenants.length <= 1) {
-      tenantRow.hidden = true; // one tenant: nothing to choose
+      tenantRow.style.display = 'none'; // one tenant: nothing to choose
     }
     node.appendChild(tenantRow);
 
@@ -380,6 +381,8 @@ export class RunJobForm extends Widget implements Dialog.IBodyWidget<IJobRequest
     this.profileSummary.textContent = p ? [p.description, profileSummary(p, this.options.trans)].filter(Boolean).join(' — ') : '';
   }
 
+  /** Called after each validation (the dialog re-checks its Submit button). */
+  validated: () => void = () => undefined;
   private readyResolve!: () => void;
   private profiles: IProfileInfo[] = [];
   private nameInput!: HTMLInputElement;
@@ -403,6 +406,9 @@ class ValidatingDialog extends Dialog<IJobRequest | null> {
   ) {
     super(options);
     this.buttonList = options.buttons ?? [];
+    // the dialog checks validity on 'input' in the capture phase, before the form has validated:
+    // check again once it has, so that Submit is disabled while a field is invalid
+    form.validated = () => this._checkValidation();
   }
 
   resolve(index?: number): void {

@@ -13,9 +13,9 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { ITranslator, nullTranslator, TranslationBundle } from '@jupyterlab/translation';
 import { LabIcon } from '@jupyterlab/ui-components';
 
-import { api } from './api';
+import { api, requestAPI } from './api';
 import { IJobRequest, IProfileInfo, ITenantInfo, showRunJobDialog } from './dialog';
-import { IJob, normalizeJob } from './jobs';
+import { estimatedStartText, IJob, normalizeJob } from './jobs';
 import { normalizeParameters, ParamValue } from './params';
 import { JobLogView, JobsPanel } from './panel';
 
@@ -69,8 +69,10 @@ async function loadMe(): Promise<IMe> {
     const tenants: ITenantInfo[] = (me.tenants ?? []).map((t: any) => (typeof t === 'string' ? { name: t } : t));
     return { name: me.name ?? null, admin: !!me.admin, tenants };
   } catch {
-    const info = await api.get('../info').catch(() => ({}));
-    return { name: info.user ?? null, admin: false, tenants: [] };
+    // a service without `GET me`: the default tenant is the one `GET profiles` picks
+    const info = await requestAPI('info').catch(() => ({}));
+    const profiles = await api.get('profiles').catch(() => null);
+    return { name: info.user ?? null, admin: false, tenants: profiles?.tenant ? [{ name: profiles.tenant }] : [] };
   }
 }
 
@@ -86,12 +88,14 @@ function describeSubmission(res: any, trans: TranslationBundle): { jobs: IJob[];
   if (!first) {
     return { jobs, text: trans.__('Job submitted') };
   }
-  const where = (j: IJob) =>
-    j.state === 'queued'
-      ? j.position !== null
-        ? trans.__('position %1 in the queue', j.position)
-        : trans.__('queued')
-      : trans.__(j.state);
+  const where = (j: IJob) => {
+    if (j.state !== 'queued') {
+      return trans.__(j.state);
+    }
+    const eta = estimatedStartText(j, new Date());
+    const pos = j.position !== null ? trans.__('position %1 in the queue', j.position) : trans.__('queued');
+    return eta ? trans.__('%1, starts %2', pos, eta) : pos;
+  };
   if (jobs.length > 1) {
     return { jobs, text: trans.__('Sweep of %1 jobs submitted; first at %2', jobs.length, where(first)) };
   }
@@ -150,12 +154,22 @@ const plugin: JupyterFrontEndPlugin<void> = {
         const path = await saveOutput(job);
         // reload when already open: the output of a running job grows
         await docManager.services.contents.get(path, { content: false });
-        const widget = docManager.findWidget(path);
+        let widget = docManager.findWidget(path);
         if (widget) {
           await widget.context.revert();
           app.shell.activateById(widget.id);
         } else {
-          docManager.openOrReveal(path);
+          widget = docManager.openOrReveal(path);
+        }
+        // a failed job: select and show the cell that raised
+        const index = job.failure?.cellIndex;
+        const notebook = (widget as any)?.content;
+        if (widget && index !== undefined && notebook && 'activeCellIndex' in notebook) {
+          await widget.context.ready;
+          notebook.activeCellIndex = index;
+          if (notebook.activeCell) {
+            await notebook.scrollToCell(notebook.activeCell).catch(() => undefined);
+          }
         }
       },
       download: async (job: IJob) => {
@@ -206,11 +220,31 @@ const plugin: JupyterFrontEndPlugin<void> = {
       for (const j of jobs) {
         panel.track(j.id, j.state);
       }
-      Notification.info(text, {
-        autoClose: 6000,
-        actions: [{ label: trans.__('Show jobs'), callback: () => app.shell.activateById(panel.id) }]
-      });
+      const actions = [{ label: trans.__('Show jobs'), callback: () => app.shell.activateById(panel.id) }];
+      const id = Notification.info(text, { autoClose: 8000, actions });
       void panel.refresh();
+      // follow a new job closely until it starts (the panel's own refresh is slower)
+      let polls = 0;
+      const quick = window.setInterval(() => {
+        const state = panel.jobs.find(j => j.id === jobs[0]?.id)?.state;
+        if (++polls > 40 || (state && state !== 'queued' && state !== 'admitted')) {
+          window.clearInterval(quick);
+          return;
+        }
+        void panel.refresh();
+      }, 500);
+      // the scheduler places a new job within its next pass: then say where it stands in the queue
+      if (jobs.length) {
+        window.setTimeout(() => {
+          void api
+            .get(`jobs/${jobs[0].id}`)
+            .then(raw => {
+              const again = describeSubmission(jobs.length > 1 ? { jobs: [raw, ...jobs.slice(1).map(j => j.raw)] } : raw, trans);
+              Notification.update({ id, message: again.text, type: 'info', autoClose: 8000, actions });
+            })
+            .catch(() => undefined);
+        }, 1500);
+      }
     }
 
     panel.finished.connect((_, jobs) => {

@@ -51,6 +51,8 @@ def test_run_as_job_in_chromium(lab_hub, ana):
     # the failing notebook names and shows its failing cell
     assert "raised ValueError" in res["failureText"] and "bad scale" in res["failureText"], res["failureText"]
     assert "raise ValueError" in res["failingCellSource"], res["failingCellSource"]
+    assert res["failingCellActive"] is True, "Open output selects the cell that raised"
+
     # keyboard: the palette opens the dialog with the focus in its first field
     assert res["focusInDialog"] == "name", res
     # the job the browser submitted is really in the service, with the edited parameters

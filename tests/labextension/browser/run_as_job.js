@@ -21,6 +21,8 @@ const step = name => {
 };
 
 async function shot(page, name) {
+  // JupyterLab asks once whether to fetch Jupyter news: answer No (keeps the screenshots clear)
+  await page.locator('.Toastify__toast', { hasText: 'Jupyter news' }).getByRole('button', { name: 'No' }).click({ timeout: 300 }).catch(() => {});
   await page.screenshot({ path: path.join(ART, `${name}.png`) });
 }
 
@@ -126,7 +128,7 @@ async function main() {
     await shot(page, '08-logs');
 
     // --- a failing notebook, from the file browser's context menu
-    await page.click('.jp-SideBar [data-id="filebrowser"]').catch(() => {});
+    await page.click('.lm-TabBar-tab[data-id="filebrowser"]');
     const item = page.locator('.jp-DirListing-item', { hasText: 'fails.ipynb' }).first();
     await item.waitFor();
     await item.click({ button: 'right' });
@@ -139,22 +141,26 @@ async function main() {
     const failRow = page.locator('.aistack-Job', { hasText: 'browser-fails' }).first();
     await failRow.waitFor();
     const failId = await failRow.getAttribute('data-job-id');
-    await page.click('.jp-SideBar [data-id="aistack-jobs-panel"]').catch(() => {});
-    await page.waitForSelector(`.aistack-Job[data-job-id="${failId}"][data-state="failed"]`, { timeout: 180000 });
+    await page.waitForSelector(`.aistack-Job[data-job-id="${failId}"][data-state="failed"]`, { timeout: 180000, state: 'attached' });
+    if (!(await page.locator('#aistack-jobs-panel').isVisible())) {
+      await page.click('.lm-TabBar-tab[data-id="aistack-jobs-panel"]');
+    }
+    await page.locator(`.aistack-Job[data-job-id="${failId}"]`).waitFor();
     results.failureText = await page.textContent(`.aistack-Job[data-job-id="${failId}"] .aistack-Job-failure`);
     await shot(page, '09-panel-failed');
     await page.click(`.aistack-Job[data-job-id="${failId}"] .aistack-Job-open`);
     const errorCell = page.locator('.jp-NotebookPanel:visible .jp-Cell', { has: page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]', { hasText: 'ValueError' }) }).first();
     await errorCell.waitFor({ timeout: 60000 });
+    await page.waitForTimeout(500);
+    results.failingCellActive = await errorCell.evaluate(e => e.classList.contains('jp-mod-active'));
     await errorCell.scrollIntoViewIfNeeded();
     results.failingCellSource = (await errorCell.locator('.jp-InputArea .cm-content').textContent()) || '';
     await shot(page, '10-failing-cell');
     step('failing cell shown');
 
     // --- keyboard: palette -> Run as job -> dialog; Escape closes it
-    await page.click(`.jp-NotebookPanel:visible .jp-Notebook`).catch(() => {});
-    await page.goto(HUB + `user/${USER}/lab/tree/demo.ipynb`);
-    await button.waitFor({ state: 'visible', timeout: 120000 });
+    await page.locator('.jp-NotebookPanel:visible .jp-Cell').first().click();
+    await page.keyboard.press('Escape');
     await page.keyboard.press('Control+Shift+C');
     await page.keyboard.type('Run as job');
     await page.waitForTimeout(300);
