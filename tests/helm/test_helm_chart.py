@@ -108,8 +108,12 @@ def test_rbac_is_namespaced_per_tenant(binaries, values):
         assert rules[(("batch",), ("jobs",))] == {"create", "get", "list", "watch", "delete"}
         assert rules[(("",), ("secrets",))] == {"create"}
         assert "*" not in str(role["rules"])
-    # Nothing cluster-wide.
-    assert by_kind(docs, "ClusterRole") == [] and by_kind(docs, "ClusterRoleBinding") == []
+    # Nothing cluster-wide but, with servers in tenant namespaces, the hub's read-only pod/event
+    # watch (KubeSpawner's reflectors span namespaces).
+    per_tenant = (yaml.safe_load(values.read_text()) or {}).get("singleuser", {}).get("namespacePerTenant", True)
+    expected = [[{"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["list", "watch"]}]] if per_tenant else []
+    assert [r["rules"] for r in by_kind(docs, "ClusterRole")] == expected
+    assert len(by_kind(docs, "ClusterRoleBinding")) == len(expected)
 
 
 @pytest.mark.parametrize("values", VALUE_SETS, ids=IDS)
@@ -261,8 +265,13 @@ def test_hub_service_account_spawns_only_in_tenant_namespaces(k8s_control_plane,
         assert not can_i(cp, sa, "get", "secrets", ns)
         assert not can_i(cp, sa, "create", "jobs.batch", ns)
     assert not can_i(cp, sa, "create", "pods", RELEASE_NS)
-    assert not can_i(cp, sa, "list", "pods", None)
+    assert not can_i(cp, sa, "create", "pods", "default")
+    assert not can_i(cp, sa, "create", "namespaces", None)
     assert not can_i(cp, sa, "list", "nodes", None)
+    assert not can_i(cp, sa, "list", "secrets", None)
+    # Read-only watch across namespaces, for KubeSpawner's reflectors (enable_user_namespaces).
+    assert can_i(cp, sa, "watch", "pods", None) and can_i(cp, sa, "list", "events", None)
+    assert not can_i(cp, sa, "get", "pods", "kube-system")
     # The proxy has no service account token at all.
     proxy = cp.kubectl_json("get", "pods", "-n", RELEASE_NS, "-l", "app.kubernetes.io/component=proxy")["items"][0]
     assert proxy["spec"]["automountServiceAccountToken"] is False

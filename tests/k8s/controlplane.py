@@ -332,6 +332,9 @@ class ControlPlane:
             "--use-service-account-credentials=true",
             f"--service-account-private-key-file={p['sa.key']}", f"--root-ca-file={p['ca.crt']}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
+            # Client rate limit of all controllers (default 20 QPS): raised, as kwokctl does, so
+            # bursts of Jobs are not throttled on the way to the API server.
+            "--kube-api-qps=200", "--kube-api-burst=400",
             "--leader-elect=false", "--profiling=false", "--v=1",
         ], logs / "kube-controller-manager.log", f"https://127.0.0.1:{cm_port}/healthz", insecure_ctx)
         scheduler = Component("kube-scheduler", [
