@@ -109,19 +109,58 @@ def cmd_up(args) -> int:
     cmd = [sys.executable, "-m", "jupyterhub", "-f", path]
     if args.debug:
         cmd.append("--debug")
-    proc = subprocess.Popen(cmd, cwd=facts["data_dir"])
+    current: dict = {}
 
     def forward(signum, _frame):
-        if proc.poll() is None:
+        current["stopping"] = True
+        proc = current.get("proc")
+        if proc is not None and proc.poll() is None:
             proc.send_signal(signum)
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
-    if wait_until_up(facts["url"], proc):
-        print(banner(facts), flush=True)
-    elif proc.poll() is None:
-        print(f"aistack-hub: the hub did not answer at {facts['url']} yet; see its log above", file=sys.stderr)
-    return proc.wait()
+    for attempt in range(1, START_ATTEMPTS + 1):
+        proc, seen, copier = start_teed(cmd, facts["data_dir"])
+        current["proc"] = proc
+        if wait_until_up(facts["url"], proc):
+            print(banner(facts), flush=True)
+            return proc.wait()
+        code = proc.wait() if proc.poll() is not None else None
+        copier.join(5)
+        if code is None:
+            print(f"aistack-hub: the hub did not answer at {facts['url']} yet; see its log above", file=sys.stderr)
+            return proc.wait()
+        # JupyterHub gives a managed service ~10 s to answer; a cold or very busy machine can need more for
+        # the service's first start. Its second start is faster (files cached), so try again.
+        if current.get("stopping") or attempt == START_ATTEMPTS or not any(SERVICE_SLOW in line for line in seen):
+            return code
+        print(f"aistack-hub: the aistack service was slow to start (attempt {attempt}); starting again",
+              file=sys.stderr, flush=True)
+    return 1
+
+
+START_ATTEMPTS = 3
+SERVICE_SLOW = "Cannot connect to aistack service"
+
+
+def start_teed(cmd: list[str], cwd: str):
+    """Start JupyterHub with its output copied to ours, remembering its first lines (startup errors)."""
+    import threading
+
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            errors="replace", bufsize=1)
+    seen: list[str] = []
+
+    def copy():
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            if len(seen) < 2000:
+                seen.append(line)
+
+    copier = threading.Thread(target=copy, daemon=True)
+    copier.start()
+    return proc, seen, copier
 
 
 def cmd_token(args) -> int:

@@ -469,7 +469,9 @@ class GPUSliceSpawnerMixin(LoggingConfigurable):
         self.__dict__["_aistack_events"] = []
         if self.allocation:
             await self.release()  # a leftover from a failed release: give it back, then ask afresh
+        t0 = time.perf_counter()
         await self.allocate()
+        self.log.info("%s: slice allocated in %.3f s", self._log_name, time.perf_counter() - t0)
         self.log.info("%s: tenant %s profile %s slice %s", self._log_name, self.tenant, self.profile_slug,
                       self.aistack_labels["aistack.io/slice"])
         try:
