@@ -96,8 +96,15 @@ async def spawn_all(spawners, concurrency, options):
             try:
                 await asyncio.wait_for(s.start(), 300)
                 latencies.append(time.perf_counter() - t0)
-            except Exception as e:  # noqa: BLE001 - counted and printed
-                errors.append(f"{s.pod_name}: {type(e).__name__}: {e}"[:300])
+            except Exception as e:  # noqa: BLE001 - counted and printed, with the pod's own status
+                why = ""
+                try:
+                    pod = await s.api.read_namespaced_pod(s.pod_name, s.namespace)
+                    why = f" [pod {pod.status.phase} on {pod.spec.node_name}: " + "; ".join(
+                        f"{c.type}={c.status} {c.reason or ''} {c.message or ''}" for c in pod.status.conditions or []) + "]"
+                except Exception as e2:  # noqa: BLE001
+                    why = f" [pod unreadable: {e2}]"[:200]
+                errors.append(f"{s.pod_name}: {type(e).__name__}: {e}{why}"[:600])
 
     t0 = time.perf_counter()
     await asyncio.gather(*(one(i, s) for i, s in enumerate(spawners)))
@@ -123,14 +130,16 @@ async def bench_servers(cp, args):
     from tests.k8s_workloads.inprocess import CoreAllocation, InProcessKubeGPUSpawner
 
     cp.create_namespace("bench-servers")
-    base = Config()
-    base.KubeSpawner.k8s_api_host = cp.server
-    base.KubeSpawner.namespace = "bench-servers"
-    base.KubeSpawner.image = IMAGE
-    base.KubeSpawner.start_timeout = 300
-    base.KubeSpawner.events_enabled = False
+    def base():  # a fresh Config each time: sub-configs of a copied Config are shared
+        c = Config()
+        c.KubeSpawner.k8s_api_host = cp.server
+        c.KubeSpawner.namespace = "bench-servers"
+        c.KubeSpawner.image = IMAGE
+        c.KubeSpawner.start_timeout = args.start_timeout
+        c.KubeSpawner.events_enabled = False
+        return c
 
-    plain = Config(base)
+    plain = base()
     plain.KubeSpawner.extra_resource_limits = {"nvidia.com/gpu": "1"}
     plain.KubeSpawner.node_selector = {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
     plain.KubeSpawner.cpu_guarantee = 0.1
@@ -138,7 +147,7 @@ async def bench_servers(cp, args):
     plain_spawners = [make_spawner(KubeSpawner, cp, i, plain) for i in range(args.servers)]
     baseline, base_err = await spawn_all(plain_spawners, args.concurrency, lambda i: {})
 
-    ours = Config(base)
+    ours = base()
     ours.SliceRenderer.backend = "time-slice"
     InProcessKubeGPUSpawner.core = CoreAllocation(
         [n for n in cp.kubectl_json("get", "nodes")["items"] if n["metadata"]["name"].startswith("bench-")],
@@ -291,6 +300,7 @@ def main(argv=None):
     p.add_argument("--jobs", type=int, default=1000)
     p.add_argument("--concurrency", type=int, default=20, help="spawns / Job creations in flight at once")
     p.add_argument("--timeout", type=float, default=1200, help="give up on a job phase after this many seconds")
+    p.add_argument("--start-timeout", type=int, default=300, help="kubespawner start_timeout (s)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
