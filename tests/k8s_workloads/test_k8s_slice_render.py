@@ -303,3 +303,23 @@ def test_stuck_pods_fail_after_the_pending_timeout(pod_status, reason):
     ex.state_of(kjob, pods)
     st = ex.state_of(kjob, pods)
     assert st.state == FAILED and st.failure["reason"] == reason and st.failure["class"] == "infrastructure"
+
+
+def test_token_key_is_the_services_when_unset():
+    from traitlets import Unicode
+    from traitlets.config import LoggingConfigurable
+
+    class Service(LoggingConfigurable):
+        job_token_secret = Unicode("service-key")
+
+    assert KubernetesExecutor(parent=Service()).token_key() == "service-key"
+    assert KubernetesExecutor(parent=Service(), job_token_secret="own").token_key() == "own"
+    with pytest.raises(RuntimeError, match="job_token_secret"):
+        KubernetesExecutor().token_key()
+
+
+def test_names_and_namespaces_are_valid_and_per_instance():
+    ex = KubernetesExecutor(instance="Prod_EU")
+    assert ex.job_name(7, 1) == "prod-eu-job-7-1"
+    assert ex.namespace_for("Team_A.ML") == "aistack-team-a-ml"
+    assert "aistack.io/instance=Prod_EU" in ex.selector(7) and "aistack.io/job-id=7" in ex.selector(7)
