@@ -68,8 +68,10 @@ def test_helm_lint_strict(binaries, values):
     (["containerSecurityContext.allowPrivilegeEscalation=true"], "allowPrivilegeEscalation"),
     (["tenants[0].name=bad name!"], "name"),
     (["hub.unknownKey=1"], "unknownKey"),
+    (["hub.cookieSecret=not-hex"], "cookieSecret"),
     (["aistack.replicas=3"], "postgres"),  # SQLite on a PVC is single-writer
-], ids=["backend", "postgres-without-url", "root", "escalation", "tenant-name", "unknown-key", "sqlite-replicas"])
+], ids=["backend", "postgres-without-url", "root", "escalation", "tenant-name", "unknown-key", "cookie-not-hex",
+         "sqlite-replicas"])
 def test_bad_values_are_refused_with_a_message(binaries, sets, message):
     argv = [binaries["helm"], "template", "x", CHART]
     for s in sets:
@@ -125,6 +127,17 @@ def test_config_map_is_a_valid_deployment_config_for_the_service(binaries, value
     given = (yaml.safe_load(values.read_text()) or {}).get("tenants") or [{"name": "default"}]
     assert [t.name for t in config.tenants] == [t["name"] for t in given]
     assert "namespace" not in str(data["tenants"]) and "resourceQuota" not in str(data["tenants"])
+
+
+def test_generated_secrets_are_what_jupyterhub_accepts(binaries):
+    import base64
+    import binascii
+    secret = by_kind(render(binaries), "Secret")[0]["data"]
+    cookie = base64.b64decode(secret["hub.cookie-secret"]).decode()
+    assert len(binascii.a2b_hex(cookie)) == 32  # JupyterHub reads JPY_COOKIE_SECRET as hex
+    tokens = {k: base64.b64decode(v).decode() for k, v in secret.items()}
+    assert len(set(tokens.values())) == len(tokens)  # independent random values
+    assert all(len(t) >= 32 for t in tokens.values())
 
 
 def test_postgres_url_comes_from_a_secret_and_sqlite_from_a_pvc(binaries):

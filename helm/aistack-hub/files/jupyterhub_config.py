@@ -37,7 +37,7 @@ c.JupyterHub.hub_connect_url = f"http://{names['hub']}:{chart['hubPort']}"
 c.ConfigurableHTTPProxy.should_start = False
 c.ConfigurableHTTPProxy.api_url = f"http://{names['proxyApi']}:8001"
 c.ConfigurableHTTPProxy.auth_token = os.environ["CONFIGPROXY_AUTH_TOKEN"]
-c.JupyterHub.cookie_secret_file = ""  # JPY_COOKIE_SECRET comes from the chart's Secret
+# The cookie secret: JPY_COOKIE_SECRET from the chart's Secret (JupyterHub prefers it to the file).
 c.JupyterHub.db_url = os.environ["AISTACK_HUB_DB_URL"]
 c.JupyterHub.cleanup_servers = False  # servers survive a hub restart, as in z2jh
 

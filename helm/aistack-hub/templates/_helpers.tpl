@@ -53,7 +53,8 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- printf "%s:%s" .Values.singleuser.image.name .Values.singleuser.image.tag -}}
 {{- end -}}
 
-{{/* A secret value: the given one, else the one already in the cluster (upgrades), else random. Arg: (list $ secretName key given) */}}
+{{/* A secret value: the given one, else the one already in the cluster (upgrades), else 64 random
+     hex digits (JupyterHub requires a hex cookie secret). Arg: (list $ secretName key given) */}}
 {{- define "aistack.secretValue" -}}
 {{- $root := index . 0 -}}
 {{- $name := index . 1 -}}
@@ -66,7 +67,7 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if and $existing (index ($existing.data | default dict) $key) -}}
 {{- index $existing.data $key | b64dec -}}
 {{- else -}}
-{{- randAlphaNum 64 -}}
+{{- randAlphaNum 64 | sha256sum -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
