@@ -187,6 +187,16 @@ class Certificates:
         return path
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the process that started us dies (Linux), so a
+    killed test run leaves no control plane behind on a shared machine."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 class Component:
     """One control-plane process with its log file."""
 
@@ -199,7 +209,8 @@ class Component:
         log = open(self.log_path, "ab")
         # Own process group, so stopping it never signals the test runner.
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stdin=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
         log.close()
 
     def log_tail(self, lines: int = 40) -> str:
