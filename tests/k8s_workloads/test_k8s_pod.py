@@ -9,23 +9,16 @@ job stays "running" while the pod talks to it (in a cluster, KubernetesExecutor 
 """
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
 
 from job_runner.pod import EXIT_CODES, TOKEN_HEADER, job_token
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.k8s_workloads.service_proc import ROOT, aistack_service
 
 
 def _notebook(*sources) -> str:
@@ -39,38 +32,13 @@ def _notebook(*sources) -> str:
 @pytest.fixture
 def service(tmp_path):
     """A real aistack service (its own process) with a tenant and a CPU profile."""
-    (tmp_path / "deploy.yaml").write_text(
-        "tenants: [{name: team-a}]\n"
-        "profiles: [{slug: cpu, display_name: CPU, request: {kind: cpu, cpu_milli: 500, memory_mib: 512}}]\n"
-        "inventory: [{name: node1, cpu_milli: 8000, memory_mib: 16384}]\n")
-    port = _free_port()
-    data = tmp_path / "data"
-    env = {**os.environ, "JUPYTERHUB_API_TOKEN": "hub-token", "PYTHONPATH": ROOT}
-    env.pop("JUPYTERHUB_API_URL", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aistack_hub.service", f"--deployment-config={tmp_path / 'deploy.yaml'}",
-         f"--data-dir={data}", f"--port={port}", "--executor=job_runner.executors.noop.NoopExecutor",
-         "--NoopExecutor.duration_s=3600", "--AIStackService.validate_kernels=False"],
-        env=env, stdout=open(tmp_path / "service.log", "w"), stderr=subprocess.STDOUT, cwd=ROOT)
-    base = f"http://127.0.0.1:{port}/services/aistack/"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(base + "health", timeout=2).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("the aistack service did not start:\n" + (tmp_path / "service.log").read_text()[-3000:])
-            time.sleep(0.2)
-    try:
-        yield {"api": base + "api/", "data": data, "db": f"sqlite:///{data / 'aistack.sqlite'}", "proc": proc}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with aistack_service(tmp_path, {
+        "tenants": [{"name": "team-a"}],
+        "profiles": [{"slug": "cpu", "display_name": "CPU",
+                      "request": {"kind": "cpu", "cpu_milli": 500, "memory_mib": 512}}],
+        "inventory": [{"name": "node1", "cpu_milli": 8000, "memory_mib": 16384}],
+    }) as svc:
+        yield svc
 
 
 def _running_job(service, notebook: str, parameters: dict) -> tuple[int, int]:

@@ -54,7 +54,7 @@ def _nodes(cp) -> list[dict]:
 _users = itertools.count(1)
 
 
-def _spawner(cp, core, backend, tenant="team-a", **config):
+def _spawner(cp, core, backend, tenant="team-a", cls=InProcessKubeGPUSpawner, **config):
     c = Config()
     c.SliceRenderer.backend = backend
     c.KubeSpawner.k8s_api_host = cp.server
@@ -65,7 +65,7 @@ def _spawner(cp, core, backend, tenant="team-a", **config):
     for k, v in config.items():
         setattr(c.KubeGPUSpawner, k, v)
     InProcessKubeGPUSpawner.core = core
-    s = InProcessKubeGPUSpawner(_mock=True, config=c)
+    s = cls(_mock=True, config=c)
     s.user.name = f"user{next(_users)}"
     s.user.groups = [SimpleNamespace(name=tenant)]
     s.pod_name = f"jupyter-{s.user.name}"
@@ -322,3 +322,39 @@ async def test_unschedulable_job_fails_with_the_reason(cluster, tmp_path, instan
     finally:
         queue.stop()
         await ex.close()
+
+
+# -- the whole path through the real aistack service -------------------------------------------------
+
+async def test_spawn_through_the_real_service_quota_then_pod(cluster, reflectors, tmp_path):
+    """KubeGPUSpawner -> POST allocations of the real service (quota, placement) -> the pod on the node
+    the service chose; a second spawn over the tenant's quota is refused by the service, no pod."""
+    from spawner.kube import KubeGPUSpawner
+    from tests.k8s_workloads.service_proc import HUB_TOKEN, aistack_service
+
+    cluster.create_namespace("aistack-servers")
+    deployment = {"tenants": [{"name": "team-s", "quotas": {"any": {"gpu_milli": 2000}}}], "profiles": PROFILES,
+                  "inventory": SliceRenderer().inventory_config(_nodes(cluster))}
+    with aistack_service(tmp_path, deployment) as svc:
+        spawners = []
+        for _ in range(2):
+            s = _spawner(cluster, None, "whole", tenant="team-s", cls=KubeGPUSpawner)  # allocations over HTTP
+            s.aistack_api_url, s.aistack_token, s.wait_for_gpu = svc["api"], HUB_TOKEN, False
+            s.user_options = {"tenant": "team-s", "profile": "a100-2"}
+            spawners.append(s)
+        first, second = spawners
+        await asyncio.wait_for(first.start(), 90)
+        try:
+            pod = cluster.kubectl_json("get", "pod", "-n", "aistack-servers", first.pod_name)
+            assert pod["status"]["phase"] == "Running"
+            assert pod["spec"]["nodeName"] == first.allocation["assignment"]["node"]
+            assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+            with pytest.raises(AllocationRefused) as refused:
+                await second.start()
+            assert refused.value.status_code == 403, refused.value.jupyterhub_message
+            pods = cluster.kubectl_json("get", "pods", "-n", "aistack-servers", "-l",
+                                        f"hub.jupyter.org/username={second.user.name}")["items"]
+            assert pods == []
+        finally:
+            await first.stop(now=True)
+        assert first.allocation is None  # released at the service
