@@ -7,6 +7,8 @@ CUDA code runs. The steps share one hub and run in file order.
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import re
 import subprocess
 import sys
@@ -15,12 +17,14 @@ import time
 import nbformat
 import pytest
 
+from spawner.local import unreachable_paths
+
 from .conftest import dump
 from .kernel import run_code
 
-ENV_CODE = ("import os, json; print(json.dumps({k: os.environ.get(k) for k in ['CUDA_VISIBLE_DEVICES', "
+ENV_CODE = ("import os, json; print(json.dumps(dict({k: os.environ.get(k) for k in ['CUDA_VISIBLE_DEVICES', "
             "'CUDA_MPS_ACTIVE_THREAD_PERCENTAGE', 'CUDA_MPS_PINNED_DEVICE_MEM_LIMIT', 'AISTACK_TENANT', "
-            "'AISTACK_PROFILE', 'AISTACK_ALLOCATION_ID', 'HOME', 'USER']}))")
+            "'AISTACK_PROFILE', 'AISTACK_ALLOCATION_ID', 'HOME', 'USER']}, uid=os.getuid())))")
 
 state: dict = {}
 
@@ -84,10 +88,17 @@ def test_tokens_and_tenants(hub):
     # quota set through the service API by the admin token: team-a may use 1 GPU, 3 servers per user
     r = hub.service("PATCH", "tenants/team-a", json={"quotas": {"any": {"gpu_milli": 1000, "max_servers_per_user": 3}}})
     assert r.status_code == 200, r.text
-    r = hub.service("GET", "me", tokens["bob"])
+    groups = hub.api("GET", "users/bob").json()["groups"]
+    assert sorted(groups) == ["team-a", "team-b"], groups
+
+
+def test_service_knows_the_users_tenants(hub):
+    # the contract's GET me (the lab extension's dialog uses it too)
+    r = hub.service("GET", "me", state["tokens"]["bob"])
     assert r.status_code == 200, f"GET me: {r.status_code} {r.text}"
     me = r.json()
     assert sorted(t["name"] for t in me["tenants"]) == ["team-a", "team-b"], dump(me)
+    assert [t["admin"] for t in sorted(me["tenants"], key=lambda t: t["name"])] == [False, True], dump(me)
 
 
 def test_profile_form_lists_the_users_tenants(hub):
@@ -104,6 +115,12 @@ def test_spawn_servers_with_different_profiles(hub):
     r = spawn(hub, "alice", "s1", "team-a", "quarter")
     assert r.status_code in (201, 202), r.text
     env1 = server_env(hub, "alice", "s1")
+    # the account: never root when an unprivileged account can run the interpreter (docs/hub.md)
+    if os.geteuid() == 0:
+        expected = 0 if unreachable_paths(sys.executable) else pwd.getpwnam("aistack").pw_uid
+    else:
+        expected = os.geteuid()
+    assert int(env1["uid"]) == expected, (env1, unreachable_paths(sys.executable))
     assert env1["AISTACK_TENANT"] == "team-a" and env1["AISTACK_PROFILE"] == "quarter"
     assert env1["CUDA_VISIBLE_DEVICES"] in ("0", "1")
     assert env1["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "25"
@@ -213,6 +230,27 @@ def test_admin_page_numbers_and_refusal(hub):
     r = state["sessions"]["bob"].post(hub.url + "services/aistack/admin/tenants/team-b/quota",
                                       data={"_xsrf": xsrf_b, "resource_group": "any", "gpus": "8"})
     assert r.status_code == 403, r.text[:1000]
+
+    # a tenant admin manages members of their tenant (JupyterHub groups) ...
+    r = state["sessions"]["bob"].post(hub.url + "services/aistack/admin/tenants/team-b/members",
+                                      data={"_xsrf": xsrf_b, "action": "add", "user": "alice"})
+    assert r.status_code == 200, r.text[:1000]
+    assert "team-b" in hub.api("GET", "users/alice").json()["groups"]
+    r = state["sessions"]["bob"].post(hub.url + "services/aistack/admin/tenants/team-b/members",
+                                      data={"_xsrf": xsrf_b, "action": "remove", "user": "alice"})
+    assert "team-b" not in hub.api("GET", "users/alice").json()["groups"]
+    # ... but not of another tenant, and nobody adds users who do not exist
+    r = state["sessions"]["bob"].post(hub.url + "services/aistack/admin/tenants/team-c/members",
+                                      data={"_xsrf": xsrf_b, "action": "add", "user": "bob"})
+    assert r.status_code == 403, r.text[:1000]
+    r = admin.post(hub.url + "services/aistack/admin/tenants/team-b/members",
+                   data={"_xsrf": xsrf, "action": "add", "user": "nobody-here"})
+    assert r.status_code == 404 and "sign up" in r.text, r.text[:1000]
+    # the admin grants emergency priority
+    r = admin.post(hub.url + "services/aistack/admin/tenants/team-b/emergency",
+                   data={"_xsrf": xsrf, "user": "carol", "grant": "1"})
+    assert r.status_code == 200, r.text[:1000]
+    assert "carol" in hub.service("GET", "tenants/team-b").json()["emergency_users"]
 
 
 def test_stop_frees_the_slice(hub):
