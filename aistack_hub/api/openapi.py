@@ -127,6 +127,8 @@ def openapi_spec(base_path: str = "/services/aistack/api") -> dict:
         "/jobs/{id}/rerun": {"post": {"tags": jobs_tag, "summary": "Submit the same job again", "parameters": [ID],
                                       "responses": {"201": _resp("the new job", {"$ref": "#/components/schemas/Job"}),
                                                     **_errors(400, 401, 403, 404, 409)}}},
+        "/me": {"get": {"tags": ["profiles"], "summary": "The caller: tenants they may charge, admin and emergency grants",
+                        "responses": {"200": _resp("the caller", {"type": "object"}), **_errors(401, 403)}}},
         "/profiles": {"get": {"tags": ["profiles"], "summary": "Profiles this user may pick, with free capacity and quota left",
                               "parameters": [{"name": "tenant", "in": "query", "schema": {"type": "string"}},
                                              {"name": "user", "in": "query", "schema": {"type": "string"}}],

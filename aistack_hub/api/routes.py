@@ -15,6 +15,7 @@ from .jobs import (
     JobRerunHandler,
     JobsHandler,
 )
+from .me import MeHandler
 from .openapi import openapi_spec
 from .pod import PodInputHandler, PodOutputHandler, PodProgressHandler, PodResultHandler
 from .tenants import InventoryHandler, ProfilesHandler, TenantHandler, TenantsHandler, UsageHandler
@@ -61,5 +62,6 @@ def api_handlers(prefix: str, ctx) -> list:
         (api + "usage", UsageHandler, kw),
         (api + "inventory", InventoryHandler, kw),
         (api + "profiles", ProfilesHandler, kw),
+        (api + "me", MeHandler, kw),
         (api + r".*", NotFoundHandler),
     ]

@@ -48,6 +48,13 @@ def test_run_as_job_in_chromium(lab_hub, ana):
     assert res["finalState"] == "succeeded", res
     assert res["outputHasEffect"] and res["logShown"]
     assert "browser-demo" in res["outputTab"], res["outputTab"]
+    # rerun with edits starts from the job's values; a sweep makes one group of jobs
+    assert res["rerunPrefill"] == "bonjour", res["rerunPrefill"]
+    assert "2 jobs" in res["sweepNote"], res["sweepNote"]
+    assert res["sweepGroupSize"] == 2 and "Sweep of 2 jobs" in res["sweepTitle"], res
+    assert set(res["sweepStates"]) <= {"succeeded", "cancelled"}, res["sweepStates"]
+    # a job takes seconds (kernel start, a 1.5 s cell): cancelled at once, it ends cancelled
+    assert res["cancelledState"] == "cancelled", res
     # the failing notebook names and shows its failing cell
     assert "raised ValueError" in res["failureText"] and "bad scale" in res["failureText"], res["failureText"]
     assert "raise ValueError" in res["failingCellSource"], res["failingCellSource"]

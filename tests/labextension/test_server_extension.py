@@ -28,6 +28,12 @@ def test_forwards_profiles_with_the_users_identity(ana):
     slugs = {p["slug"]: p for p in body["profiles"]}
     assert {"cpu", "quarter"} <= set(slugs), body
     assert "free" in slugs["quarter"] and "quota_left" in slugs["quarter"]
+    # who ana is to the service: her one tenant, with the emergency grant of the test config
+    r = ana.ext("GET", "api/me")
+    assert r.status_code == 200, r.text
+    me = r.json()
+    assert me["name"] == "ana" and [t["name"] for t in me["tenants"]] == ["team-a"], me
+    assert me["tenants"][0]["emergency"] is True and me["tenants"][0]["admin"] is False, me
     # ana is not in team-b: the service answers 403 through the extension, unchanged
     r = ana.ext("GET", "api/profiles?tenant=team-b")
     assert r.status_code == 403, r.text

@@ -55,7 +55,7 @@ async function main() {
     // --- open the notebook in JupyterLab
     const t0 = Date.now();
     await page.goto(HUB + `user/${USER}/lab/tree/demo.ipynb`);
-    const button = page.locator('.jp-NotebookPanel-toolbar [data-jp-item-name="aistack-run-as-job"]');
+    const button = page.locator('.jp-NotebookPanel-toolbar [data-jp-item-name="aistack-run-as-job"]:visible');
     await button.waitFor({ state: 'visible', timeout: 120000 });
     await page.locator('.jp-Notebook .jp-Cell').nth(1).waitFor();
     results.labReadyMs = Date.now() - t0;
@@ -126,6 +126,43 @@ async function main() {
     await log.waitFor({ timeout: 30000 });
     results.logShown = true;
     await shot(page, '08-logs');
+
+    // --- rerun with edited parameters: the dialog starts from the job's own values
+    await page.click(`.aistack-Job[data-job-id="${jobId}"] .aistack-Job-rerun-edit`);
+    await form.waitFor();
+    results.rerunPrefill = await page.inputValue('input[name="param-greeting"]');
+    await page.keyboard.press('Escape');
+    await form.waitFor({ state: 'detached' });
+
+    // --- a sweep: two values of repeat -> a group of two jobs; cancel one while it waits or runs
+    await page.locator('.lm-DockPanel-tabBar .lm-TabBar-tabLabel', { hasText: /^demo\.ipynb$/ }).first().click();
+    await button.first().click();
+    await form.waitFor();
+    await page.locator('.aistack-RunJobForm select[name="profile"] option[value="cpu"]').waitFor({ state: 'attached' });
+    await page.selectOption('.aistack-RunJobForm select[name="profile"]', 'cpu');
+    await page.fill('input[name="name"]', 'sweepy');
+    await page.check('input[name="sweep-repeat"]');
+    await page.fill('textarea[name="param-repeat"]', '1, 3');
+    await page.waitForTimeout(200);
+    results.sweepNote = await page.textContent('.aistack-RunJobForm-sweepNote');
+    await shot(page, '08b-dialog-sweep');
+    await submit.click();
+    const group = page.locator('.aistack-JobGroup', { hasText: 'sweepy' }).first();
+    await group.waitFor();
+    results.sweepGroupSize = await group.locator('.aistack-Job').count();
+    const cancelButton = group.locator('.aistack-Job-cancel').first();
+    await cancelButton.waitFor();
+    results.cancelledId = await cancelButton.evaluate(b => b.closest('.aistack-Job').dataset.jobId);
+    await cancelButton.click();
+    await page.waitForFunction(() => {
+      const g = document.querySelector('.aistack-JobGroup');
+      return g && [...g.querySelectorAll('.aistack-Job')].every(j => ['succeeded', 'failed', 'cancelled'].includes(j.dataset.state));
+    }, null, { timeout: 120000 });
+    results.sweepStates = await group.locator('.aistack-Job').evaluateAll(els => els.map(e => e.dataset.state));
+    results.cancelledState = await page.getAttribute(`.aistack-Job[data-job-id="${results.cancelledId}"]`, 'data-state');
+    results.sweepTitle = await group.locator('.aistack-JobGroup-title').textContent();
+    await shot(page, '08c-panel-sweep-group');
+    step('sweep group');
 
     // --- a failing notebook, from the file browser's context menu
     await page.click('.lm-TabBar-tab[data-id="filebrowser"]');
