@@ -195,12 +195,20 @@ class JobQueue(LoggingConfigurable):
         self.alloc_waiters: dict[int, list[asyncio.Future]] = {}
         self.last_tick_at = 0.0
         self.ticks = 0
+        self._loop = None
+        executor.notify = self.wake_threadsafe
+
+    def wake_threadsafe(self):
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
 
     # ----------------------------------------------------------------------- loop
     def wake(self):
         self._wake.set()
 
     async def run_forever(self):
+        self._loop = asyncio.get_running_loop()
         while not self._stopped:
             try:
                 await self.tick()
@@ -423,8 +431,7 @@ class JobQueue(LoggingConfigurable):
             with self.db.session() as s:
                 rows = s.query(Job).filter(Job.id.in_(to_start)).all()
                 specs = [(r.id, job_spec(r, self._profile(r.profile)), r.assignment) for r in rows]
-            for job_id, spec, assignment in specs:
-                await self._start(job_id, spec, assignment)
+            await self._start_many(specs)
 
     def _admit(self, s, job_id, attempt, adict, env, node, now) -> bool:
         res = s.execute(update(Job).where(Job.id == job_id, Job.state == QUEUED)
@@ -451,24 +458,36 @@ class JobQueue(LoggingConfigurable):
                     f.set_result(True)
 
     async def _start(self, job_id: int, spec: JobSpec, assignment: dict):
-        try:
-            handle = await self.executor.start(spec, assignment or {})
-        except Exception as e:  # noqa: BLE001 - a start failure is an infrastructure failure of this attempt
-            self.log.exception("job %s: start failed", job_id)
-            await self._finish(job_id, FAILED, failure(INFRASTRUCTURE, f"could not start: {e}"), from_states=(ADMITTED,))
-            return
+        await self._start_many([(job_id, spec, assignment)])
+
+    async def _start_many(self, items):
+        """Start admitted jobs on the executor, then write admitted -> running for all in one transaction."""
+        started, failed = [], []
+        attempts = {job_id: spec.attempt for job_id, spec, _ in items}
+        for job_id, spec, assignment in items:
+            try:
+                started.append((job_id, await self.executor.start(spec, assignment or {})))
+            except Exception as e:  # noqa: BLE001 - a start failure is an infrastructure failure of this attempt
+                self.log.exception("job %s: start failed", job_id)
+                failed.append((job_id, FAILED, failure(INFRASTRUCTURE, f"could not start: {e}"), None))
+        lost = []
+        now = utcnow()
         with self.db.session() as s:
-            ok = transition(s, job_id, ADMITTED, RUNNING, message="started", replica=self.replica_id,
-                            handle=handle, started_at=utcnow())
-        if ok:
-            self.handles[job_id] = handle
-            self._started[job_id] = time.time()
-        else:
+            for job_id, handle in started:
+                if transition(s, job_id, ADMITTED, RUNNING, message="started", replica=self.replica_id,
+                              attempt=attempts[job_id], handle=handle, started_at=now):
+                    self.handles[job_id] = handle
+                    self._started[job_id] = time.time()
+                else:
+                    lost.append((job_id, handle))
+        for job_id, handle in lost:
             # Cancelled between admission and start: stop what was started.
             try:
                 await self.executor.cancel(handle)
             finally:
                 self._release(job_id)
+        if failed:
+            await self._finish_many(failed, from_states=(ADMITTED,))
 
     async def _preempted(self, wid: str):
         kind, _, raw_id = wid.partition("-")
@@ -495,6 +514,7 @@ class JobQueue(LoggingConfigurable):
         if self.handles:
             with self.db.read() as s:
                 timeouts = dict(s.query(Job.id, Job.timeout_s).filter(Job.id.in_(list(self.handles))).all())
+        outcomes, progress = [], []
         for job_id, handle in list(self.handles.items()):
             try:
                 st = await self.executor.poll(handle)
@@ -504,20 +524,20 @@ class JobQueue(LoggingConfigurable):
             timeout = timeouts.get(job_id)
             if not st.final and timeout and now - self._started.get(job_id, now) > timeout:
                 await self.executor.cancel(handle)
-                await self._finish(job_id, FAILED, failure(TIMEOUT, f"the job ran longer than its timeout of {timeout:g} s"),
-                                   progress=st.progress)
-                continue
-            if st.final:
-                if st.state == SUCCEEDED:
-                    await self._finish(job_id, SUCCEEDED, None, progress=st.progress)
-                else:
-                    await self._finish(job_id, FAILED, st.failure or failure(INFRASTRUCTURE, "failed"),
-                                       progress=st.progress)
-                continue
-            if st.progress and now - self._progress_written.get(job_id, 0) >= self.progress_write_interval_s:
+                outcomes.append((job_id, FAILED, failure(TIMEOUT, f"the job ran longer than its timeout of {timeout:g} s"),
+                                 st.progress))
+            elif st.final:
+                fail = None if st.state == SUCCEEDED else (st.failure or failure(INFRASTRUCTURE, "failed"))
+                outcomes.append((job_id, SUCCEEDED if st.state == SUCCEEDED else FAILED, fail, st.progress))
+            elif st.progress and now - self._progress_written.get(job_id, 0) >= self.progress_write_interval_s:
                 self._progress_written[job_id] = now
-                with self.db.session() as s:
-                    s.execute(update(Job).where(Job.id == job_id, Job.state == RUNNING).values(progress=st.progress))
+                progress.append((job_id, st.progress))
+        if progress:
+            with self.db.session() as s:
+                for job_id, prog in progress:
+                    s.execute(update(Job).where(Job.id == job_id, Job.state == RUNNING).values(progress=prog))
+        if outcomes:
+            await self._finish_many(outcomes)
 
     def _release(self, job_id: int):
         self.handles.pop(job_id, None)
@@ -530,34 +550,40 @@ class JobQueue(LoggingConfigurable):
 
     async def _finish(self, job_id: int, state: str, fail: dict | None, progress=None, retry: bool = True,
                       from_states=(ADMITTED, RUNNING)):
-        """A final outcome of the current attempt: retry (back to queued) or a final state."""
+        await self._finish_many([(job_id, state, fail, progress)], retry=retry, from_states=from_states)
+
+    async def _finish_many(self, outcomes, retry: bool = True, from_states=(ADMITTED, RUNNING)):
+        """Final outcomes of current attempts [(job_id, state, failure, progress)], written in one
+        transaction: each is retried (back to queued) when its policy says so, or ends in its final state.
+        The executor's cleanup comes after the commit."""
         from aistack_hub import metrics
 
-        handle = self.handles.get(job_id)
-        requeue = False
+        handles, requeue = [], False
         with self.db.session() as s:
-            row = s.get(Job, job_id)
-            if row is None or row.state not in from_states:
+            rows = {r.id: r for r in s.query(Job).filter(Job.id.in_([o[0] for o in outcomes]))}
+            for job_id, state, fail, progress in outcomes:
+                handle = self.handles.get(job_id)
+                if handle is not None:
+                    handles.append((job_id, handle))
+                row = rows.get(job_id)
                 self._release(job_id)
-                return
-            values = {"failure": fail, "handle": None}
-            if progress is not None:
-                values["progress"] = progress
-            if retry and state == FAILED and not row.cancel_requested and should_retry(
-                    fail, row.attempt, row.max_retries, row.retry_on):
-                requeue = True
-                ok = transition(s, job_id, row.state, QUEUED, replica=self.replica_id, enqueued=0,
-                                message=f"attempt {row.attempt} failed ({fail.get('class')}): retrying", **values)
-                metrics.JOBS_RETRIED.labels(tenant=row.tenant, failure=fail.get("class")).inc()
-            else:
-                ok = transition(s, job_id, row.state, state, replica=self.replica_id, finished_at=utcnow(),
-                                message=(fail or {}).get("message") or state, **values)
-                if ok:
+                if row is None or row.state not in from_states:
+                    continue
+                values = {"failure": fail, "handle": None}
+                if progress is not None:
+                    values["progress"] = progress
+                if retry and state == FAILED and not row.cancel_requested and should_retry(
+                        fail, row.attempt, row.max_retries, row.retry_on):
+                    requeue = True
+                    transition(s, job_id, row.state, QUEUED, replica=self.replica_id, enqueued=0, attempt=row.attempt,
+                               message=f"attempt {row.attempt} failed ({fail.get('class')}): retrying", **values)
+                    metrics.JOBS_RETRIED.labels(tenant=row.tenant, failure=fail.get("class")).inc()
+                elif transition(s, job_id, row.state, state, replica=self.replica_id, finished_at=utcnow(),
+                                attempt=row.attempt, message=(fail or {}).get("message") or state, **values):
                     metrics.JOBS_FINISHED.labels(tenant=row.tenant, state=state).inc()
                     if row.started_at:
                         metrics.JOB_DURATION.labels(state=state).observe(max(0.0, time.time() - epoch(row.started_at)))
-        self._release(job_id)
-        if handle is not None:
+        for job_id, handle in handles:
             try:
                 await self.executor.cleanup(handle)
             except Exception as e:  # noqa: BLE001

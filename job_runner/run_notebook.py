@@ -19,12 +19,16 @@ import time
 from job_runner.failures import CANCELLED, classify_exception, failure
 
 
-def write_json_atomic(path: str, data) -> None:
+def write_json_atomic(path: str, data, fsync: bool = False) -> None:
+    """Write-then-rename: readers see the old or the new file, never half of one. No fsync by default:
+    these files must survive a killed process (the page cache does), and a crashed machine loses the
+    runs anyway."""
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
         json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
 
 

@@ -88,6 +88,14 @@ class Executor(LoggingConfigurable):
     name = Unicode("base", help="Name of this executor (shown in the API).").tag(config=False)
     extra_env = Dict({}, help="Extra environment variables for every job run by this executor.").tag(config=True)
 
+    # Set by the scheduling loop: call it (from any thread) when a run may have changed state, so that the
+    # loop polls at once instead of at its next tick.
+    notify = None
+
+    def _notify(self):
+        if self.notify is not None:
+            self.notify()
+
     async def start(self, job: JobSpec, assignment: dict) -> dict:
         raise NotImplementedError
 

@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from traitlets import Float, List, Unicode, default
@@ -125,8 +126,6 @@ class LocalExecutor(Executor):
             return self._handle(job.id, job.attempt)
         with os.fdopen(fd, "w") as f:
             json.dump({"launched_at": launched_at}, f)
-            f.flush()
-            os.fsync(f.fileno())
 
         env = dict(os.environ)
         env.update(self.extra_env)
@@ -155,9 +154,15 @@ class LocalExecutor(Executor):
         finally:
             log.close()
         self._children[proc.pid] = proc
+        # A waiter thread tells the loop the moment the run ends (no waiting for the next tick).
+        threading.Thread(target=self._wait_child, args=(proc,), daemon=True, name=f"wait-job-{job.id}").start()
         write_json_atomic(marker, {"launched_at": launched_at, "pid": proc.pid, "pgid": proc.pid,
                                    "start_time": process_start_time(proc.pid)})
         return self._handle(job.id, job.attempt)
+
+    def _wait_child(self, proc):
+        proc.wait()
+        self._notify()
 
     def _reap(self, pid):
         proc = self._children.get(pid)

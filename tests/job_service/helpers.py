@@ -30,6 +30,7 @@ DEPLOYMENT = {
         {"slug": "cpu", "display_name": "CPU", "request": {"kind": "cpu", "cpu_milli": 10, "memory_mib": 10}},
         {"slug": "gpu-1", "display_name": "1 GPU", "request": {"kind": "whole", "gpus": 1}},
         {"slug": "gpu-half", "display_name": "1/2 GPU", "request": {"kind": "share", "gpu_milli": 500, "gpu_mem_mib": 8000}},
+        {"slug": "gpu-quarter", "display_name": "1/4 GPU", "request": {"kind": "share", "gpu_milli": 250}},
         {"slug": "gpu-8", "display_name": "8 GPUs", "request": {"kind": "whole", "gpus": 8}},
         {"slug": "team-b-only", "request": {"kind": "cpu", "cpu_milli": 10}, "tenants": ["team-b"]},
     ],

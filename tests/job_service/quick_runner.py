@@ -13,7 +13,21 @@ import random
 import sys
 import time
 
-from job_runner.run_notebook import process_start_time, write_json_atomic
+
+
+# The same protocol as job_runner.run_notebook, in plain stdlib (started with `python -S`: no site
+# packages to import, so that hundreds of runs stay cheap).
+def process_start_time(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[19]
+
+
+def write_json_atomic(path, data):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp, path)
+
 
 adir = sys.argv[1]
 with open(os.path.join(adir, "spec.json")) as f:

@@ -17,6 +17,14 @@ PARAMS_NB = make_notebook(
 )
 
 
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def submit(s, api, **body):
     body.setdefault("notebook", PARAMS_NB)
     body.setdefault("profile", "gpu-half")
@@ -183,8 +191,8 @@ def test_kernel_death_is_retried_with_a_stable_checkpoint_dir(as_user, hub_servi
 
 def test_timeout_and_cancel_stop_the_process_group(as_user, hub_service):
     s, api = as_user("alice"), hub_service.api
-    nb = make_notebook("import os, time\nopen('pids', 'w').write(str(os.getpid()))\ntime.sleep(600)")
-    timed = submit(s, api, notebook=nb, profile="cpu", timeout_s=8).json()
+    nb = make_notebook("import time\ntime.sleep(600)")
+    timed = submit(s, api, notebook=nb, profile="cpu", timeout_s=10).json()
     cancelled = submit(s, api, notebook=nb, profile="cpu").json()
     wait_for(lambda: s.get(f"{api}jobs/{cancelled['id']}").json()["progress"], 60, what="the job to run a cell")
     r = s.post(f"{api}jobs/{cancelled['id']}/cancel")
@@ -194,9 +202,14 @@ def test_timeout_and_cancel_stop_the_process_group(as_user, hub_service):
     t = wait_final(s, api, timed["id"])
     assert t["state"] == "failed" and t["failure"]["class"] == "timeout"
     for j in (c, t):
-        pid_file = os.path.join(hub_service.data_dir, "jobs", str(j["id"]), "attempt-1", "pids")
-        kernel_pid = int(open(pid_file).read())
-        wait_for(lambda: not os.path.exists(f"/proc/{kernel_pid}"), 15, what=f"kernel {kernel_pid} to be gone")
+        # the runner and its kernel (own session) as the runner recorded them: all gone
+        with open(os.path.join(hub_service.data_dir, "jobs", str(j["id"]), "attempt-1", "runner.json")) as f:
+            runner = json.load(f)
+        pids = [runner["pid"]] + [k["pid"] for k in runner["kernels"]]
+        if j is c:
+            assert len(pids) == 2, runner  # the cancelled one was running a cell: its kernel was recorded
+        for pid in pids:
+            wait_for(lambda: not _alive(pid), 15, what=f"process {pid} to be gone")
     assert s.post(f"{api}jobs/{cancelled['id']}/cancel").status_code == 409
 
 

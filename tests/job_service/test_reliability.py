@@ -35,7 +35,7 @@ def quick_service(tmp_path, db_url, deployment_path, name="svc", jobs_dir=None, 
     cfg = d / "config.py"
     cfg.write_text(
         "c.JobQueue.tick_interval_s = 0.1\nc.JobQueue.lease_ttl_s = 2\n"
-        f"c.LocalExecutor.runner_command = [{PYTHON!r}, {os.path.join(HERE, 'quick_runner.py')!r}]\n"
+        f"c.LocalExecutor.runner_command = [{PYTHON!r}, '-S', {os.path.join(HERE, 'quick_runner.py')!r}]\n"
         "c.LocalExecutor.lost_after_s = 5\nc.LocalExecutor.kill_grace_s = 1\n"
         + (f"c.AIStackService.jobs_dir = {str(jobs_dir)!r}\n" if jobs_dir else ""))
     svc = ServiceProcess(str(d), db_url, deployment_path, config_py=str(cfg))
@@ -94,7 +94,7 @@ def no_runner_left(tmp_path):
 
 def test_sigkill_at_random_moments_loses_nothing_and_runs_nothing_twice(tmp_path, db_url, deployment_path):
     rnd = random.Random(1234)
-    svc = quick_service(tmp_path, db_url, deployment_path, run_max_s=0.6).start()
+    svc = quick_service(tmp_path, db_url, deployment_path, run_max_s=0.4).start()
     accepted = []
     stop = threading.Event()
     errors = []
@@ -104,7 +104,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_runs_nothing_twice(tmp_path
         s.headers["Authorization"] = f"token {SERVICE_TOKEN}"
         n = 0
         while not stop.is_set() and n < 8:
-            body = {"notebook": NB, "profile": "gpu-half", "tenant": "team-c", "max_retries": 2,
+            body = {"notebook": NB, "profile": "gpu-quarter", "tenant": "team-c", "max_retries": 2,
                     "sweep": {"i": list(range(n * 25, n * 25 + 25))}}
             try:
                 r = s.post(svc.api + "jobs", json=body, timeout=30)
@@ -221,8 +221,8 @@ def test_concurrent_submissions_at_the_quota_edge(tmp_path, db_url, deployment_p
 def test_two_replicas_on_one_postgres_run_each_job_once(tmp_path, postgres, deployment_path):
     url = postgres.create_db("replicas")
     jobs_dir = tmp_path / "shared-jobs"
-    a = quick_service(tmp_path, url, deployment_path, name="a", jobs_dir=jobs_dir).start()
-    b = quick_service(tmp_path, url, deployment_path, name="b", jobs_dir=jobs_dir).start()
+    a = quick_service(tmp_path, url, deployment_path, name="a", jobs_dir=jobs_dir, run_max_s=0.4).start()
+    b = quick_service(tmp_path, url, deployment_path, name="b", jobs_dir=jobs_dir, run_max_s=0.4).start()
     try:
         time.sleep(1)
         leaders = [svc for svc in (a, b) if svc.health()["leader"]]
@@ -231,8 +231,8 @@ def test_two_replicas_on_one_postgres_run_each_job_once(tmp_path, postgres, depl
         other = b if leaders[0] is a else a
         for k in range(6):
             svc = (a, b)[k % 2] if k < 3 else other
-            r = svc.session().post(svc.api + "jobs", json={"notebook": NB, "profile": "gpu-half", "tenant": "team-c",
-                                                            "max_retries": 2, "sweep": {"i": list(range(20))}})
+            r = svc.session().post(svc.api + "jobs", json={"notebook": NB, "profile": "gpu-quarter", "tenant": "team-c",
+                                                            "max_retries": 2, "sweep": {"i": list(range(12))}})
             assert r.status_code == 201, r.text
             ids += [j["id"] for j in r.json()["jobs"]]
             if k == 2:
