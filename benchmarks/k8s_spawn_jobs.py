@@ -263,8 +263,10 @@ async def run(cp, args, workdir):
         results["servers"] = {"baseline_kubespawner": base, "aistack_kubegpuspawner": ours,
                               "p50_ratio": ratio(ours["p50_s"], base["p50_s"]),
                               "throughput_ratio": ratio(ours["per_s"], base["per_s"]), "errors": errors[:10]}
+        print("servers done:", json.dumps(results["servers"]), file=sys.stderr, flush=True)
     if args.jobs:
         base = await bench_plain_jobs(cp, args)
+        print("plain jobs done:", json.dumps(base), file=sys.stderr, flush=True)
         ours = await bench_aistack_jobs(cp, args, workdir)
         results["jobs"] = {"baseline_plain_jobs": base, "aistack_queue_kubernetes_executor": ours,
                            "p50_ratio": ratio(ours["p50_s"], base["p50_s"]),
@@ -309,7 +311,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING)
     from tests.k8s.controlplane import ControlPlane
 
-    workdir = Path(tempfile.mkdtemp(prefix="aistack-k8s-bench-"))
+    workdir = Path(tempfile.mkdtemp(prefix="bench-k8s-workloads-"))
     with ControlPlane(workdir=workdir / "cp", nodes_file=None) as cp:
         import kubernetes_asyncio.config.kube_config as kc
 
