@@ -188,7 +188,7 @@ class Scheduler:
         order: list[tuple[Workload, str]] = []  # pending in admission order with the reason it waits
         for rank in sorted(by_class, reverse=True):
             queues = by_class[rank]
-            heap = [(self._share(usage[t], self.tenants[t]), t) for t in queues]
+            heap = [(self._share(usage[t], self.tenants.get(t)), t) for t in queues]
             heapq.heapify(heap)
             cursor = dict.fromkeys(queues, 0)
             while heap:
@@ -200,7 +200,7 @@ class Scheduler:
                 if reason is not None:
                     order.append((w, reason))
                 if cursor[t] < len(q):
-                    heapq.heappush(heap, (self._share(usage[t], self.tenants[t]), t))
+                    heapq.heappush(heap, (self._share(usage[t], self.tenants.get(t)), t))
         for w, a in decision.admitted:
             self.pending.pop(w.id, None)
             if w.kind == "job":
@@ -472,12 +472,12 @@ class Scheduler:
                     r.borrowed_milli = min(r.charge.gpu_milli, total - q.gpu_milli)
                     total -= r.charge.gpu_milli
 
-    def _share(self, u: TenantUsage, tenant: Tenant) -> float:
+    def _share(self, u: TenantUsage, tenant: Tenant | None) -> float:
         a = u.group(ANY)
         cap = self.capacity
         dominant = max(a.gpu_milli / max(cap.gpu_milli, 1), a.cpu_milli / max(cap.cpu_milli, 1),
                        a.memory_mib / max(cap.memory_mib, 1))
-        return dominant / tenant.weight
+        return dominant / (tenant.weight if tenant is not None else 1.0)
 
     def free_capacity(self, request: SliceRequest) -> int:
         """How many more of ``request`` fit the pool now (ignoring quotas)."""

@@ -197,3 +197,13 @@ def test_gpu_memory_caps_limit_shares():
     s = scheduler(inv=inventory(nodes=1, gpus=1, model="A100-40GB"), ts=tenants(a=None))
     req = share(100, gpu_mem_mib=15 * 1024)
     assert s.free_capacity(req) == 2  # 40 GB / 15 GB, although 10 shares of 0.1 would fit by compute
+
+
+def test_tenant_removed_while_work_is_pending_waits_with_a_reason():
+    s = scheduler(ts=tenants(a=None, b=None))
+    w = job("b", whole(1))
+    s.submit(w)
+    s.set_tenants(tenants(a=None))
+    d = s.schedule(0)
+    assert not d.admitted and d.pending[0].reason == "unknown_tenant"
+    assert s.cancel(w.id) and not s.pending

@@ -96,8 +96,8 @@ def test_replay_mode(small_trace, capsys):
     rc, out, _ = run_cli(capsys, "--nodes", nodes, "--pods", pods, "--mode", "replay", "--tenants", "3",
                          "--quota-factor", "0.25", "--json", "--policy", "default")
     r = json.loads(out)
-    assert rc == 0 and r["admitted"] == len(PODS_ROWS)
-    assert 0 < r["jain_index_service"] <= 1 and set(r["mean_queueing_delay_s"]) <= {"tenant-00", "tenant-01", "tenant-02"}
+    assert rc == 0 and r["admitted"] == len(PODS_ROWS) and r["never_started"] == 0
+    assert 0 < r["jain_index"] <= 1 and set(r["mean_queueing_delay_s"]) <= {"tenant-00", "tenant-01", "tenant-02"}
     assert r["utilisation_pct"] and all(0 <= v <= 100 for _, v in r["utilisation_pct"])
 
 
