@@ -32,6 +32,8 @@ USER_LABEL = LABEL_PREFIX + "user"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 INSTANCE_LABEL = LABEL_PREFIX + "instance"
 CONTAINER_NAME = "notebook"
+DEVICE_PLUGIN_ENV = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE",
+                     "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT")
 
 # Container "waiting" reasons that never resolve by themselves.
 IMAGE_PULL_REASONS = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull")
@@ -238,8 +240,10 @@ class KubernetesExecutor(Executor):
         env = {**(job.env or {}), **self.extra_env, **kslice.env,
                "AISTACK_SERVICE_URL": self.service_url, "AISTACK_JOB_ID": str(job.id),
                "AISTACK_JOB_ATTEMPT": str(job.attempt), "AISTACK_USER": job.user}
-        # Kubernetes' device plugin picks the devices: the core's indices mean nothing in the pod.
-        env.pop("CUDA_VISIBLE_DEVICES", None)
+        # Kubernetes' device plugin picks the devices and sets the sharing limits: the core's host
+        # GPU indices mean nothing in the pod.
+        for key in DEVICE_PLUGIN_ENV:
+            env.pop(key, None)
         env_list = [{"name": k, "value": str(v)} for k, v in sorted(env.items())]
         env_list.append({"name": "AISTACK_JOB_TOKEN",
                          "valueFrom": {"secretKeyRef": {"name": name, "key": "token"}}})

@@ -192,7 +192,7 @@ async def test_resource_quota_from_tenant_quotas(offline_kubeconfig):
 
 def _job(**kw) -> JobSpec:
     base = dict(id=42, name="train", user="alice@example.com", tenant="team-a", profile="quarter-t4", attempt=2,
-                notebook="{}", timeout_s=600, request=SHARE.to_dict(), env={"CUDA_VISIBLE_DEVICES": "1", "X": "y"},
+                notebook="{}", timeout_s=600, request=SHARE.to_dict(), env={"CUDA_VISIBLE_DEVICES": "1", "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT": "1=4096M", "X": "y"},
                 image="example/gpu:1")
     base.update(kw)
     return JobSpec(**base)
@@ -218,7 +218,8 @@ def test_job_manifest():
     assert c["command"] == ["python", "-m", "job_runner.pod"] and c["image"] == "example/gpu:1"
     assert c["resources"]["limits"]["nvidia.com/gpu.shared"] == "1"
     env = {e["name"]: e for e in c["env"]}
-    assert "CUDA_VISIBLE_DEVICES" not in env and env["X"]["value"] == "y"
+    assert "CUDA_VISIBLE_DEVICES" not in env and "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT" not in env
+    assert env["X"]["value"] == "y"
     assert env["AISTACK_JOB_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "aistack-job-42-2", "key": "token"}
     text = json.dumps(m)  # neither the key nor the token is in the manifest: the token is in a Secret
     assert "s3cr3t-key" not in text and job_token("s3cr3t-key", 42, 2) not in text
