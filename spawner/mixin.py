@@ -439,7 +439,8 @@ class GPUSliceSpawnerMixin(LoggingConfigurable):
         if eta:
             msg += f", estimated start {eta}"
         q = self.__dict__.setdefault("_aistack_events", [])
-        q.append({"progress": 10, "message": msg})
+        if not q or q[-1]["message"] != msg:  # one event per change of position or estimate
+            q.append({"progress": 10, "message": msg})
 
     async def progress(self):
         yield {"progress": 5, "message": "Asking the aistack scheduler for a GPU slice..."}
