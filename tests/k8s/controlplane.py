@@ -32,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 STAGES_FILE = HERE / "kwok" / "stages.yaml"
 NODES_FILE = HERE / "kwok" / "nodes.yaml"
+POD_LOG_FILE = HERE / "kwok" / "pod.log"
 
 # The controllers the tests rely on (Jobs, quotas, service accounts, garbage collection) plus
 # what `helm install` of our chart needs (Deployments, PVC binding, aggregated RBAC roles).
@@ -146,6 +147,8 @@ class Certificates:
             "DNS:kubernetes.default.svc", "DNS:kubernetes.default.svc.cluster.local",
         ])
         self._signed("apiserver", "/CN=kube-apiserver", "serverAuth", sans)
+        # kwok plays the kubelets' API (pod logs) for every fake node on 127.0.0.1.
+        self._signed("kwok-serving", "/CN=kwok", "serverAuth", "IP:127.0.0.1,DNS:localhost")
         # Identities: admin is a cluster admin; the controllers use the identities the RBAC
         # bootstrap policy has roles for (as kubeadm sets them up).
         self._signed("admin", "/O=system:masters/CN=aistack-test-admin", "clientAuth")
@@ -330,6 +333,8 @@ class ControlPlane:
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             # The loopback address may not appear in the `kubernetes` Service's endpoints.
             "--endpoint-reconciler-type=none",
+            # Reach the "kubelet" (kwok) at the node's InternalIP, 127.0.0.1, for pod logs.
+            "--kubelet-preferred-address-types=InternalIP",
             "--allow-privileged=true", "--profiling=false", "--v=1",
         ], logs / "kube-apiserver.log", f"https://127.0.0.1:{api_port}/readyz", admin_ctx)
         controller_manager = Component("kube-controller-manager", [
@@ -358,11 +363,13 @@ class ControlPlane:
         ], logs / "kube-scheduler.log", f"https://127.0.0.1:{sched_port}/healthz", insecure_ctx)
         kwok = Component("kwok", [
             str(self.bin["kwok"]), f"--kubeconfig={kwok_kubeconfig}",
-            f"--config={STAGES_FILE}",
+            f"--config={STAGES_FILE}", f"--config={self._write_logs_config()}",
             # Only nodes we mark as fake: a real node could never be mistaken for one.
             "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            "--node-lease-duration-seconds=40", "--cidr=10.244.0.0/16", "--node-ip=10.0.0.1",
-            f"--server-address=127.0.0.1:{kwok_port}",
+            "--node-lease-duration-seconds=40", "--cidr=10.244.0.0/16",
+            # Every fake node's kubelet endpoint is kwok's server: `kubectl logs` works.
+            "--node-ip=127.0.0.1", f"--node-port={kwok_port}", f"--server-address=127.0.0.1:{kwok_port}",
+            f"--tls-cert-file={certs.path('kwok-serving.crt')}", f"--tls-private-key-file={certs.path('kwok-serving.key')}",
         ], logs / "kwok.log", f"http://127.0.0.1:{kwok_port}/healthz")
 
         etcd.start()
@@ -379,6 +386,15 @@ class ControlPlane:
         if self.nodes_file is not None:
             self.add_nodes(self.nodes_file.read_text())
         self.wait_for_default_service_account("default", timeout=60)
+
+    def _write_logs_config(self) -> Path:
+        """kwok ClusterLogs: every container's log is tests/k8s/kwok/pod.log."""
+        path = self.workdir / "kwok-logs.yaml"
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterLogs", "metadata": {"name": "all-pods"},
+            "spec": {"selector": {}, "logs": [{"containers": [], "logsFile": str(POD_LOG_FILE), "follow": False}]},
+        }))
+        return path
 
     def stop(self) -> None:
         for component in reversed(self.components):

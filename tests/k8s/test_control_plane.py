@@ -140,6 +140,17 @@ def test_job_runs_to_success_on_a_gpu_node(k8s_control_plane, namespace):
     assert pods[0]["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
 
 
+def test_pod_logs_are_served_through_the_api_server(k8s_control_plane, namespace):
+    """apiserver -> "kubelet" (kwok's TLS server at the node's InternalIP) -> kwok/pod.log."""
+    cp = k8s_control_plane
+    cp.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(job("logs", {"nvidia.com/gpu": "1"})))
+    selector = "batch.kubernetes.io/job-name=logs"
+    wait_for(lambda: cp.kubectl_json("get", "job", "logs", "-n", namespace).get("status", {}).get("succeeded"),
+             what="Job succeeded")
+    text = cp.kubectl("logs", "-n", namespace, "-l", selector, "-c", "main").stdout
+    assert "simulated by kwok" in text
+
+
 def test_annotated_job_pod_fails_with_the_given_reason(k8s_control_plane, namespace):
     cp = k8s_control_plane
     cp.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(job(
