@@ -52,11 +52,11 @@ class Scheduler:
         self.default_server_duration_s = default_server_duration_s
         self.tenants: dict[str, Tenant] = {}
         self.set_tenants(tenants)
-        self.pending: dict[str, Workload] = {}
-        self.running: dict[str, Running] = {}
-        self._seen_shapes: Counter = Counter()
         self._servers: Counter = Counter()
         self._queued: Counter = Counter()
+        self.pending: dict[str, Workload] = _PendingTable(self._count_pending)
+        self.running: dict[str, Running] = {}
+        self._seen_shapes: Counter = Counter()
         self._fits_empty: dict = {}
         self._shapes_since_target = 0
         self._target_dirty = True
@@ -117,7 +117,6 @@ class Scheduler:
         v = self.check(w)
         if v.ok:
             self.pending[w.id] = w
-            self._count(w, +1, pending=True)
             self._note_shape(w.request)
         return v
 
@@ -128,8 +127,12 @@ class Scheduler:
         elif pending:
             self._queued[w.tenant] += sign
 
+    def _count_pending(self, w: Workload, sign: int) -> None:
+        self._count(w, sign, pending=True)
+
     def _recount(self) -> None:
-        self._servers, self._queued = Counter(), Counter()
+        self._servers.clear()
+        self._queued.clear()
         for w in self.pending.values():
             self._count(w, +1, pending=True)
         for r in self.running.values():
@@ -137,9 +140,7 @@ class Scheduler:
 
     def cancel(self, workload_id: str) -> bool:
         """Drop a pending workload (or release a running one). False if unknown."""
-        w = self.pending.pop(workload_id, None)
-        if w is not None:
-            self._count(w, -1, pending=True)
+        if self.pending.pop(workload_id, None) is not None:
             return True
         return self.release(workload_id)
 
@@ -203,8 +204,8 @@ class Scheduler:
                     heapq.heappush(heap, (self._share(usage[t], self.tenants.get(t)), t))
         for w, a in decision.admitted:
             self.pending.pop(w.id, None)
-            if w.kind == "job":
-                self._queued[w.tenant] -= 1
+            if w.kind == "server":
+                self._servers[(w.tenant, w.user)] += 1  # pending server -> running server
         decision.pending = self._estimate(order, now)
         return decision
 
@@ -616,6 +617,48 @@ class Scheduler:
             self.policy.set_target(TargetWorkload.from_requests(reqs, top=0.95, max_classes=32))
             self._target_dirty = False
             self._shapes_since_target = 0
+
+
+class _PendingTable(dict):
+    """The pending workloads by id; keeps the scheduler's queue/server counters right however it is
+    changed (the job queue re-inserts rows it already accepted)."""
+
+    def __init__(self, on_change):
+        super().__init__()
+        self._on_change = on_change
+
+    def __setitem__(self, key, w):
+        if key in self:
+            self._on_change(dict.__getitem__(self, key), -1)
+        super().__setitem__(key, w)
+        self._on_change(w, +1)
+
+    def __delitem__(self, key):
+        self._on_change(dict.__getitem__(self, key), -1)
+        super().__delitem__(key)
+
+    def pop(self, key, *default):
+        if key in self:
+            self._on_change(dict.__getitem__(self, key), -1)
+        return super().pop(key, *default)
+
+    def clear(self):
+        for w in list(self.values()):
+            self._on_change(w, -1)
+        super().clear()
+
+    def update(self, *args, **kw):  # pragma: no cover - not used, kept consistent
+        for k, v in dict(*args, **kw).items():
+            self[k] = v
+
+    def setdefault(self, key, default=None):  # pragma: no cover - not used, kept consistent
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def popitem(self):  # pragma: no cover - not used, kept consistent
+        key = next(reversed(self))
+        return key, self.pop(key)
 
 
 def _place_on(state: ClusterState, req: SliceRequest, node: int, policy: PlacementPolicy):

@@ -207,3 +207,23 @@ def test_tenant_removed_while_work_is_pending_waits_with_a_reason():
     d = s.schedule(0)
     assert not d.admitted and d.pending[0].reason == "unknown_tenant"
     assert s.cancel(w.id) and not s.pending
+
+
+def test_queue_and_server_counters_follow_every_change_of_pending():
+    ts = [Tenant("a", {"any": Quota(max_queued_jobs=2, max_servers_per_user=1)})]
+    s = scheduler(inv=inventory(nodes=1, gpus=1), ts=ts)
+    j1, j2, j3 = (job("a", whole(1)) for _ in range(3))
+    assert s.submit(j1).ok and s.submit(j2).ok
+    assert s.submit(j3).reason == "queue_full"
+    s.pending[j3.id] = j3  # the job queue re-inserts a row it accepted earlier
+    assert s.usage("a").queued_jobs == 3
+    d = s.schedule(0)
+    assert len(d.admitted) == 1
+    for w in (j1, j2, j3):
+        s.cancel(w.id)
+    assert s.submit(job("a", whole(1))).ok and s.submit(job("a", whole(1))).ok
+    srv = job("a", share(100), kind="server", user="ann")
+    assert s.submit(srv).ok
+    assert s.submit(job("a", share(100), kind="server", user="ann")).reason == "server_limit"
+    s.cancel(srv.id)
+    assert s.submit(job("a", share(100), kind="server", user="ann")).ok
