@@ -65,19 +65,26 @@ def write_hub_config(args) -> tuple[str, dict]:
     return path, facts
 
 
-def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 120) -> bool:
+def wait_until_up(facts: dict, proc: subprocess.Popen, seen: list[str] | None = None, timeout: float = 180) -> bool:
+    """Until JupyterHub says it is running (its API answers and, when its output is seen, it logged "is now
+    running": asking the proxy earlier only fills the proxy's log with errors), then once through the proxy."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with urllib.request.urlopen(url + "hub/api/", timeout=2) as r:
-                if r.status == 200:
-                    return True
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(1.0)
-    return False
+    for url in (facts["hub_api"], facts["url"] + "hub/api/"):
+        while url != facts["hub_api"] and seen is not None and not any("is now running" in x for x in seen):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.3)
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                return False
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.5)
+    return True
 
 
 def banner(facts: dict) -> str:
@@ -122,7 +129,7 @@ def cmd_up(args) -> int:
     for attempt in range(1, START_ATTEMPTS + 1):
         proc, seen, copier = start_teed(cmd, facts["data_dir"])
         current["proc"] = proc
-        if wait_until_up(facts["url"], proc):
+        if wait_until_up(facts, proc, seen):
             print(banner(facts), flush=True)
             return proc.wait()
         code = proc.wait() if proc.poll() is not None else None

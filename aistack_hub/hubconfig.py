@@ -236,6 +236,7 @@ def configure(
 
     return {
         "url": f"http://{'127.0.0.1' if ip in ('0.0.0.0', '') else ip}:{port}/",
+        "hub_api": f"http://127.0.0.1:{hub_port}/hub/api/",
         "service_url": service_url,
         "api_url": api_url,
         "service_token": service_token,
