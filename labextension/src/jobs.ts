@@ -133,7 +133,7 @@ export function groupState(group: IJobGroup): string {
   if (states.every(s => s === 'cancelled')) {
     return 'cancelled';
   }
-  return 'succeeded';
+  return states.every(s => s === 'succeeded') ? 'succeeded' : 'ended';
 }
 
 /** "42s", "3m 05s", "2h 07m". */

@@ -163,7 +163,7 @@ export class JobsPanel extends Widget {
         const title = document.createElement('div');
         title.className = 'aistack-JobGroup-title';
         const done = group.jobs.filter(j => j.state === 'succeeded').length;
-        title.textContent = this.trans.__('Sweep of %1 jobs — %2 succeeded — %3', group.jobs.length, done, groupState(group));
+        title.textContent = this.trans.__('Sweep of %1 jobs — %2 succeeded — %3', group.jobs.length, done, this.trans.__(groupState(group)));
         li.appendChild(title);
         const ul = document.createElement('ul');
         for (const job of group.jobs) {

@@ -61,6 +61,11 @@ describe('jobs model', () => {
     expect(groups.map(g => g.jobs.map(j => j.id))).toEqual([['8', '9'], ['7']]);
     expect(groupState(groups[0])).toBe('queued');
     expect(groupState({ groupId: 'x', jobs: [failed] })).toBe('failed');
+    const ok = normalizeJob({ id: 10, state: 'succeeded' });
+    const cancelled = normalizeJob({ id: 11, state: 'cancelled' });
+    expect(groupState({ groupId: 'x', jobs: [ok, ok] })).toBe('succeeded');
+    expect(groupState({ groupId: 'x', jobs: [ok, cancelled] })).toBe('ended');
+    expect(groupState({ groupId: 'x', jobs: [cancelled] })).toBe('cancelled');
   });
 
   it('finds the jobs that just ended', () => {
