@@ -32,7 +32,7 @@ DEPLOYMENT = {
     "tenants": [{"name": f"team-{i}", "quotas": {"any": {"gpu_milli": 64000}}} for i in range(4)],
     "profiles": [{"slug": "gpu-quarter", "request": {"kind": "share", "gpu_milli": 250}},
                  {"slug": "cpu", "request": {"kind": "cpu", "cpu_milli": 100}}],
-    "inventory": [{"name": "node", "count": 16, "cpu_milli": 128000, "memory_mib": 1 << 20, "gpus": 8,
+    "inventory": [{"name": "node", "count": 64, "cpu_milli": 128000, "memory_mib": 1 << 20, "gpus": 8,
                    "gpu_model": "A100-80GB"}],
 }
 NOTEBOOK = nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("pass")]))

@@ -47,7 +47,7 @@ from job_runner.db import (
     TenantRow,
     utcnow,
 )
-from job_runner.db.ops import epoch, transition
+from job_runner.db.ops import epoch, transition, transition_many
 from job_runner.executors.base import JobSpec, slice_env
 from job_runner.failures import CANCELLED as F_CANCELLED
 from job_runner.failures import INFRASTRUCTURE, TIMEOUT, failure, should_retry
@@ -324,7 +324,8 @@ class JobQueue(LoggingConfigurable):
     def _take_in(self):
         sched = self.scheduler
         with self.db.session() as s:
-            rows = s.query(Job).filter(Job.enqueued == 0, Job.state == QUEUED).order_by(Job.id).all()
+            rows = (s.query(Job.id, Job.tenant, Job.user, Job.priority, Job.request, Job.created_at,
+                            Job.expected_duration_s).filter(Job.enqueued == 0, Job.state == QUEUED).order_by(Job.id).all())
             for row in rows:
                 try:
                     w = job_workload(row)
@@ -340,8 +341,9 @@ class JobQueue(LoggingConfigurable):
                     self.log.warning("job %s cannot be queued: %s", row.id, e)
                     transition(s, row.id, QUEUED, FAILED, message=str(e), replica=self.replica_id,
                                failure=failure(INFRASTRUCTURE, f"cannot be scheduled: {e}"), finished_at=utcnow())
-            if rows:
-                s.execute(update(Job).where(Job.id.in_([r.id for r in rows]), Job.state == QUEUED)
+            ids = [r.id for r in rows]
+            for i in range(0, len(ids), 900):
+                s.execute(update(Job).where(Job.id.in_(ids[i:i + 900]), Job.state == QUEUED)
                           .values(enqueued=1).execution_options(synchronize_session=False))
             # Server allocations: few; compare the full set with what the scheduler knows.
             live = {a.id: a for a in s.query(Allocation).filter(Allocation.state.in_((ALLOC_PENDING, ALLOC_ALLOCATED)))}
@@ -403,6 +405,7 @@ class JobQueue(LoggingConfigurable):
             # Not written this pass: give the slice back; the workload is submitted again.
             self.scheduler.release(w.id)
             self.scheduler.submit(w)
+        job_changes, job_workloads = [], {}
         with self.db.session() as s:
             for w, a in admitted:
                 kind, _, raw_id = w.id.partition("-")
@@ -418,13 +421,23 @@ class JobQueue(LoggingConfigurable):
                     created = s.query(Allocation.created_at).filter(Allocation.id == row_id).scalar()
                     metrics.SPAWN_LATENCY.observe(max(0.0, time.time() - (epoch(created) or time.time())))
                     continue
-                attempt = (s.query(Job.attempt).filter(Job.id == row_id).scalar() or 0) + 1
-                ok = self._admit(s, row_id, attempt, adict, env, a.node, now)
-                if not ok:  # cancelled meanwhile, or another replica took it
-                    self.scheduler.release(w.id)
-                    continue
-                metrics.JOBS_ADMITTED.labels(tenant=w.tenant).inc()
-                to_start.append(row_id)
+                job_workloads[row_id] = w
+                job_changes.append({"id": row_id, "from": (QUEUED,), "to": ADMITTED, "message": f"admitted on {a.node}",
+                                    "assignment": adict, "env": env, "admitted_at": now, "progress": None})
+            if job_changes:
+                attempts = {}
+                ids = [c["id"] for c in job_changes]
+                for i in range(0, len(ids), 900):
+                    attempts.update(s.query(Job.id, Job.attempt).filter(Job.id.in_(ids[i:i + 900])).all())
+                for c in job_changes:
+                    c["attempt"] = (attempts.get(c["id"]) or 0) + 1
+                done = transition_many(s, job_changes, replica=self.replica_id)
+                for row_id, w in job_workloads.items():
+                    if row_id in done:
+                        metrics.JOBS_ADMITTED.labels(tenant=w.tenant).inc()
+                        to_start.append(row_id)
+                    else:  # cancelled meanwhile, or another replica took it
+                        self.scheduler.release(w.id)
         # The admissions are committed: now the side effects.
         self._notify_allocs()
         if to_start:
@@ -473,13 +486,15 @@ class JobQueue(LoggingConfigurable):
         lost = []
         now = utcnow()
         with self.db.session() as s:
-            for job_id, handle in started:
-                if transition(s, job_id, ADMITTED, RUNNING, message="started", replica=self.replica_id,
-                              attempt=attempts[job_id], handle=handle, started_at=now):
-                    self.handles[job_id] = handle
-                    self._started[job_id] = time.time()
-                else:
-                    lost.append((job_id, handle))
+            done = transition_many(s, [{"id": job_id, "from": (ADMITTED,), "to": RUNNING, "message": "started",
+                                        "attempt": attempts[job_id], "handle": handle, "started_at": now}
+                                       for job_id, handle in started], replica=self.replica_id)
+        for job_id, handle in started:
+            if job_id in done:
+                self.handles[job_id] = handle
+                self._started[job_id] = time.time()
+            else:
+                lost.append((job_id, handle))
         for job_id, handle in lost:
             # Cancelled between admission and start: stop what was started.
             try:
@@ -558,9 +573,14 @@ class JobQueue(LoggingConfigurable):
         The executor's cleanup comes after the commit."""
         from aistack_hub import metrics
 
-        handles, requeue = [], False
+        handles, requeue, changes, finals = [], False, [], []
+        ids = [o[0] for o in outcomes]
         with self.db.session() as s:
-            rows = {r.id: r for r in s.query(Job).filter(Job.id.in_([o[0] for o in outcomes]))}
+            rows = {}
+            for i in range(0, len(ids), 900):
+                rows.update({r.id: r for r in s.query(Job.id, Job.state, Job.attempt, Job.cancel_requested, Job.max_retries,
+                                                         Job.retry_on, Job.tenant, Job.started_at)
+                             .filter(Job.id.in_(ids[i:i + 900]))})
             for job_id, state, fail, progress in outcomes:
                 handle = self.handles.get(job_id)
                 if handle is not None:
@@ -569,20 +589,24 @@ class JobQueue(LoggingConfigurable):
                 self._release(job_id)
                 if row is None or row.state not in from_states:
                     continue
-                values = {"failure": fail, "handle": None}
+                values = {"id": job_id, "from": (row.state,), "failure": fail, "handle": None, "attempt": row.attempt}
                 if progress is not None:
                     values["progress"] = progress
                 if retry and state == FAILED and not row.cancel_requested and should_retry(
                         fail, row.attempt, row.max_retries, row.retry_on):
                     requeue = True
-                    transition(s, job_id, row.state, QUEUED, replica=self.replica_id, enqueued=0, attempt=row.attempt,
-                               message=f"attempt {row.attempt} failed ({fail.get('class')}): retrying", **values)
+                    changes.append(dict(values, to=QUEUED, enqueued=0,
+                                        message=f"attempt {row.attempt} failed ({fail.get('class')}): retrying"))
                     metrics.JOBS_RETRIED.labels(tenant=row.tenant, failure=fail.get("class")).inc()
-                elif transition(s, job_id, row.state, state, replica=self.replica_id, finished_at=utcnow(),
-                                attempt=row.attempt, message=(fail or {}).get("message") or state, **values):
-                    metrics.JOBS_FINISHED.labels(tenant=row.tenant, state=state).inc()
-                    if row.started_at:
-                        metrics.JOB_DURATION.labels(state=state).observe(max(0.0, time.time() - epoch(row.started_at)))
+                else:
+                    changes.append(dict(values, to=state, finished_at=utcnow(), message=(fail or {}).get("message") or state))
+                    finals.append((job_id, row, state))
+            done = transition_many(s, changes, replica=self.replica_id)
+        for job_id, row, state in finals:
+            if job_id in done:
+                metrics.JOBS_FINISHED.labels(tenant=row.tenant, state=state).inc()
+                if row.started_at:
+                    metrics.JOB_DURATION.labels(state=state).observe(max(0.0, time.time() - epoch(row.started_at)))
         for job_id, handle in handles:
             try:
                 await self.executor.cleanup(handle)

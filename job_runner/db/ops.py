@@ -43,3 +43,39 @@ def transition(s: Session, job_id: int, from_states, to_state: str, message: str
     s.add(JobEvent(job_id=job_id, at=now, from_state=from_state, to_state=to_state, attempt=attempt,
                    message=message, replica=replica))
     return True
+
+
+def transition_many(s: Session, changes: list[dict], replica: str | None = None) -> set[int]:
+    """Many transitions in three statements: lock and read the rows, one executemany UPDATE, one bulk INSERT of
+    events. Each change: ``{"id", "from": tuple of states, "to", "message", "attempt"?, **column values}``.
+    Returns the ids that changed (those still in their ``from`` states). The rows are locked first
+    (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's writing session already holds the database's write
+    lock), so the check and the update cannot be split by another writer."""
+    from sqlalchemy import insert, select
+
+    if not changes:
+        return set()
+    ids = [c["id"] for c in changes]
+    current = {}
+    for start in range(0, len(ids), 900):  # stay under SQLite's bound-parameter limit
+        q = select(Job.id, Job.state, Job.attempt).where(Job.id.in_(ids[start:start + 900])).with_for_update()
+        current.update({r.id: (r.state, r.attempt) for r in s.execute(q)})
+    now = utcnow()
+    groups: dict[tuple, list] = {}
+    events, done = [], set()
+    for c in changes:
+        state, attempt = current.get(c["id"], (None, 0))
+        if state not in c["from"]:
+            continue
+        values = {k: v for k, v in c.items() if k not in ("from", "to", "message")}
+        values.update(state=c["to"], updated_at=now)
+        values.setdefault("attempt", attempt)
+        groups.setdefault(tuple(sorted(values)), []).append(values)
+        events.append({"job_id": c["id"], "at": now, "from_state": state, "to_state": c["to"],
+                       "attempt": values["attempt"], "message": c.get("message"), "replica": replica})
+        done.add(c["id"])
+    for rows in groups.values():
+        s.execute(update(Job), rows)  # ORM bulk UPDATE by primary key (executemany)
+    if events:
+        s.execute(insert(JobEvent), events)
+    return done

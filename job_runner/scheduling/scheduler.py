@@ -54,6 +54,9 @@ class Scheduler:
         self.set_tenants(tenants)
         self._servers: Counter = Counter()
         self._queued: Counter = Counter()
+        self._pending_n: Counter = Counter()
+        # what running workloads hold, per tenant; changed with every admission/release/eviction
+        self._live: dict[str, TenantUsage] = defaultdict(TenantUsage)
         self.pending: dict[str, Workload] = _PendingTable(self._count_pending)
         self.running: dict[str, Running] = {}
         self._seen_shapes: Counter = Counter()
@@ -129,11 +132,17 @@ class Scheduler:
 
     def _count_pending(self, w: Workload, sign: int) -> None:
         self._count(w, sign, pending=True)
+        self._pending_n[w.tenant] += sign
 
     def _recount(self) -> None:
         self._servers.clear()
         self._queued.clear()
+        self._pending_n.clear()
+        self._live = defaultdict(TenantUsage)
+        for r in self.running.values():
+            self._add_usage(self._live[r.workload.tenant], r, +1)
         for w in self.pending.values():
+            self._pending_n[w.tenant] += 1
             self._count(w, +1, pending=True)
         for r in self.running.values():
             self._count(r.workload, +1, pending=False)
@@ -151,6 +160,7 @@ class Scheduler:
             return False
         self.state.free(r.workload.request, r.assignment)
         self._count(r.workload, -1, pending=False)
+        self._add_usage(self._live[r.workload.tenant], r, -1)
         return True
 
     def restore(self, running: list) -> None:
@@ -430,29 +440,19 @@ class Scheduler:
             u.running_jobs += sign
 
     def _usage_table(self) -> dict[str, TenantUsage]:
-        table: dict[str, TenantUsage] = defaultdict(TenantUsage)
-        for name in self.tenants:
-            table[name] = TenantUsage()
-        for r in self.running.values():
-            self._add_usage(table[r.workload.tenant], r, +1)
-        for w in self.pending.values():
-            u = table[w.tenant]
-            u.pending += 1
-            if w.kind == "job":
-                u.queued_jobs += 1
-        return table
+        """The live table of what running workloads hold (admission changes it as it admits)."""
+        return self._live
 
     def usage(self, tenant: str | None = None):
-        """:class:`TenantUsage` of one tenant, or a dict of all of them. Servers per user count
-        running and pending servers."""
-        table = self._usage_table()
-        for w in self.pending.values():
-            if w.kind == "server":
-                u = table[w.tenant]
-                u.servers_by_user[w.user] = u.servers_by_user.get(w.user, 0) + 1
-        if tenant is not None:
-            return table[tenant]
-        return dict(table)
+        """A snapshot :class:`TenantUsage` of one tenant, or a dict of all known tenants. Servers per
+        user count running and pending servers."""
+        if tenant is None:
+            names = set(self.tenants) | set(self._live) | {t for t, n in self._pending_n.items() if n}
+            return {name: self.usage(name) for name in sorted(names)}
+        live = self._live.get(tenant) or TenantUsage()
+        servers = {u: n for (t, u), n in self._servers.items() if t == tenant and n}
+        return TenantUsage(dict(live.by_group), live.borrowed_milli, servers, live.running_jobs,
+                           self._queued[tenant], self._pending_n[tenant])
 
     def _mark_borrowed_after_restore(self) -> None:
         """After a restart, jobs holding a tenant above its own GPU quota are the borrowed ones
