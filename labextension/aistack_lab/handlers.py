@@ -182,7 +182,7 @@ class InfoHandler(AistackBaseHandler):
     async def get(self):
         try:
             url = self.client.base_url(self.request)
-        except ServiceError as e:
+        except ServiceError:
             url = None
         self.finish(json.dumps({"user": os.environ.get("JUPYTERHUB_USER"), "service_url": url}))
 

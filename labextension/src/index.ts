@@ -159,7 +159,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
           await widget.context.revert();
           app.shell.activateById(widget.id);
         } else {
-          widget = docManager.openOrReveal(path);
+          // an output is for reading: no kernel until the user picks one
+          widget = docManager.openOrReveal(path, 'default', undefined, undefined, { shouldStart: false });
         }
         // a failed job: select and show the cell that raised
         const index = job.failure?.cellIndex;
