@@ -265,10 +265,11 @@ def test_stop_frees_the_slice(hub):
     assert usage(hub)["tenants"]["team-a"]["gpu_milli"] == 250
     r = hub.service("GET", f"allocations/{state['alloc_s2']}")
     assert r.status_code == 404 or r.json().get("state") in ("released", "freed"), r.text
-    # the freed half GPU is usable again: bob's whole GPU still exceeds team-a's quota, a half fits
-    r = spawn(hub, "bob", "again", "team-a", "half")
-    assert r.status_code in (201, 202), r.text
-    hub.wait_ready("bob", "again", state["tokens"]["bob"])
+    # the freed half GPU is offered again: team-a has 0.75 GPU of quota left, so "half" fits, "gpu-1" not
+    r = hub.service("GET", "profiles", state["tokens"]["alice"], params={"tenant": "team-a"})
+    assert r.status_code == 200, r.text
+    fits = {p["slug"]: p["fits_quota"] for p in r.json()["profiles"]}
+    assert fits["half"] and not fits["gpu-1"], dump(r.json())
 
 
 def test_idle_server_is_warned_then_stopped(hub):
@@ -292,12 +293,13 @@ def test_idle_server_is_warned_then_stopped(hub):
     # the user can start it again
     r = spawn(hub, "carol", "idle", "team-c", "cpu")
     assert r.status_code in (201, 202), r.text
+    hub.wait_ready("carol", "idle", state["tokens"]["carol"])
 
 
 def test_wait_in_line_for_a_gpu(hub):
     # Empty the pool. Its GPU 0 is MIG-enabled, so only GPU 1 can be given whole: a second whole GPU
     # waits in line (the spawn page shows its position) until the first is stopped.
-    for user, server in (("alice", "s1"), ("bob", "again"), ("bob", "cpu"), ("carol", "idle")):
+    for user, server in (("alice", "s1"), ("bob", "cpu"), ("carol", "idle")):
         r = hub.api("DELETE", f"users/{user}/servers/{server}", state["tokens"][user])
         assert r.status_code in (202, 204), r.text
     deadline = time.monotonic() + 60
