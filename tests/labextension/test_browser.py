@@ -51,6 +51,7 @@ def test_run_as_job_in_chromium(lab_hub, ana):
     # the panel followed the job to success; the output carries the new parameters' effect
     assert res["finalState"] == "succeeded", res
     assert res["outputHasEffect"] and res["logShown"]
+    assert res["downloadName"] == f"browser-demo-{res['jobId']}.ipynb" and res["downloadHasEffect"], res
     assert "browser-demo" in res["outputTab"], res["outputTab"]
     # rerun with edits starts from the job's values; a sweep makes one group of jobs
     assert res["rerunPrefill"] == "bonjour", res["rerunPrefill"]

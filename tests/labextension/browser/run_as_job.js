@@ -127,6 +127,15 @@ async function main() {
     results.logShown = true;
     await shot(page, '08-logs');
 
+    // --- download the output notebook
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.click(`.aistack-Job[data-job-id="${jobId}"] .aistack-Job-download`)
+    ]);
+    results.downloadName = download.suggestedFilename();
+    const downloaded = JSON.parse(fs.readFileSync(await download.path(), 'utf8'));
+    results.downloadHasEffect = JSON.stringify(downloaded.cells).includes(expected);
+
     // --- rerun with edited parameters: the dialog starts from the job's own values
     await page.click(`.aistack-Job[data-job-id="${jobId}"] .aistack-Job-rerun-edit`);
     await form.waitFor();
