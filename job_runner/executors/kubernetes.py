@@ -162,6 +162,7 @@ class KubernetesExecutor(Executor):
         self._client_lock = asyncio.Lock()
         self._pending_since: dict[str, float] = {}
         self._snapshots: dict[str, tuple] = {}
+        self._namespaces_seen: set[str] = set()
         self._snapshot_locks: dict[str, asyncio.Lock] = {}
 
     # -- the Kubernetes client -------------------------------------------------------------------
@@ -305,7 +306,7 @@ class KubernetesExecutor(Executor):
     async def ensure_namespace(self, namespace: str):
         from kubernetes_asyncio.client.exceptions import ApiException
 
-        if not self.create_namespaces:
+        if not self.create_namespaces or namespace in self._namespaces_seen:
             return
         _, core = await self._apis()
         try:
@@ -314,6 +315,7 @@ class KubernetesExecutor(Executor):
         except ApiException as e:
             if e.status != 409:
                 raise
+        self._namespaces_seen.add(namespace)  # one API call per tenant, not per Job
 
     async def start(self, job: JobSpec, assignment: dict) -> dict:
         from kubernetes_asyncio.client.exceptions import ApiException
