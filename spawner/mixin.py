@@ -95,7 +95,10 @@ def render_profile_form(tenants: list[str], profiles_by_tenant: dict[str, list[d
         for p in profiles:
             slug = html.escape(str(p.get("slug", "")))
             name = html.escape(str(p.get("display_name") or p.get("slug")))
-            desc = html.escape(str(p.get("description") or describe_request(p.get("request"))))
+            spec = describe_request(p.get("request"))
+            if p.get("image"):
+                spec += f" · image {p['image']}"
+            desc = html.escape(" — ".join(x for x in (spec, str(p.get("description") or "")) if x))
             free = p.get("free")
             fits = p.get("fits_quota", True)
             notes = []

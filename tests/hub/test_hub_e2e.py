@@ -278,6 +278,12 @@ def test_idle_server_is_warned_then_stopped(hub):
     assert r.status_code in (201, 202), r.text
     hub.wait_ready("carol", "idle", state["tokens"]["carol"])
     assert usage(hub)["tenants"]["team-c"]["servers"] == 1
+    # the tenant's cap on servers per user
+    r = hub.service("PATCH", "tenants/team-c", json={"quotas": {"any": {"gpu_milli": 500, "max_servers_per_user": 1}}})
+    assert r.status_code == 200, r.text
+    r = spawn(hub, "carol", "second", "team-c", "cpu")
+    assert r.status_code in (403, 409), f"{r.status_code} {r.text}"
+    assert "1 server" in r.json()["message"], r.text
     carol = state["sessions"]["carol"]
     warned = stopped = False
     deadline = time.monotonic() + 60
