@@ -96,6 +96,7 @@ def bench_list(db_url: str, m: int, deployment_path: str, data_dir: str) -> dict
     seed_tenants(db, DeploymentConfig.from_dict(DEPLOYMENT))
     insert_jobs(db, m, state="succeeded")
     db.dispose()
+    os.makedirs(data_dir, exist_ok=True)
     cfg = os.path.join(data_dir, "config.py")
     with open(cfg, "w") as f:
         f.write("c.AIStackService.executor_class = 'job_runner.executors.noop.NoopExecutor'\n")
@@ -137,11 +138,13 @@ def main():
     with open(dep_path, "w") as f:
         yaml.safe_dump(DEPLOYMENT, f)
     url1 = args.db_url or f"sqlite:///{tmp}/throughput.sqlite"
-    r = bench_throughput(url1, args.jobs)
-    print(f"db: {url1.split(':')[0]}")
-    print(f"admission+dispatch: {r['jobs']} queued jobs -> running in {r['dispatch_s']:.2f} s "
-          f"= {r['dispatch_per_s']:.0f} jobs/s ({r['ticks']} scheduling passes)")
-    print(f"through to succeeded (NoopExecutor): {r['finish_s']:.2f} s = {r['finish_per_s']:.0f} jobs/s")
+    print(f"db: {url1.split(':')[0]}; inventory: 64 nodes x 8 GPUs, jobs of 1/4 GPU (2048 fit at once)")
+    r = None
+    if args.jobs:
+        r = bench_throughput(url1, args.jobs)
+        print(f"admission+dispatch: {r['jobs']} queued jobs -> running in {r['dispatch_s']:.2f} s "
+              f"= {r['dispatch_per_s']:.0f} jobs/s ({r['ticks']} scheduling passes)")
+        print(f"through to succeeded (NoopExecutor): {r['finish_s']:.2f} s = {r['finish_per_s']:.0f} jobs/s")
     if args.list_jobs:
         url2 = f"sqlite:///{tmp}/list.sqlite" if not args.db_url else args.db_url
         if args.db_url:
