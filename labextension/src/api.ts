@@ -38,6 +38,23 @@ export async function requestAPI<T = any>(endpoint: string, init: RequestInit = 
   return data as T;
 }
 
+/** Bytes of a job's log from `offset` on (the service reads at most 1 MiB per call). */
+export async function fetchLogBytes(jobId: string, offset: number): Promise<Uint8Array> {
+  const settings = ServerConnection.makeSettings();
+  const url = URLExt.join(settings.baseUrl, 'aistack-lab', 'api', 'jobs', jobId, 'logs') + `?offset=${offset}`;
+  const response = await ServerConnection.makeRequest(url, {}, settings);
+  if (!response.ok) {
+    let message = response.statusText;
+    try {
+      message = (await response.json()).message ?? message;
+    } catch {
+      // not JSON: keep the status text
+    }
+    throw new AistackError(response.status, 'error', message);
+  }
+  return new Uint8Array(await response.arrayBuffer());
+}
+
 export const api = {
   get: <T = any>(path: string) => requestAPI<T>(`api/${path}`),
   post: <T = any>(path: string, body: unknown = {}) =>

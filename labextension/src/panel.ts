@@ -7,7 +7,7 @@ import { TranslationBundle } from '@jupyterlab/translation';
 import { Widget } from '@lumino/widgets';
 import { Signal, ISignal } from '@lumino/signaling';
 
-import { api } from './api';
+import { api, fetchLogBytes } from './api';
 import {
   elapsedSeconds,
   estimatedStartText,
@@ -305,22 +305,34 @@ export class JobLogView extends Widget {
     void this.poll();
   }
 
+  /** Follow the log: only the bytes after what is shown are fetched (the service pages by byte offset). */
   private async poll(): Promise<void> {
+    this.pre.textContent = this.trans.__('(no output yet)');
     while (!this.isDisposed) {
       let final = false;
       try {
-        const [log, raw] = await Promise.all([api.get(`jobs/${this.job.id}/logs`), api.get(`jobs/${this.job.id}`)]);
-        const text = typeof log === 'string' ? log : (log?.log ?? log?.text ?? JSON.stringify(log, null, 1));
-        const atBottom = this.node.scrollTop + this.node.clientHeight >= this.node.scrollHeight - 4;
-        if (text !== this.pre.textContent) {
-          this.pre.textContent = text || this.trans.__('(no output yet)');
-          if (atBottom) {
-            this.node.scrollTop = this.node.scrollHeight;
+        // the job's state first: a log read after it is final is then complete
+        final = FINAL_STATES.includes(normalizeJob(await api.get(`jobs/${this.job.id}`)).state);
+        let chunk: Uint8Array;
+        do {
+          chunk = await fetchLogBytes(this.job.id, this.offset);
+          this.offset += chunk.byteLength;
+          if (chunk.byteLength) {
+            const atBottom = this.node.scrollTop + this.node.clientHeight >= this.node.scrollHeight - 4;
+            // stream: a multi-byte character split between two reads is decoded once whole
+            this.text += this.decoder.decode(chunk, { stream: true });
+            this.pre.textContent = this.text;
+            if (atBottom) {
+              this.node.scrollTop = this.node.scrollHeight;
+            }
           }
-        }
-        final = FINAL_STATES.includes(normalizeJob(raw).state);
+        } while (chunk.byteLength >= 1 << 20 && !this.isDisposed);
+        this.error = false;
       } catch (e) {
-        this.pre.textContent = this.trans.__('Cannot read the log: %1', (e as Error).message);
+        if (!this.error) {
+          this.pre.textContent = this.text + '\n' + this.trans.__('Cannot read the log: %1', (e as Error).message);
+          this.error = true;
+        }
       }
       if (final) {
         return;
@@ -330,4 +342,8 @@ export class JobLogView extends Widget {
   }
 
   private pre: HTMLPreElement;
+  private offset = 0;
+  private text = '';
+  private error = false;
+  private decoder = new TextDecoder();
 }
