@@ -555,10 +555,12 @@ class Scheduler:
         first) until the GPU capacity freed covers everything queued before it and itself, in the
         cluster and in its tenant's quota; beyond the last known end, queued work is assumed to run
         in waves of the default duration. Time windows push the estimate to the next window."""
+        if not order:
+            return []
         ends = sorted((self._expected_end(r), r.charge.gpu_milli, r.workload.tenant) for r in self.running.values())
         end_t = np.array([max(now, e[0]) for e in ends], dtype=np.float64)
         freed = np.cumsum([e[1] for e in ends]) if ends else np.zeros(0)
-        free_now = self.capacity.gpu_milli - sum(r.charge.gpu_milli for r in self.running.values())
+        free_now = self.capacity.gpu_milli - sum(e[1] for e in ends)
         grouped: dict[str, list] = defaultdict(list)
         for e in ends:
             grouped[e[2]].append((max(now, e[0]), e[1]))

@@ -29,6 +29,13 @@ def check_capacity(s: Scheduler):
     for r in s.running.values():
         fresh.take(r.workload.request, r.assignment)
     assert np.array_equal(fresh.gpu_free, state.gpu_free) and np.array_equal(fresh.cpu_free, state.cpu_free)
+    # the incrementally kept usage agrees with the running list too
+    held = {}
+    for r in s.running.values():
+        held[r.workload.tenant] = held.get(r.workload.tenant, 0) + r.charge.gpu_milli
+    for name, u in s.usage().items():
+        assert u.group(ANY).gpu_milli == held.get(name, 0)
+        assert u.pending == sum(1 for w in s.pending.values() if w.tenant == name)
 
 
 @SETTINGS
