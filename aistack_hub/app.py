@@ -21,7 +21,7 @@ import urllib.request
 
 from traitlets.config import Config
 
-from .hubconfig import configure, free_port
+from .hubconfig import configure, free_port, reconcile_allocations
 
 CONFIG_FILE = "jupyterhub_config.py"
 
@@ -130,6 +130,11 @@ def cmd_up(args) -> int:
         proc, seen, copier = start_teed(cmd, facts["data_dir"])
         current["proc"] = proc
         if wait_until_up(facts, proc, seen):
+            try:
+                reconcile_allocations(facts["hub_api"], facts["api_url"], facts["service_token"],
+                                      log=lambda m: print(f"aistack-hub: {m}", flush=True))
+            except (OSError, ValueError) as e:  # never keep the hub from running for this
+                print(f"aistack-hub: could not reconcile allocations: {e}", file=sys.stderr, flush=True)
             print(banner(facts), flush=True)
             return proc.wait()
         code = proc.wait() if proc.poll() is not None else None

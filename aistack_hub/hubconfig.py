@@ -248,6 +248,39 @@ def configure(
     }
 
 
+def reconcile_allocations(hub_api: str, service_api: str, token: str, log=print) -> list[int]:
+    """Release the service's server allocations whose server is not running or starting in the hub.
+
+    Why: when JupyterHub shuts down it stops its services *before* its servers, so the servers' slices
+    cannot be released then; they would hold quota until their user starts that server again. Run after
+    the hub is up (``aistack-hub up`` does). Uses the service's own token (the hub's, for the service;
+    ``read:servers`` for the hub). Returns the released allocation ids."""
+    import urllib.request
+
+    def get(url):
+        req = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())
+
+    users = get(hub_api.rstrip("/") + "/users?state=active&limit=10000")
+    if isinstance(users, dict):
+        users = users.get("items", [])
+    # an active user's "servers" holds exactly the servers that run or are starting
+    live = {(u["name"], name) for u in users for name in (u.get("servers") or {})}
+    released = []
+    for a in get(service_api.rstrip("/") + "/allocations").get("allocations", []):
+        if (a.get("user"), a.get("server_name") or "") in live:
+            continue
+        req = urllib.request.Request(service_api.rstrip("/") + f"/allocations/{a['id']}", method="DELETE",
+                                     headers={"Authorization": f"token {token}"})
+        with urllib.request.urlopen(req, timeout=30):
+            pass
+        released.append(a["id"])
+        log(f"released allocation {a['id']} of {a.get('user')}:{a.get('server_name') or '(default)'}: "
+            f"its server is not running")
+    return released
+
+
 def _show_admin_link(data: dict):
     tenant_admins = {a for t in data.get("tenants") or [] for a in t.get("admins") or ()}
 

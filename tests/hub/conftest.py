@@ -133,7 +133,7 @@ class Hub:
         raise AssertionError(f"server {user}/{server!r} not ready after {timeout}s:\n{self.log_tail()}")
 
 
-def start_hub(config: dict, tmp: str, extra_env: dict | None = None) -> Hub:
+def start_hub(config: dict, tmp: str, extra_env: dict | None = None, log_name: str = "hub.log") -> Hub:
     require_tools()
     data_dir = os.path.join(tmp, "data")
     cfg = os.path.join(tmp, "config.yaml")
@@ -143,7 +143,7 @@ def start_hub(config: dict, tmp: str, extra_env: dict | None = None) -> Hub:
     env = dict(os.environ, AISTACK_ADMIN_TOKEN=ADMIN_TOKEN, **(extra_env or {}))
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.path.join(REPO, "node_modules", ".bin"),
                                    env.get("PATH", "")])
-    log_path = os.path.join(tmp, "hub.log")
+    log_path = os.path.join(tmp, log_name)
     log = open(log_path, "w")
     proc = subprocess.Popen([sys.executable, "-m", "aistack_hub.app", "up", "--port", str(port),
                              "--data-dir", data_dir, "--config", cfg], stdout=log, stderr=subprocess.STDOUT,

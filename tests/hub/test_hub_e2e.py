@@ -19,7 +19,7 @@ import pytest
 
 from spawner.local import unreachable_paths
 
-from .conftest import dump
+from .conftest import TEST_CONFIG, dump, start_hub, stop_hub
 from .kernel import run_code
 
 ENV_CODE = ("import os, json; print(json.dumps(dict({k: os.environ.get(k) for k in ['CUDA_VISIBLE_DEVICES', "
@@ -331,3 +331,21 @@ def test_wait_in_line_for_a_gpu(hub):
     assert r.status_code in (202, 204), r.text
     env2 = server_env(hub, "carol", "w2")
     assert env2["CUDA_VISIBLE_DEVICES"] == "1", "w2 got the GPU w1 gave back"
+
+
+def test_restart_releases_the_slices_of_stopped_servers(hub):
+    # JupyterHub stops its services before its servers on shutdown, so the running servers' slices cannot be
+    # released then; `aistack-hub up` releases them when it starts again. carol's w2 holds GPU 1 now.
+    assert usage(hub)["tenants"]["team-d"]["servers"] == 1
+    stop_hub(hub)
+    again = start_hub(TEST_CONFIG, os.path.dirname(hub.data_dir), log_name="hub-restarted.log")
+    try:
+        u = again.service("GET", "usage").json()
+        assert u["tenants"].get("team-d", {}).get("servers", 0) == 0, dump(u)
+        assert "released allocation" in again.log_tail(20000), again.log_tail()
+        assert again.service("GET", "allocations").json()["allocations"] == []
+        # and the whole GPU can be had again at once
+        r = again.service("GET", "profiles", params={"tenant": "team-d", "user": "carol"})
+        assert {p["slug"]: p["free"] for p in r.json()["profiles"]}["gpu-1"] == 1, r.text
+    finally:
+        stop_hub(again)
