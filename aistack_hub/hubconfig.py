@@ -199,7 +199,7 @@ def configure(
         "environment": env,
         "cwd": data_dir,
         "oauth_no_confirm": True,
-        "display": True,
+        "display": False,  # reached through the "GPU admin" link and the lab extension
         "oauth_client_allowed_scopes": [f"access:services!service={SERVICE_NAME}", "read:users!user",
                                         "read:users:groups!user"],
     }]
