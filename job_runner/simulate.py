@@ -270,11 +270,12 @@ def run_admission_bench(inventory: Inventory, tasks: list[Task], policy_name: st
         sched.submit(Workload(f"w{j}", f"tenant-{j % n_tenants:03d}", "oncall" if p == "emergency" else "u",
                               "job", p, tasks[k].request, float(j), 3600.0))
     submit_s = time.perf_counter() - t_submit
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     d = sched.schedule(1e6)
-    pass_s = time.perf_counter() - t0
+    pass_s, pass_cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"policy": policy_name, "pending": n_pending, "tenants": n_tenants, "admitted": len(d.admitted),
             "still_pending": len(d.pending), "submit_s": round(submit_s, 2), "schedule_pass_s": round(pass_s, 2),
+            "schedule_pass_cpu_s": round(pass_cpu, 2), "preempted": len(d.preempt),
             "allocated_pct": round(100.0 * sched.state.allocated_gpu_milli() / cap_gpu, 2)}
 
 
@@ -357,7 +358,7 @@ def print_table(args, results) -> None:
     else:
         for r in results:
             print(f"policy {r['policy']}: {r['pending']} pending from {r['tenants']} tenants: submit {r['submit_s']} s, "
-                  f"one schedule pass {r['schedule_pass_s']} s, admitted {r['admitted']}, "
+                  f"one schedule pass {r['schedule_pass_s']} s ({r['schedule_pass_cpu_s']} CPU s), admitted {r['admitted']}, "
                   f"GPU allocated {r['allocated_pct']}%")
 
 
