@@ -155,7 +155,7 @@ def configure(
     c.JupyterHub.template_paths = [os.path.join(HERE, "templates")]
     c.JupyterHub.template_vars = {
         "aistack_admin_url": SERVICE_PREFIX + "admin/",
-        "aistack_show_admin": _show_admin_link(data),
+        "aistack_show_admin": _show_admin_link(data, api_url, service_token),
         "aistack_idle_warnings": idle_warnings,
     }
     if hub.get("announcement"):
@@ -281,13 +281,50 @@ def reconcile_allocations(hub_api: str, service_api: str, token: str, log=print)
     return released
 
 
-def _show_admin_link(data: dict):
-    tenant_admins = {a for t in data.get("tenants") or [] for a in t.get("admins") or ()}
+class TenantAdminLink:
+    """Template variable: show "GPU admin" to JupyterHub admins and tenant admins.
 
-    def show(user) -> bool:
-        return bool(user) and (bool(getattr(user, "admin", False)) or user.name in tenant_admins)
+    Tenant admins change on the admin page (the service's database), so the set is refreshed from
+    ``GET tenants`` in the background at most every ``refresh_s`` (templates are rendered synchronously);
+    until the first answer, the config file's tenant admins count."""
 
-    return show
+    def __init__(self, data: dict, api_url: str, token: str, refresh_s: float = 30.0):
+        self.names = {a for t in data.get("tenants") or [] for a in t.get("admins") or ()}
+        self.api_url, self.token, self.refresh_s = api_url, token, refresh_s
+        self.last = float("-inf")
+        self.task = None
+
+    def __call__(self, user) -> bool:
+        self._maybe_refresh()
+        return bool(user) and (bool(getattr(user, "admin", False)) or user.name in self.names)
+
+    def _maybe_refresh(self):
+        import asyncio
+        import time
+
+        if time.monotonic() - self.last < self.refresh_s or (self.task and not self.task.done()):
+            return
+        try:
+            self.task = asyncio.get_running_loop().create_task(self.refresh())
+        except RuntimeError:  # no running loop (rendered outside the hub): keep what we know
+            return
+        self.last = time.monotonic()
+
+    async def refresh(self):
+        from tornado.httpclient import AsyncHTTPClient
+
+        try:
+            r = await AsyncHTTPClient().fetch(self.api_url + "tenants", request_timeout=10,
+                                              headers={"Authorization": f"token {self.token}"})
+            data = json.loads(r.body)
+            tenants = data.get("tenants", data.get("items", [])) if isinstance(data, dict) else data
+            self.names = {a for t in tenants for a in t.get("admins") or ()}
+        except Exception:  # noqa: BLE001 - the link is a convenience; the page checks permissions itself
+            pass
+
+
+def _show_admin_link(data: dict, api_url: str = "", token: str = ""):
+    return TenantAdminLink(data, api_url, token)
 
 
 def idle_warnings(user) -> list[str]:

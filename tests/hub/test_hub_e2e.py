@@ -252,6 +252,16 @@ def test_admin_page_numbers_and_refusal(hub):
     assert r.status_code == 200, r.text[:1000]
     assert "carol" in hub.service("GET", "tenants/team-b").json()["emergency_users"]
 
+    # a tenant admin named later (through the API here) gets the "GPU admin" link in the hub's nav bar
+    r = hub.service("PATCH", "tenants/team-a", json={"admins": ["alice"]})
+    assert r.status_code == 200, r.text
+    alice = state["sessions"]["alice"]
+    deadline = time.monotonic() + 45  # the hub refreshes its list of tenant admins every 30 s
+    while "aistack-admin-link" not in alice.get(hub.url + "hub/home").text and time.monotonic() < deadline:
+        time.sleep(2)
+    assert "aistack-admin-link" in alice.get(hub.url + "hub/home").text
+    assert alice.get(hub.url + "services/aistack/admin/").status_code == 200
+
 
 def test_stop_frees_the_slice(hub):
     before = usage(hub)["tenants"]["team-a"]["gpu_milli"]
