@@ -29,4 +29,7 @@ def offline_kubeconfig(tmp_path, monkeypatch):
     path.write_text(UNREACHABLE_KUBECONFIG)
     # kubernetes_asyncio reads $KUBECONFIG once, at import: point its default at our file.
     monkeypatch.setattr("kubernetes_asyncio.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(path))
+    from kubespawner.clients import load_config
+
+    load_config.cache_clear()  # kubespawner caches its global client configuration per host
     return "https://127.0.0.1:9"

@@ -32,8 +32,11 @@ pytestmark = pytest.mark.k8s
 @pytest.fixture
 def cluster(k8s_control_plane, monkeypatch):
     """The control plane, with kubespawner's global client pointed at it."""
+    from kubespawner.clients import load_config
+
     monkeypatch.setattr("kubernetes_asyncio.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION",
                         str(k8s_control_plane.kubeconfig))
+    load_config.cache_clear()  # kubespawner caches its global client configuration per host
     return k8s_control_plane
 
 
