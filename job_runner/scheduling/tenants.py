@@ -21,6 +21,16 @@ class Quota:
     max_running_jobs: int | None = None
     max_queued_jobs: int | None = None
 
+    def __post_init__(self):
+        for f in ("gpu_milli", "cpu_milli", "memory_mib", "max_servers_per_user", "max_running_jobs",
+                  "max_queued_jobs"):
+            v = getattr(self, f)
+            if isinstance(v, float) and v.is_integer():
+                v = int(v)
+                object.__setattr__(self, f, v)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise ValueError(f"quota {self.resource_group!r}: {f} must be a non-negative integer or null, not {v!r}")
+
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
@@ -121,6 +131,9 @@ class Tenant:
         quotas = {}
         for key, q in dict(self.quotas).items():
             if isinstance(q, dict):
+                unknown = set(q) - set(Quota.__dataclass_fields__)
+                if unknown:
+                    raise ValueError(f"tenant {self.name}: unknown quota fields {sorted(unknown)}")
                 q = Quota(resource_group=q.get("resource_group", key), **{k: v for k, v in q.items() if k != "resource_group"})
             quotas[q.resource_group] = q
         object.__setattr__(self, "quotas", quotas)
@@ -132,7 +145,13 @@ class Tenant:
 
     @classmethod
     def from_config(cls, d: dict) -> "Tenant":
+        """Build from a config/API dict; ValueError (with the field) on anything malformed."""
         d = dict(d)
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"tenant {d.get('name')!r}: unknown fields {sorted(unknown)}")
+        if not isinstance(d.get("name"), str) or not d.get("name"):
+            raise ValueError("a tenant needs a name")
         quotas = d.pop("quotas", {})
         if isinstance(quotas, list):
             quotas = {q.get("resource_group", ANY): q for q in quotas}

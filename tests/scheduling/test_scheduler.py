@@ -227,3 +227,24 @@ def test_queue_and_server_counters_follow_every_change_of_pending():
     assert s.submit(job("a", share(100), kind="server", user="ann")).reason == "server_limit"
     s.cancel(srv.id)
     assert s.submit(job("a", share(100), kind="server", user="ann")).ok
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"name": "a", "quotas": {"any": {"gpu": 1}}}, "unknown quota fields"),
+    ({"name": "a", "colour": "red"}, "unknown fields"),
+    ({"name": "a", "quotas": {"any": {"gpu_milli": "lots"}}}, "non-negative integer"),
+    ({"name": "a", "quotas": {"any": {"gpu_milli": -1}}}, "non-negative integer"),
+    ({"name": "a", "weight": 0}, "weight"),
+    ({"name": "a", "windows": ["someday 1-2"]}, "unknown day"),
+    ({"quotas": {}}, "needs a name"),
+])
+def test_tenant_config_errors_are_value_errors_with_the_field(bad, message):
+    with pytest.raises(ValueError, match=message):
+        Tenant.from_config(bad)
+
+
+def test_tenant_config_round_trip():
+    t = Tenant.from_config({"name": "a", "quotas": {"any": {"gpu_milli": 2000.0}, "T4": {"gpu_milli": 500}},
+                            "windows": ["sat-sun 0-24"], "cohort": "lab", "emergency_users": ["boss"]})
+    assert t.quota("any").gpu_milli == 2000 and isinstance(t.quota("any").gpu_milli, int)
+    assert Tenant.from_config(t.to_dict()) == t
