@@ -25,7 +25,7 @@ from .policies import FGD, FirstFit, PlacementPolicy, TargetWorkload, make_polic
 from .slices import Resources, SliceRequest
 from .state import ClusterState
 from .tenants import ANY, Tenant, next_window_start
-from .workloads import (PRIORITIES, PRIORITY_RANK, WORKLOAD_KINDS, Decision, Pending, Running, TenantUsage,
+from .workloads import (PRIORITIES, WORKLOAD_KINDS, Decision, Pending, Running, TenantUsage,
                         Verdict, Workload)
 
 DEFAULT_JOB_DURATION_S = 3600.0

@@ -1,7 +1,7 @@
 """What a workload asks for (a slice request) and what it is charged against quota."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .models import gpu_model
 

@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from job_runner.scheduling import (POLICIES, ClusterState, Inventory, SliceRequest, TargetWorkload, make_policy)
