@@ -48,15 +48,17 @@ def jupyter_scheduler_runs(venv: str, runs: int):
     with open(os.path.join(root, "nb.ipynb"), "w") as f:
         json.dump(NOTEBOOK, f)
     port, token = free_port(), secrets.token_hex(16)
-    env = dict(os.environ, JUPYTER_CONFIG_DIR=os.path.join(root, ".jupyter"), JUPYTER_DATA_DIR=os.path.join(root, ".data"),
-               JUPYTER_RUNTIME_DIR=os.path.join(root, ".runtime"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON", "JUPYTER"))}
+    env["JUPYTER_RUNTIME_DIR"] = os.path.join(root, ".runtime")
+    env["JUPYTER_DATA_DIR"] = os.path.join(root, ".data")  # its database and staging area land here
+    os.makedirs(env["JUPYTER_DATA_DIR"], exist_ok=True)
     # The kernel the jobs use: the peer venv's own python3 kernel.
     subprocess.run([py, "-m", "ipykernel", "install", "--prefix", venv, "--name", "python3"], check=True,
                    capture_output=True, env=env)
     log = open(os.path.join(root, "server.log"), "wb")
     proc = subprocess.Popen([os.path.join(venv, "bin", "jupyter-server"), "--no-browser", "--ip=127.0.0.1",
                              f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-                             "--allow-root"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+                             "--allow-root", "--ServerApp.jpserver_extensions={'jupyter_scheduler': True}"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     s = requests.Session()
     s.headers["Authorization"] = f"token {token}"
@@ -72,7 +74,11 @@ def jupyter_scheduler_runs(venv: str, runs: int):
             if proc.poll() is not None:
                 raise SystemExit(f"jupyter server exited: {open(log.name).read()[-3000:]}")
             time.sleep(0.3)
-        envs = s.get(base + "/scheduler/runtime_environments").json()
+        r = s.get(base + "/scheduler/runtime_environments")
+        if not r.ok:
+            raise SystemExit(f"jupyter-scheduler did not answer ({r.status_code}): {r.text[:300]}\n"
+                             f"{open(log.name, errors='replace').read()[-3000:]}")
+        envs = r.json()
         name = envs[0]["name"]
         for i in range(runs):
             t0 = time.time()
@@ -81,15 +87,21 @@ def jupyter_scheduler_runs(venv: str, runs: int):
                                                          "parameters": {"n": str(i)}})
             assert r.status_code == 200, r.text
             job_id = r.json()["job_id"]
-            while True:
+            # A new job reads STOPPED (the ORM default) until its spawned process marks it IN_PROGRESS.
+            give_up = time.time() + 600
+            while time.time() < give_up:
                 j = s.get(f"{base}/scheduler/jobs/{job_id}").json()
-                if j["status"] in ("COMPLETED", "FAILED", "STOPPED"):
+                if j["status"] in ("COMPLETED", "FAILED"):
                     break
                 time.sleep(0.02)
             totals.append(time.time() - t0)
-            assert j["status"] == "COMPLETED", j
-            outs = [p for p in glob.glob(os.path.join(root, "jobs", job_id, "**", "*.ipynb"), recursive=True)
-                    if os.path.basename(p) != "nb.ipynb"]
+            if j["status"] != "COMPLETED":
+                raise SystemExit(f"jupyter-scheduler job {j['status']}: {j.get('status_message')}\n"
+                                 f"{open(log.name, errors='replace').read()[-4000:]}")
+            outs = [os.path.join(d, f) for d, _, files in os.walk(root) for f in files
+                    if f.endswith(".ipynb") and job_id in d and f != "nb.ipynb"]
+            if os.environ.get("PEER_DEBUG"):
+                print(outs, glob.glob(os.path.join(root, "**", "*"), recursive=True)[:20])
             starts = []
             for p in outs:
                 with open(p) as f:

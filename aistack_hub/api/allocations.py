@@ -97,6 +97,9 @@ class AllocationsHandler(APIHandler):
                           .values(state=ALLOC_RELEASED, released_at=utcnow()))
                 s.commit()
                 self.ctx.queue.wake()
+                if out.get("reason") in ("quota", "server_limit"):
+                    raise APIError(403, "over_quota", f"tenant {tenant!r} has no quota left for {slug!r} now "
+                                   f"(its running servers and jobs use it)")
                 raise APIError(409, "no_capacity", f"no free slice for {slug!r} now ({out.get('reason') or 'busy'})")
         self.write_json(out, 201)
 

@@ -82,7 +82,15 @@ def test_allocation_over_quota_and_when_full(hub_service):
     first = hubs.post(api + "allocations", json={"user": "dave", "tenant": "team-b", "profile": "gpu-1"})
     assert first.status_code == 201 and first.json()["state"] == "allocated", first.text
     r = hubs.post(api + "allocations", json={"user": "dave", "tenant": "team-b", "profile": "gpu-1", "wait": False})
-    assert r.status_code == 409, r.text
+    assert r.status_code == 403 and r.json()["error"] == "over_quota", r.text  # team-b's one GPU is in use
+    # no free GPU at all (team-c may hold 4, but the node has only 4 and 3 are taken by team-c): 409
+    held = [hubs.post(api + "allocations", json={"user": "x", "tenant": "team-c", "profile": "gpu-1"}).json()
+            for _ in range(3)]
+    assert all(h["state"] == "allocated" for h in held), held
+    r = hubs.post(api + "allocations", json={"user": "x", "tenant": "team-c", "profile": "gpu-1", "wait": False})
+    assert r.status_code == 409 and r.json()["error"] == "no_capacity", r.text
+    for h in held:
+        hubs.delete(f"{api}allocations/{h['id']}")
     r = hubs.post(api + "allocations", json={"user": "dave", "tenant": "team-b", "profile": "gpu-1", "wait": True})
     assert r.status_code == 201 and r.json()["state"] == "pending", r.text
     second = r.json()["id"]
