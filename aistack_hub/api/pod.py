@@ -83,6 +83,7 @@ class PodProgressHandler(PodHandler):
         if log is not None:
             if not isinstance(log, str):
                 raise APIError(400, "bad_request", "'log' must be text")
+            os.makedirs(os.path.join(self.ctx.jobs_dir, str(row.id)), exist_ok=True)
             with open(os.path.join(self.ctx.jobs_dir, str(row.id), "job.log"), "a") as f:
                 f.write(log)
         if cell is not None or total is not None:
