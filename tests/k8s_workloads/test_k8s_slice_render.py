@@ -324,3 +324,21 @@ def test_names_and_namespaces_are_valid_and_per_instance():
     assert ex.job_name(7, 1) == "prod-eu-job-7-1"
     assert ex.namespace_for("Team_A.ML") == "aistack-team-a-ml"
     assert "aistack.io/instance=Prod_EU" in ex.selector(7) and "aistack.io/job-id=7" in ex.selector(7)
+
+
+def test_core_inventory_from_gpu_feature_discovery_labels():
+    import os
+
+    import yaml
+
+    from job_runner.scheduling import Inventory
+
+    path = os.path.join(os.path.dirname(__file__), "..", "k8s", "kwok", "nodes.yaml")
+    nodes = [d for d in yaml.safe_load_all(open(path)) if d]
+    items = {i["name"]: i for i in SliceRenderer().inventory_config(nodes)}
+    assert items["kwok-cpu-0"]["gpus"] == 0 and items["kwok-cpu-0"]["cpu_milli"] == 32000
+    assert (items["kwok-a100-0"]["gpu_model"], items["kwok-a100-0"]["gpus"]) == ("A100-80GB", 8)
+    assert items["kwok-a100-mig-0"]["mig_enabled"] and not items["kwok-a100-0"]["mig_enabled"]
+    assert items["kwok-t4-shared-0"]["gpu_model"] == "T4"  # -SHARED dropped
+    assert items["kwok-h100-0"]["memory_mib"] == 2 * 1024 * 1024  # 2Ti
+    assert len(Inventory.from_config(list(items.values())).nodes) == len(nodes)
