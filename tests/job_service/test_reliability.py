@@ -21,7 +21,7 @@ NB = make_notebook("print(i)", params="i = 0")
 FINAL = ("succeeded", "failed", "cancelled")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/aistack.sqlite"
@@ -218,6 +218,7 @@ def test_concurrent_submissions_at_the_quota_edge(tmp_path, db_url, deployment_p
         svc.stop()
 
 
+@pytest.mark.postgres
 def test_two_replicas_on_one_postgres_run_each_job_once(tmp_path, postgres, deployment_path):
     url = postgres.create_db("replicas")
     jobs_dir = tmp_path / "shared-jobs"

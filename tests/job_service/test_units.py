@@ -80,7 +80,7 @@ def test_slice_environment():
     assert mig["CUDA_VISIBLE_DEVICES"] == "1" and mig["AISTACK_MIG_PROFILE"] == "3g.40gb"
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_migrations_up_down_up(backend, tmp_path, request):
     url = f"sqlite:///{tmp_path}/m.sqlite" if backend == "sqlite" else \
         request.getfixturevalue("postgres").create_db("migrations")
