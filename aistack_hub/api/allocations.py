@@ -61,8 +61,9 @@ class AllocationsHandler(APIHandler):
             raise APIError(400, "bad_request", "'server_name' must be a string")
         wait = body.get("wait", False)
         if isinstance(wait, bool):
-            wait_s = MAX_WAIT_S if wait else 0.0
-            queue_it = wait
+            # true: queue it and answer after the scheduler's next decision (allocated or pending);
+            # a number: also hold the answer up to that many seconds (at most MAX_WAIT_S) while it is pending.
+            wait_s, queue_it = 0.0, wait
         elif isinstance(wait, (int, float)) and 0 <= wait <= 3600:
             wait_s, queue_it = min(float(wait), MAX_WAIT_S), True
         else:

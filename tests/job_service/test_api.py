@@ -91,8 +91,13 @@ def test_allocation_over_quota_and_when_full(hub_service):
     assert r.status_code == 409 and r.json()["error"] == "no_capacity", r.text
     for h in held:
         hubs.delete(f"{api}allocations/{h['id']}")
+    t0 = time.time()
+    r = hubs.post(api + "allocations", json={"user": "dave", "tenant": "team-b", "profile": "gpu-1", "wait": 1.5})
+    assert r.status_code == 201 and r.json()["state"] == "pending" and time.time() - t0 >= 1.4, r.text
+    hubs.delete(f"{api}allocations/{r.json()['id']}")  # the spawner gave up waiting
     r = hubs.post(api + "allocations", json={"user": "dave", "tenant": "team-b", "profile": "gpu-1", "wait": True})
     assert r.status_code == 201 and r.json()["state"] == "pending", r.text
+    assert r.json()["reason"] == "quota" and r.json()["position"] == 1
     second = r.json()["id"]
     hubs.delete(f"{api}allocations/{first.json()['id']}")
     wait_for(lambda: hubs.get(f"{api}allocations/{second}").json()["state"] == "allocated", 20, what="the queued server")
