@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 import nbformat  # noqa: E402
 
 from aistack_hub.config import DeploymentConfig, seed_tenants  # noqa: E402
-from job_runner.db import Job, JobEvent, open_database, utcnow  # noqa: E402
+from job_runner.db import Job, open_database, utcnow  # noqa: E402
 
 DEPLOYMENT = {
     "tenants": [{"name": f"team-{i}", "quotas": {"any": {"gpu_milli": 64000}}} for i in range(4)],

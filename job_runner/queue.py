@@ -26,7 +26,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from traitlets import Float, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
@@ -446,18 +446,6 @@ class JobQueue(LoggingConfigurable):
                 specs = [(r.id, job_spec(r, self._profile(r.profile)), r.assignment) for r in rows]
             await self._start_many(specs)
 
-    def _admit(self, s, job_id, attempt, adict, env, node, now) -> bool:
-        res = s.execute(update(Job).where(Job.id == job_id, Job.state == QUEUED)
-                        .values(state=ADMITTED, attempt=attempt, assignment=adict, env=env, admitted_at=now,
-                                updated_at=now, progress=None).execution_options(synchronize_session=False))
-        if res.rowcount != 1:
-            return False
-        from job_runner.db import JobEvent
-
-        s.add(JobEvent(job_id=job_id, at=now, from_state=QUEUED, to_state=ADMITTED, attempt=attempt,
-                       message=f"admitted on {node}", replica=self.replica_id))
-        return True
-
     def _profile(self, slug):
         try:
             return self.deployment.profiles.get(slug)
@@ -522,8 +510,6 @@ class JobQueue(LoggingConfigurable):
 
     # --------------------------------------------------------------------- poll
     async def _poll_running(self):
-        from aistack_hub import metrics
-
         now = time.time()
         timeouts = {}
         if self.handles:

@@ -26,7 +26,7 @@ from job_runner.db.ops import iso, transition
 from job_runner.failures import CANCELLED as F_CANCELLED
 from job_runner.failures import DEFAULT_RETRY_ON, FAILURE_CLASSES, failure
 from job_runner.params import ParameterError, expand_sweep, inspect_parameters, validate_parameters
-from job_runner.queue import job_spec, job_wid
+from job_runner.queue import job_spec
 from job_runner.scheduling import PRIORITIES, Workload
 
 from .base import APIError, APIHandler
@@ -214,8 +214,6 @@ def store_jobs(handler, tenant: str, rows: list[Job], max_queued) -> list[Job]:
 
 
 def build_jobs(handler, body: dict) -> tuple[list[Job], str, object]:
-    from job_runner.scheduling import SliceRequest  # noqa: F401
-
     allowed = {"notebook", "path", "parameters", "sweep", "profile", "tenant", "name", "priority", "timeout_s",
                "max_retries", "retry_on", "kernel_name", "expected_duration_s", "cwd"}
     unknown = set(body) - allowed

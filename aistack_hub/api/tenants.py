@@ -13,7 +13,6 @@ from job_runner.db import (
     TenantRow,
     utcnow,
 )
-from job_runner.db.ops import epoch
 from job_runner.scheduling import Tenant
 
 from .base import APIError, APIHandler

@@ -2,7 +2,6 @@
 the aistack service as a subprocess."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -13,7 +12,7 @@ import pytest
 import requests
 import yaml
 
-from .helpers import DEPLOYMENT, PREFIX, PYTHON, SERVICE_TOKEN, PostgresServer, ServiceProcess, free_port
+from .helpers import DEPLOYMENT, PYTHON, SERVICE_TOKEN, PostgresServer, ServiceProcess, free_port
 
 ADMIN_TOKEN = "aistack-test-admin-token-0123456789"
 USERS = {"alice": "team-a", "bob": "team-a", "carol": "team-a", "dave": "team-b"}

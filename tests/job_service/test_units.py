@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 
 import nbformat
@@ -16,7 +15,7 @@ from job_runner.executors.local import LocalExecutor
 from job_runner.failures import should_retry
 from job_runner.params import ParameterError, expand_sweep, inspect_parameters, validate_parameters
 
-from .helpers import make_notebook, wait_for
+from .helpers import make_notebook
 
 NB = nbformat.from_dict(make_notebook("pass", params=(
     "epochs: int = 3\nlr = 0.01  # learning rate\nname = 'x'\nuse_gpu = True\nlayers = [1, 2]\n"
