@@ -118,6 +118,9 @@ class AIStackService(Application):
     run_scheduler = Bool(True, help="Take part in the leader election and run the scheduling loop.").tag(config=True)
     hub_token_is_admin = Bool(True, help="Treat the service's own API token as the hub (admin).").tag(config=True)
     shutdown_grace_s = Float(5.0, help="Seconds to finish requests on SIGTERM.").tag(config=True)
+    exit_with_parent = Bool(True, help="Stop when the process that started this one (the hub, for a hub-managed "
+                            "service) is gone, instead of living on as an orphan. Running local jobs go on and "
+                            "are re-adopted by the next start.").tag(config=True)
 
     @catch_config_error
     def initialize(self, argv=None):
@@ -216,7 +219,19 @@ class AIStackService(Application):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         task = asyncio.create_task(self.queue.run_forever()) if self.run_scheduler else None
+        parent = os.getppid()
+
+        async def watch_parent():
+            while not stop.is_set():
+                await asyncio.sleep(2)
+                if os.getppid() != parent:
+                    self.log.warning("the parent process %s is gone: stopping", parent)
+                    stop.set()
+
+        watcher = asyncio.create_task(watch_parent()) if self.exit_with_parent and parent != 1 else None
         await stop.wait()
+        if watcher is not None:
+            watcher.cancel()
         self.log.info("stopping")
         server.stop()
         self.queue.stop()
