@@ -13,8 +13,8 @@ import os
 import re
 import tempfile
 
-import nbformat
-import papermill
+# nbformat/papermill are imported where used: they cost seconds at import, and the service must
+# answer JupyterHub within its start-up check.
 
 MAX_SWEEP_JOBS = 256
 
@@ -35,8 +35,11 @@ _TYPES = {
 }
 
 
-def inspect_parameters(nb: nbformat.NotebookNode) -> dict[str, dict]:
+def inspect_parameters(nb: "nbformat.NotebookNode") -> dict[str, dict]:
     """The notebook's parameters: {name: {name, type, inferred_type_name, default, help}}."""
+    import nbformat
+    import papermill
+
     with tempfile.TemporaryDirectory(prefix="aistack-inspect-") as tmp:
         path = os.path.join(tmp, "notebook.ipynb")
         nbformat.write(nb, path)

@@ -8,7 +8,6 @@ import os
 import re
 import uuid
 
-import nbformat
 from sqlalchemy import or_, update
 
 from job_runner.db import (
@@ -101,6 +100,8 @@ class JobAccess:
 
 # ----------------------------------------------------------------------------------------------- submit
 def _read_notebook(handler, body: dict) -> tuple[nbformat.NotebookNode, str | None]:
+    import nbformat  # here, not at import: the service must start within JupyterHub's check
+
     nb_json, path = body.get("notebook"), body.get("path")
     if (nb_json is None) == (path is None):
         raise APIError(400, "bad_request", "send exactly one of 'notebook' (nbformat JSON) or 'path'")
@@ -268,6 +269,8 @@ def build_jobs(handler, body: dict) -> tuple[list[Job], str, object]:
     check_workload(handler, w)
     now = utcnow()
     group = uuid.uuid4().hex if body.get("sweep") is not None else None
+    import nbformat
+
     notebook_text = nbformat.writes(nb)
     rows = []
     for i, p in enumerate(combos):

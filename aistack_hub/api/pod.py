@@ -10,8 +10,6 @@ import json
 import os
 import time
 
-import nbformat
-
 from job_runner.db import ACTIVE_STATES, Job
 from job_runner.failures import FAILURE_CLASSES, INFRASTRUCTURE, failure
 from job_runner.pod import TOKEN_HEADER, check_job_token
@@ -61,6 +59,8 @@ class PodOutputHandler(PodHandler):
         row = self.attempt_row(job_id)
         self.require_active(row)
         body = self.json_body()
+        import nbformat  # here, not at import: the service must start within JupyterHub's check
+
         try:
             nbformat.from_dict(body)
             text = json.dumps(body)
