@@ -92,6 +92,12 @@ class KubeGPUSpawner(GPUSliceSpawnerMixin, KubeSpawner):
         config=True,
         help="Namespace of a tenant's servers when tenant_namespaces is on; '{tenant}' is DNS-safe.",
     )
+    create_tenant_namespaces = Bool(
+        True,
+        config=True,
+        help="""With tenant_namespaces: create a tenant's namespace (and its ResourceQuota) on its first
+        server. Off when something else creates them (the Helm chart does, and gives the hub no right to).""",
+    )
     enforce_resource_quota = Bool(
         False,
         config=True,
@@ -187,7 +193,7 @@ class KubeGPUSpawner(GPUSliceSpawnerMixin, KubeSpawner):
         labels = {k: label_value(v) for k, v in self.aistack_labels.items() if v}
         self.extra_labels = {**self.extra_labels, **labels}
         self.dns_name = self.dns_name_template.format(namespace=self.namespace, name=self.pod_name)
-        if self.tenant_namespaces:
+        if self.tenant_namespaces and self.create_tenant_namespaces:
             await self._ensure_tenant_namespace()
 
     def pinning_env(self, asg: dict) -> dict:

@@ -76,6 +76,7 @@ for trait, (group, key) in {"cpu_guarantee": ("cpu", "guarantee"), "cpu_limit": 
         setattr(c.KubeSpawner, trait, su[group][key])
 c.KubeGPUSpawner.slice_backend = su["sliceBackend"]
 c.KubeGPUSpawner.tenant_namespaces = su["namespacePerTenant"]
+c.KubeGPUSpawner.create_tenant_namespaces = False  # the chart creates them (and their quotas); the hub may not
 # Servers in several namespaces: KubeSpawner's reflectors must watch all of them.
 c.KubeSpawner.enable_user_namespaces = su["namespacePerTenant"]
 c.KubeGPUSpawner.tenant_namespace_template = chart["tenantNamespaceTemplate"]
