@@ -77,11 +77,10 @@ def hub(tmp_path_factory):
     while time.time() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"JupyterHub exited: {(d / 'hub.log').read_text()[-3000:]}")
-        try:
-            if requests.get(api + "/", timeout=2).ok:
-                break
-        except requests.RequestException:
-            pass
+        # The API answers before the proxy routes exist: JupyterHub adds them (check_routes) after trying
+        # each service, and says so last with "is now running".
+        if "JupyterHub is now running" in (d / "hub.log").read_text(errors="replace"):
+            break
         time.sleep(0.3)
     else:
         proc.kill()
