@@ -24,6 +24,7 @@ import threading
 import time
 
 from job_runner.failures import CANCELLED, CELL_ERROR, INFRASTRUCTURE, KERNEL_DIED, TIMEOUT, failure
+from job_runner.run_notebook import read_json as _read_json
 
 log = logging.getLogger("job_runner.pod")
 
@@ -124,14 +125,6 @@ class _LogPump(threading.Thread):
         if text:
             with self.lock:
                 self.buffer.insert(0, text)
-
-
-def _read_json(path: str):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 class PodRun:

@@ -19,6 +19,15 @@ import time
 from job_runner.failures import CANCELLED, classify_exception, failure
 
 
+def read_json(path: str):
+    """A JSON file of a run, or None while it is missing or half-written."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 def write_json_atomic(path: str, data, fsync: bool = False) -> None:
     """Write-then-rename: readers see the old or the new file, never half of one. No fsync by default:
     these files must survive a killed process (the page cache does), and a crashed machine loses the

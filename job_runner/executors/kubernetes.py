@@ -22,6 +22,7 @@ from traitlets import Any, Bool, Dict, Float, Instance, Int, List, Unicode, defa
 
 from job_runner.failures import CANCELLED, CELL_ERROR, INFRASTRUCTURE, KERNEL_DIED, TIMEOUT, failure
 from job_runner.pod import EXIT_CODES, OOM_EXIT_CODE, job_token
+from job_runner.run_notebook import read_json as _read_json
 from spawner.slice_backends import LABEL_PREFIX, SliceRenderer, dns_label, label_value
 
 from .base import FAILED, RUNNING, STARTING, SUCCEEDED, ExecState, Executor, JobSpec
@@ -621,14 +622,6 @@ class KubernetesExecutor(Executor):
         data = (text or "").encode()
         chunk = data[offset:offset + limit]
         return chunk, offset + len(chunk)
-
-
-def _read_json(path: str):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def _parse_termination_message(message: str | None) -> dict | None:

@@ -27,6 +27,7 @@ from traitlets import Float, List, Unicode, default
 
 from job_runner.failures import INFRASTRUCTURE, failure
 from job_runner.run_notebook import process_start_time, write_json_atomic
+from job_runner.run_notebook import read_json as _read_json
 
 from .base import FAILED, RUNNING, STARTING, ExecState, Executor, JobSpec
 
@@ -43,14 +44,6 @@ def _alive(pid: int | None, start_time: str | None) -> bool:
         return state not in ("Z", "X")
     except OSError:
         return False
-
-
-def _read_json(path: str):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 class LocalExecutor(Executor):
