@@ -73,12 +73,7 @@ class AllocationsHandler(APIHandler):
             raise APIError(400, "bad_request", f"'priority' must be one of {', '.join(PRIORITIES)}")
         if self.ctx.tenant(tenant) is None:
             raise APIError(400, "unknown_tenant", f"no tenant {tenant!r}")
-        try:
-            profile = self.ctx.deployment.profiles.get(slug)
-        except KeyError:
-            raise APIError(400, "unknown_profile", f"no profile {slug!r}") from None
-        if not profile.offered_to(tenant):
-            raise APIError(403, "forbidden", f"profile {slug!r} is not offered to tenant {tenant!r}")
+        profile = self.ctx.offered_profile(slug, tenant)
         verdict = self.ctx.queue.check(Workload("alloc-new", tenant, user, "server", priority, profile.request, 0.0))
         if not verdict.ok:
             raise APIError(VERDICT_STATUS.get(verdict.reason, 403), verdict.reason, verdict.message)

@@ -65,6 +65,18 @@ class ServiceContext:
 
         return load_tenant(self.db, name)
 
+    def offered_profile(self, slug, tenant: str):
+        """The profile ``slug`` if the tenant may use it; else a 400 (unknown) or 403 (not offered)."""
+        if not isinstance(slug, str):
+            raise APIError(400, "bad_request", "'profile' (a profile slug, see GET profiles) is required")
+        try:
+            profile = self.deployment.profiles.get(slug)
+        except KeyError:
+            raise APIError(400, "unknown_profile", f"no profile {slug!r}") from None
+        if not profile.offered_to(tenant):
+            raise APIError(403, "forbidden", f"profile {slug!r} is not offered to tenant {tenant!r}")
+        return profile
+
 
 class APIHandler(RequestHandler):
     """JSON API handler; subclasses use ``self.identity`` (set in prepare) and ``self.ctx``."""

@@ -223,14 +223,7 @@ def build_jobs(handler, body: dict) -> tuple[list[Job], str, object]:
     nb, path = _read_notebook(handler, body)
     tenant = pick_tenant(handler, body.get("tenant"))
     slug = body.get("profile")
-    if not isinstance(slug, str):
-        raise APIError(400, "bad_request", "'profile' (a profile slug, see GET profiles) is required")
-    try:
-        profile = handler.ctx.deployment.profiles.get(slug)
-    except KeyError:
-        raise APIError(400, "unknown_profile", f"no profile {slug!r}") from None
-    if not profile.offered_to(tenant):
-        raise APIError(403, "forbidden", f"profile {slug!r} is not offered to tenant {tenant!r}")
+    profile = handler.ctx.offered_profile(slug, tenant)
     name = body.get("name")
     if name is None:
         name = k8s_name_from(path or (nb.metadata.get("name") or "job"))
