@@ -177,6 +177,10 @@ async function main() {
     await page.click('.lm-TabBar-tab[data-id="filebrowser"]');
     const item = page.locator('.jp-DirListing-item', { hasText: 'fails.ipynb' }).first();
     await item.waitFor();
+    // select it first and wait for the selection: the listing re-renders when files change (the output
+    // saved above), and a right-click landing during a re-render leaves the old selection (demo.ipynb)
+    await item.click();
+    await page.locator('.jp-DirListing-item.jp-mod-selected', { hasText: 'fails.ipynb' }).first().waitFor();
     await item.click({ button: 'right' });
     await page.click('.lm-Menu-item[data-command="aistack:run-as-job"]');
     await form.waitFor();
