@@ -86,7 +86,7 @@ def load_deployment(config_path: str | None) -> dict:
 def service_config(data: dict, discovered: dict) -> dict:
     """The config file the service reads: the deployment config without the hub section, with the
     inventory NVML discovered (when it found GPUs) instead of the configured one."""
-    from spawner.discovery import inventory_fields
+    from job_runner.binding.discovery import inventory_fields
 
     out = {k: v for k, v in data.items() if k != "hub"}
     if discovered.get("source") == "nvml":
@@ -127,7 +127,7 @@ def configure(
     data = load_deployment(config_path)
     hub = data.get("hub") or {}
 
-    from spawner.discovery import discover
+    from job_runner.binding.discovery import discover
 
     discovered = discover(data.get("inventory"))
     svc_config_path = os.path.join(data_dir, "aistack-service.yaml")

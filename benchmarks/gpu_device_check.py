@@ -2,7 +2,7 @@
 
     python benchmarks/gpu_device_check.py [--out DIR] [--mps]
 
-1. NVML discovery (spawner.discovery) -> the scheduling core's Inventory.
+1. NVML discovery (job_runner.binding.discovery) -> the scheduling core's Inventory.
 2. The scheduler places two time-shared slices with a memory cap and a whole-GPU request of two tenants
    (the whole GPU must wait while the shares run: same GPU).
 3. Each admitted slice runs a small PyTorch notebook as a job through the LocalExecutor (papermill in its
@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from job_runner.executors.base import JobSpec, slice_env  # noqa: E402
 from job_runner.executors.local import LocalExecutor  # noqa: E402
 from job_runner.scheduling import Inventory, Quota, Scheduler, SliceRequest, Tenant, Workload  # noqa: E402
-from spawner.discovery import discover, inventory_fields  # noqa: E402
+from job_runner.binding.discovery import discover, inventory_fields  # noqa: E402
 
 NOTEBOOK_CELLS = [
     ("code", "steps = 200\nalloc_gib = 24", {"tags": ["parameters"]}),

@@ -16,7 +16,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from spawner.discovery import discover  # noqa: E402
+from job_runner.binding.discovery import discover  # noqa: E402
 from spawner.mixin import GPUSliceSpawnerMixin  # noqa: E402
 
 PROBE = r"""
@@ -79,7 +79,7 @@ def main():
 
 def run_checks():
     found = discover(None)
-    print("== discovery (python -m spawner.discovery)")
+    print("== discovery (python -m job_runner.binding.discovery)")
     print(json.dumps(found, indent=1))
     node = found["nodes"][0]
     if not node["gpus"]:

@@ -205,7 +205,7 @@ async def bench_aistack_jobs(cp, args, workdir):
     from job_runner.executors.kubernetes import KubernetesExecutor
     from job_runner.queue import JobQueue
     from job_runner.db.ops import epoch
-    from spawner.slice_backends import SliceRenderer
+    from job_runner.binding.kube import SliceRenderer
 
     nodes = [n for n in cp.kubectl_json("get", "nodes")["items"] if n["metadata"]["name"].startswith("bench-")]
     deployment = DeploymentConfig.from_dict({"tenants": [{"name": "bench"}], "profiles": PROFILES,

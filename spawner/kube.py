@@ -3,7 +3,7 @@
 The mixin (``GPUSliceSpawnerMixin``) asks the ``aistack`` service for a slice before anything is created
 (quota and placement by the one scheduler, refused over quota with the service's message). This class
 turns the allocated profile into a kubespawner *profile* — ``kubespawner_override`` with the slice's
-resources for the cluster's slice backend (``spawner.slice_backends.SliceRenderer``), node selector on the
+resources for the cluster's slice backend (``job_runner.binding.kube.SliceRenderer``), node selector on the
 GPU product label, the node the scheduler chose, tolerations, labels and annotations for tenant and slice,
 and optionally a Kueue queue — and lets KubeSpawner's own ``load_user_options`` apply it. Optionally each
 tenant gets its own namespace with a ``ResourceQuota`` that enforces the quota a second time, inside
@@ -21,7 +21,7 @@ from kubespawner import KubeSpawner
 from traitlets import Bool, Dict, Instance, Unicode, default
 
 from .mixin import GPUSliceSpawnerMixin, _options_form, describe_request
-from .slice_backends import (
+from job_runner.binding.kube import (
     LABEL_PREFIX,
     SliceNotSupported,
     SliceRenderer,

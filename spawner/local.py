@@ -37,7 +37,7 @@ _nvml_cache: dict = {}
 def _nvml_inventory() -> list[dict]:
     """NVML's GPUs (cached for the hub's life; MIG devices change only by an admin's action)."""
     if "gpus" not in _nvml_cache:
-        from .discovery import nvml_gpus
+        from job_runner.binding.discovery import nvml_gpus
 
         try:
             _nvml_cache["gpus"] = nvml_gpus()[0]

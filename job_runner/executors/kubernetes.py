@@ -1,7 +1,7 @@
 """KubernetesExecutor: one ``batch/v1`` Job per admitted attempt of a notebook job.
 
 The Job runs ``python -m job_runner.pod`` in the profile's image, in the tenant's namespace, with the
-slice rendered by ``spawner.slice_backends.SliceRenderer`` (the same rendering as the servers of
+slice rendered by ``job_runner.binding.kube.SliceRenderer`` (the same rendering as the servers of
 ``KubeGPUSpawner``). Retries are the service's: each attempt is its own Job (``backoffLimit: 0``), named
 ``<instance>-job-<id>-<attempt>``, so ``start`` is idempotent (a second start finds the first Job) and
 ``adopt`` after a restart finds it again by labels. Failure reasons come from the pods' status.
@@ -23,7 +23,7 @@ from traitlets import Any, Bool, Dict, Float, Instance, Int, List, Unicode, defa
 from job_runner.failures import CANCELLED, CELL_ERROR, INFRASTRUCTURE, KERNEL_DIED, TIMEOUT, failure
 from job_runner.pod import EXIT_CODES, OOM_EXIT_CODE, job_token
 from job_runner.run_notebook import read_json as _read_json
-from spawner.slice_backends import LABEL_PREFIX, SliceRenderer, dns_label, label_value
+from job_runner.binding.kube import LABEL_PREFIX, SliceRenderer, dns_label, label_value
 
 from .base import FAILED, RUNNING, STARTING, SUCCEEDED, ExecState, Executor, JobSpec
 

@@ -28,6 +28,12 @@ class PlacementPolicy:
 
     name = "base"
 
+    def observe(self, req: SliceRequest) -> None:
+        """A workload of this shape was submitted (policies that learn the workload online use it)."""
+
+    def state_replaced(self) -> None:
+        """The scheduler replaced its cluster state (a restore): drop anything cached about the old one."""
+
     def place(self, state: ClusterState, req: SliceRequest) -> Placement | None:
         node_ok, gpu_ok = state.feasible(req)
         if not node_ok.any():
@@ -163,6 +169,9 @@ class FGD(PlacementPolicy):
     name = "fgd"
 
     def __init__(self, target: TargetWorkload | None = None, seed: int = 0):
+        # A target given here is fixed (the simulator's offline knowledge); without one, the target is
+        # learned online from the shapes the scheduler observes.
+        self._learn = target is None
         self.target = target or TargetWorkload.from_requests([])
         self._rng = np.random.default_rng(seed)
         self._cache: dict = {}
@@ -170,11 +179,33 @@ class FGD(PlacementPolicy):
         self._frag_now = None
         self._frag_version = None
         self._allowed: dict = {}
+        self._seen_shapes: Counter = Counter()
+        self._shapes_since_target = 0
+        self._target_dirty = True
 
     def set_target(self, target: TargetWorkload) -> None:
         self.target = target
         self._cache.clear()
         self._state_id = None
+
+    def observe(self, req: SliceRequest) -> None:
+        if not self._learn:
+            return
+        self._seen_shapes[req] += 1
+        self._shapes_since_target += 1
+        # refresh after 16 new shapes, or 10% of all seen, whichever is more: cheap and stable
+        if self._shapes_since_target >= max(16, sum(self._seen_shapes.values()) // 10):
+            self._target_dirty = True
+
+    def state_replaced(self) -> None:
+        self._state_id = None
+
+    def _refresh_target(self) -> None:
+        if self._target_dirty and self._seen_shapes:
+            reqs = list(self._seen_shapes.elements())
+            self.set_target(TargetWorkload.from_requests(reqs, top=0.95, max_classes=32))
+            self._target_dirty = False
+            self._shapes_since_target = 0
 
     # fragmentation of many hypothetical node states at once
     def fragmentation(self, state: ClusterState, cpu, mem, free, model) -> np.ndarray:
@@ -273,6 +304,7 @@ class FGD(PlacementPolicy):
     def node_scores(self, state: ClusterState, req: SliceRequest):
         """Fragmentation increase per node (inf where it does not fit) and the GPU chosen there.
         Only nodes that changed since this request shape was last scored are looked at."""
+        self._refresh_target()
         self._sync(state)
         shape = req.shape()
         entry = self._cache.get(shape)

@@ -21,7 +21,7 @@ import numpy as np
 
 from .assignment import Assignment
 from .inventory import Inventory
-from .policies import FGD, FirstFit, PlacementPolicy, TargetWorkload, make_policy
+from .policies import FirstFit, PlacementPolicy, make_policy
 from .slices import Resources, SliceRequest
 from .state import ClusterState
 from .tenants import ANY, Tenant, next_window_start
@@ -59,10 +59,7 @@ class Scheduler:
         self._live: dict[str, TenantUsage] = defaultdict(TenantUsage)
         self.pending: dict[str, Workload] = _PendingTable(self._count_pending)
         self.running: dict[str, Running] = {}
-        self._seen_shapes: Counter = Counter()
         self._fits_empty: dict = {}
-        self._shapes_since_target = 0
-        self._target_dirty = True
         self.capacity = Resources(
             int(self.state.gpu_exists.sum()) * 1000, int(self.state.cpu_cap.sum()), int(self.state.mem_cap.sum()))
 
@@ -120,7 +117,7 @@ class Scheduler:
         v = self.check(w)
         if v.ok:
             self.pending[w.id] = w
-            self._note_shape(w.request)
+            self.policy.observe(w.request)
         return v
 
     def _count(self, w: Workload, sign: int, pending: bool) -> None:
@@ -180,16 +177,14 @@ class Scheduler:
         self.running = entries
         for w, _ in running:
             self.pending.pop(w.id, None)
-            self._note_shape(w.request)
+            self.policy.observe(w.request)
         self._mark_borrowed_after_restore()
         self._recount()
-        if isinstance(self.policy, FGD):
-            self.policy._state_id = None
+        self.policy.state_replaced()
 
     # ---- one pass ----------------------------------------------------------------------------------
     def schedule(self, now: float) -> Decision:
         """Admit what can start now; say where everything else stands."""
-        self._refresh_target()
         decision = Decision()
         usage = self._usage_table()
         failed_shapes: set = set()
@@ -605,20 +600,6 @@ class Scheduler:
                 est = nxt if nxt is not None else est
             out.append(Pending(w, pos, est, reason))
         return out
-
-    # ---- target workload for fragmentation-aware policies ---------------------------------------------
-    def _note_shape(self, req: SliceRequest) -> None:
-        self._seen_shapes[req] += 1
-        self._shapes_since_target += 1
-        if self._shapes_since_target >= max(16, sum(self._seen_shapes.values()) // 10):
-            self._target_dirty = True
-
-    def _refresh_target(self) -> None:
-        if isinstance(self.policy, FGD) and self._target_dirty and self._seen_shapes:
-            reqs = list(self._seen_shapes.elements())
-            self.policy.set_target(TargetWorkload.from_requests(reqs, top=0.95, max_classes=32))
-            self._target_dirty = False
-            self._shapes_since_target = 0
 
 
 class _PendingTable(dict):

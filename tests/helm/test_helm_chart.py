@@ -373,7 +373,7 @@ def test_hub_config_loads_with_the_products_configure(binaries, values, tmp_path
 def test_service_config_sets_the_kubernetes_executor(binaries, values, tmp_path):
     from aistack_hub.service import AIStackService
     from job_runner.executors.kubernetes import KubernetesExecutor
-    from spawner.slice_backends import SliceRenderer
+    from job_runner.binding.kube import SliceRenderer
 
     docs = render(binaries, values)
     _write_config_map(docs, "-config", tmp_path)

@@ -16,7 +16,7 @@ from traitlets.config import Config
 
 from aistack_hub.admin.data import alarms, gpu_hours_svg, normalise_tenant
 from aistack_hub.hubconfig import SERVICE_NAME, configure, load_deployment
-from spawner.discovery import discover, model_name
+from job_runner.binding.discovery import discover, model_name
 from spawner.local import LocalGPUSpawner
 from spawner.mixin import _check_user_options, render_profile_form, slice_label
 
@@ -100,7 +100,7 @@ def test_discovery_falls_back_to_configured_inventory():
         pytest.fail("this test documents the no-GPU fallback; NVML found a driver here: run discovery by hand")
     assert d["source"] == "configured" and d["nodes"] == configured
     assert discover(None)["source"] == "none"
-    out = subprocess.run([sys.executable, "-m", "spawner.discovery"], capture_output=True, text=True, cwd=REPO,
+    out = subprocess.run([sys.executable, "-m", "job_runner.binding.discovery"], capture_output=True, text=True, cwd=REPO,
                          timeout=60)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)

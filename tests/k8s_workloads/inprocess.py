@@ -11,7 +11,7 @@ from job_runner.executors.base import slice_env
 from job_runner.scheduling import Inventory, ProfileCatalog, Scheduler, Workload
 from spawner.kube import KubeGPUSpawner
 from spawner.mixin import AllocationRefused
-from spawner.slice_backends import SliceRenderer
+from job_runner.binding.kube import SliceRenderer
 
 PROFILES = [
     {"slug": "a100-2", "display_name": "2x A100", "request": {"kind": "whole", "gpus": 2, "gpu_models": ["A100-80GB"],

@@ -14,7 +14,7 @@ from job_runner.executors.base import FAILED, RUNNING, STARTING, SUCCEEDED, JobS
 from job_runner.executors.kubernetes import KubernetesExecutor
 from job_runner.pod import check_job_token, job_token
 from job_runner.scheduling import Assignment, ProfileCatalog, Quota, SliceRequest
-from spawner.slice_backends import SliceNotSupported, SliceRenderer, label_value
+from job_runner.binding.kube import SliceNotSupported, SliceRenderer, label_value
 
 WHOLE = SliceRequest(kind="whole", gpus=2, gpu_models=("A100-80GB",), cpu_milli=4000, memory_mib=16384)
 SHARE = SliceRequest(kind="share", gpu_milli=250, gpu_mem_mib=4096, gpu_models=("T4",), cpu_milli=1000, memory_mib=4096)

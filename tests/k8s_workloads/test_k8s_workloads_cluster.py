@@ -24,7 +24,7 @@ from traitlets.config import Config
 from job_runner.executors.kubernetes import INSTANCE_LABEL, JOB_ID_LABEL, KubernetesExecutor
 from job_runner.scheduling import Tenant
 from spawner.mixin import AllocationRefused
-from spawner.slice_backends import SliceRenderer
+from job_runner.binding.kube import SliceRenderer
 from tests.k8s_workloads.inprocess import PROFILES, CoreAllocation, InProcessKubeGPUSpawner
 
 pytestmark = pytest.mark.k8s

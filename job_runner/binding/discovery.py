@@ -1,7 +1,7 @@
 """GPU discovery for the local node: NVML (``nvidia-ml-py``) when a driver is present, else the configured
 inventory.
 
-``python -m spawner.discovery`` prints what this machine offers as JSON: the inventory entry of this node
+``python -m job_runner.binding.discovery`` prints what this machine offers as JSON: the inventory entry of this node
 (the format of ``job_runner.scheduling.Inventory.from_config``) plus NVML details (driver, MIG devices).
 """
 from __future__ import annotations
@@ -165,7 +165,7 @@ def discover(configured: list[dict] | None = None, node_name: str | None = None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m spawner.discovery",
+    parser = argparse.ArgumentParser(prog="python -m job_runner.binding.discovery",
                                      description="Print the GPU inventory of this machine as JSON.")
     parser.add_argument("--config", help="aistack config file (YAML) whose inventory stands in when NVML finds no GPU")
     parser.add_argument("--node-name", help="name of this node (default: the host name)")
