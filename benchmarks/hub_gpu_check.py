@@ -1,6 +1,7 @@
 """On a machine with NVIDIA GPUs: NVML discovery, then a small PyTorch run in each kind of slice the
-LocalGPUSpawner pins (whole GPU, a 1/4 share with MPS limits, CPU only), with the exact environment
-``GPUSliceSpawnerMixin.pinning_env`` computes.
+LocalGPUSpawner binds (whole GPU, shares with MPS limits, CPU only, on GPU 0 and on the last GPU), with the
+exact environment ``LocalGPUSpawner.slice_binding`` computes (``job_runner.binding.local.local_env``, the
+one local binding, shared with the local job executor).
 
     python benchmarks/hub_gpu_check.py [--mps]
 
@@ -17,7 +18,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from job_runner.binding.discovery import discover  # noqa: E402
-from spawner.mixin import GPUSliceSpawnerMixin  # noqa: E402
+from spawner.local import LocalGPUSpawner  # noqa: E402
 
 PROBE = r"""
 import json, os, time
@@ -85,7 +86,8 @@ def run_checks():
     if not node["gpus"]:
         print("no GPU found: nothing to pin")
         return 1
-    mixin = GPUSliceSpawnerMixin()
+    spawner = LocalGPUSpawner(mps_pipe_directory=os.environ.get("CUDA_MPS_PIPE_DIRECTORY", ""))
+    last = len(node["gpus"]) - 1
     cases = {
         "whole GPU 0": {"node": node["name"], "gpu_indices": [0], "gpu_milli": 1000},
         "1/4 share of GPU 0, 12 GiB": {"node": node["name"], "gpu_indices": [0], "gpu_milli": 250,
@@ -93,11 +95,16 @@ def run_checks():
         "CPU only": {"node": node["name"], "gpu_indices": [], "gpu_milli": 0},
         "1/10 share of GPU 0, 4 GiB": {"node": node["name"], "gpu_indices": [0], "gpu_milli": 100,
                                         "gpu_mem_mib": 4096},
+        # Not GPU 0: the memory limit must name the visible ordinal 0, or MPS ignores it.
+        f"1/4 share of GPU {last}, 4 GiB": {"node": node["name"], "gpu_indices": [last], "gpu_milli": 250,
+                                             "gpu_mem_mib": 4096},
     }
     for name, asg in cases.items():
-        env = dict(os.environ, **mixin.pinning_env(asg))
+        binding = spawner.slice_binding(asg)
+        env = dict(os.environ, **binding)
         r = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=300)
-        print(f"== slice: {name}: env {mixin.pinning_env(asg)}")
+        shown = {k: v for k, v in binding.items() if k != "AISTACK_SLICE"}
+        print(f"== slice: {name}: env {shown}")
         print(r.stdout.strip() or r.stderr.strip()[-2000:])
     return 0
 

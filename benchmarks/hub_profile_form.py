@@ -6,7 +6,7 @@
 Starts the real aistack service (no hub needed: the spawner calls it with the hub's token) with an
 inventory of GPUS A100-80GB in 8-GPU nodes, TENANTS tenants and 8 profiles, places BUSY server slices
 through ``POST allocations`` so that capacity and quota are partly used, then times the spawner's own
-form path (``GPUSliceSpawnerMixin``: ``GET profiles`` per tenant of the user, concurrently, + HTML
+form path (``spawner.form.options_form``: ``GET profiles`` per tenant of the user, concurrently, + HTML
 rendering) for a user in 1 tenant, in 3 tenants, and in all tenants. Also prints the rendering alone.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ sys.path.insert(0, REPO)
 
 from aistack_hub.hubconfig import free_port  # noqa: E402
 from spawner.local import LocalGPUSpawner  # noqa: E402
-from spawner.mixin import _options_form, render_profile_form  # noqa: E402
+from spawner.form import options_form, render_profile_form  # noqa: E402
 
 PROFILES = [
     {"slug": "cpu", "display_name": "CPU only", "request": {"kind": "cpu", "cpu_milli": 1000, "memory_mib": 2048}},
@@ -72,11 +72,11 @@ def main():
     with open(cfg, "w") as f:
         yaml.safe_dump(data, f)
     port, token = free_port(), "bench-hub-token"
-    env = dict(os.environ, AISTACK_CONFIG=cfg, AISTACK_DATA_DIR=os.path.join(tmp, "data"),
-               AISTACK_SERVICE_PORT=str(port), JUPYTERHUB_API_TOKEN=token)
+    env = dict(os.environ, JUPYTERHUB_API_TOKEN=token)
     env.pop("JUPYTERHUB_API_URL", None)
     log = open(os.path.join(tmp, "service.log"), "w")
-    proc = subprocess.Popen([sys.executable, "-m", "aistack_hub.service"], env=env, stdout=log,
+    proc = subprocess.Popen([sys.executable, "-m", "aistack_hub.service", f"--config={cfg}",
+                             f"--data-dir={os.path.join(tmp, 'data')}", f"--port={port}"], env=env, stdout=log,
                             stderr=subprocess.STDOUT)
     api = f"http://127.0.0.1:{port}/services/aistack/api/"
     headers = {"Authorization": f"token {token}"}
@@ -113,7 +113,7 @@ def main():
             html = ""
             for _ in range(args.repeat):
                 t0 = time.perf_counter()
-                html = await _options_form(sp)
+                html = await options_form(sp)
                 out.append(time.perf_counter() - t0)
             assert html.count("<fieldset") == n_tenants, html[:500]
             return out

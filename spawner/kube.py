@@ -5,9 +5,11 @@ The mixin (``GPUSliceSpawnerMixin``) asks the ``aistack`` service for a slice be
 turns the allocated profile into a kubespawner *profile* — ``kubespawner_override`` with the slice's
 resources for the cluster's slice backend (``job_runner.binding.kube.SliceRenderer``), node selector on the
 GPU product label, the node the scheduler chose, tolerations, labels and annotations for tenant and slice,
-and optionally a Kueue queue — and lets KubeSpawner's own ``load_user_options`` apply it. Optionally each
-tenant gets its own namespace with a ``ResourceQuota`` that enforces the quota a second time, inside
-Kubernetes.
+and optionally a Kueue queue — and lets KubeSpawner's own ``load_user_options`` apply it. The device plugin
+binds the devices: no local slice environment (host GPU indices) ever reaches a pod. Optionally each tenant's
+servers run in the tenant's own namespace — the tenant's ``namespace`` setting in the service's database,
+the one the chart creates — with a ``ResourceQuota`` from the tenant's quota that enforces it a second
+time, inside Kubernetes.
 
     c.JupyterHub.spawner_class = "spawner.kube.KubeGPUSpawner"
     c.SliceRenderer.backend = "mig"          # whole | mig | time-slice | hami
@@ -18,21 +20,18 @@ from __future__ import annotations
 import copy
 
 from kubespawner import KubeSpawner
-from traitlets import Bool, Dict, Instance, Unicode, default
+from tornado import web
+from traitlets import Bool, Instance, Unicode, default
 
-from .mixin import GPUSliceSpawnerMixin, _options_form, describe_request
-from job_runner.binding.kube import (
-    LABEL_PREFIX,
-    SliceNotSupported,
-    SliceRenderer,
-    dns_label,
-    label_value,
-)
+from job_runner.binding.kube import LABEL_PREFIX, SliceNotSupported, SliceRenderer, label_value
+from job_runner.scheduling import ANY, Assignment, Quota
+
+from .allocation import slice_request
+from .form import describe_request, options_form
+from .mixin import GPUSliceSpawnerMixin
 
 QUOTA_NAME = "aistack-tenant-quota"
 MIB = 1024 * 1024
-DEVICE_PLUGIN_ENV = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE",
-                     "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT")
 
 # Traits a profile overrides: restored to their configured values before each start, because
 # kubespawner merges dict overrides into the spawner's (long-lived) traits.
@@ -45,13 +44,7 @@ OVERRIDDEN_TRAITS = (
 
 def _request_of(profile):
     """The scheduling core's SliceRequest of a service profile item (dict) or a core ``Profile``."""
-    from job_runner.scheduling import SliceRequest
-
-    req = profile.get("request") if isinstance(profile, dict) else profile.request
-    if isinstance(req, SliceRequest):
-        return req
-    known = set(SliceRequest.__dataclass_fields__)
-    return SliceRequest.from_dict({k: v for k, v in (req or {"kind": "cpu"}).items() if v is not None and k in known})
+    return slice_request(profile.get("request") if isinstance(profile, dict) else profile.request)
 
 
 def _escape_braces(value: str) -> str:
@@ -85,12 +78,9 @@ class KubeGPUSpawner(GPUSliceSpawnerMixin, KubeSpawner):
     tenant_namespaces = Bool(
         False,
         config=True,
-        help="Run each tenant's servers in its own namespace (tenant_namespace_template).",
-    )
-    tenant_namespace_template = Unicode(
-        "aistack-{tenant}",
-        config=True,
-        help="Namespace of a tenant's servers when tenant_namespaces is on; '{tenant}' is DNS-safe.",
+        help="""Run each tenant's servers in the tenant's own namespace: its ``namespace`` setting in the
+        service's database (read at each start; a tenant without one is refused). Off: all servers run in
+        ``KubeSpawner.namespace``.""",
     )
     create_tenant_namespaces = Bool(
         True,
@@ -101,19 +91,15 @@ class KubeGPUSpawner(GPUSliceSpawnerMixin, KubeSpawner):
     enforce_resource_quota = Bool(
         False,
         config=True,
-        help="""With tenant_namespaces: keep a ResourceQuota in each tenant namespace from
-        tenant_quotas, so the API server refuses pods over quota even if the service were bypassed.""",
-    )
-    tenant_quotas = Dict(
-        config=True,
-        help="""Tenant -> {gpu_milli, cpu_milli, memory_mib} (None = unlimited), the 'any' resource group
-        of the deployment config; used for the ResourceQuota (hubconfig fills it).""",
+        help="""With tenant_namespaces and create_tenant_namespaces: keep a ResourceQuota in each tenant
+        namespace from the tenant's quota (its 'any' resource group, read from the service at each start),
+        so the API server refuses pods over quota even if the service were bypassed.""",
     )
 
     @default("options_form")
     def _aistack_options_form(self):
         # The tenant/profile form of the mixin, not KubeSpawner's profile_list form.
-        return _options_form
+        return options_form
 
     @default("profile_list")
     def _aistack_profile_list(self):
@@ -125,13 +111,25 @@ class KubeGPUSpawner(GPUSliceSpawnerMixin, KubeSpawner):
 
     # -- rendering -------------------------------------------------------------------------------
 
-    def namespace_for(self, tenant: str) -> str:
-        if not self.tenant_namespaces:
-            return self._configured["namespace"] if hasattr(self, "_configured") else self.namespace
-        return dns_label(self.tenant_namespace_template.replace("{tenant}", dns_label(tenant)))
+    async def tenant_record(self, name: str) -> dict | None:
+        """The tenant as the service's database holds it now (``GET tenants/{name}``)."""
+        return await self.service.tenant(name)
 
-    def kubespawner_override(self, profile, tenant: str, assignment=None) -> dict:
-        """The ``kubespawner_override`` of one slice profile for ``tenant``."""
+    def tenant_namespace(self, tenant: dict | None, name: str) -> str:
+        """The namespace of a tenant's servers: with ``tenant_namespaces`` the tenant's ``namespace``
+        setting (``tenant``: its record as ``GET tenants/{name}`` answers), else the configured one."""
+        if not self.tenant_namespaces:
+            return self._configured["namespace"]
+        namespace = (tenant or {}).get("namespace")
+        if not namespace:
+            # Never a guessed namespace: it would differ from the one the chart created (and its quota, RBAC).
+            raise web.HTTPError(409, f"tenant {name!r} has no Kubernetes namespace set: an admin sets the "
+                                     f"tenant's 'namespace' (deployment config, or PATCH tenants/{name})")
+        return namespace
+
+    def kubespawner_override(self, profile, tenant: str, assignment=None, namespace: str | None = None) -> dict:
+        """The ``kubespawner_override`` of one slice profile for ``tenant`` (servers in ``namespace`` when
+        given: ``tenant_namespace``)."""
         request = _request_of(profile)
         kslice = self.renderer.render(request, tenant=tenant, profile=_field(profile, "slug", ""),
                                       workload="server", assignment=assignment)
@@ -155,17 +153,17 @@ class KubeGPUSpawner(GPUSliceSpawnerMixin, KubeSpawner):
         image = _field(profile, "image")
         if image:
             override["image"] = image
-        if self.tenant_namespaces:
-            override["namespace"] = self.namespace_for(tenant)
+        if self.tenant_namespaces and namespace:
+            override["namespace"] = namespace
         return override
 
-    def kubespawner_profiles(self, tenant: str, profiles, assignment=None) -> list[dict]:
+    def kubespawner_profiles(self, tenant: str, profiles, assignment=None, namespace: str | None = None) -> list[dict]:
         """kubespawner ``profile_list`` entries for ``tenant``'s slice profiles (service profile items or
         ``job_runner.scheduling.Profile``); profiles the slice backend cannot express are left out."""
         out = []
         for p in profiles:
             try:
-                override = self.kubespawner_override(p, tenant, assignment)
+                override = self.kubespawner_override(p, tenant, assignment, namespace)
             except SliceNotSupported as e:
                 self.log.info("profile %s of tenant %s hidden: %s", _field(p, "slug"), tenant, e)
                 continue
@@ -189,25 +187,16 @@ class KubeGPUSpawner(GPUSliceSpawnerMixin, KubeSpawner):
         """Apply the allocated profile (KubeSpawner's profile machinery) onto the configured values."""
         for name, value in self._configured.items():
             setattr(self, name, copy.deepcopy(value))
+        # The tenant's settings (namespace, quota) as the database holds them now: read at each start.
+        self.__dict__["_aistack_tenant"] = await self.tenant_record(self.tenant) if self.tenant_namespaces else None
         await super().load_user_options()
         labels = {k: label_value(v) for k, v in self.aistack_labels.items() if v}
         self.extra_labels = {**self.extra_labels, **labels}
         self.dns_name = self.dns_name_template.format(namespace=self.namespace, name=self.pod_name)
         if self.tenant_namespaces and self.create_tenant_namespaces:
-            await self._ensure_tenant_namespace()
+            await self._ensure_tenant_namespace(self.__dict__["_aistack_tenant"])
 
-    def pinning_env(self, asg: dict) -> dict:
-        return {}
-
-    def slice_env(self) -> dict:
-        # The device plugin gives the container its devices (NVIDIA_VISIBLE_DEVICES) and its sharing
-        # limits: the core's GPU indices are host indices and would hide the container's GPU.
-        env = super().slice_env()
-        for key in DEVICE_PLUGIN_ENV:
-            env.pop(key, None)
-        return env
-
-    async def _ensure_tenant_namespace(self):
+    async def _ensure_tenant_namespace(self, tenant: dict | None):
         """The tenant's namespace, and its ResourceQuota when enforced (created or updated)."""
         from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -222,7 +211,7 @@ class KubeGPUSpawner(GPUSliceSpawnerMixin, KubeSpawner):
                 raise
         if not self.enforce_resource_quota:
             return
-        hard = self.resource_quota_hard(self.tenant)
+        hard = self.resource_quota_hard(tenant)
         if not hard:
             return
         body = {"metadata": {"name": QUOTA_NAME, "namespace": ns,
@@ -236,21 +225,18 @@ class KubeGPUSpawner(GPUSliceSpawnerMixin, KubeSpawner):
             await self.api.patch_namespaced_resource_quota(QUOTA_NAME, ns, {"spec": {"hard": hard}},
                                                            _request_timeout=self.k8s_api_request_timeout)
 
-    def resource_quota_hard(self, tenant: str) -> dict:
-        from job_runner.scheduling import Quota
-
-        q = self.tenant_quotas.get(tenant)
+    def resource_quota_hard(self, tenant: dict | None) -> dict:
+        """``ResourceQuota.spec.hard`` from a tenant record's quota for all GPUs (the ``any`` group)."""
+        q = ((tenant or {}).get("quotas") or {}).get(ANY)
         if not q:
             return {}
-        fields = {k: q.get(k) for k in ("gpu_milli", "cpu_milli", "memory_mib")}
-        return self.renderer.resource_quota_hard(Quota(**fields))
+        return self.renderer.resource_quota_hard(Quota(**{k: q.get(k) for k in ("gpu_milli", "cpu_milli", "memory_mib")}))
 
 
 async def _profile_list_of_spawner(spawner: KubeGPUSpawner) -> list[dict]:
     """KubeSpawner's ``profile_list`` callable: the allocated profile with its assignment once the
-    service has allocated (the start path), else every profile of the user's tenants."""
-    from job_runner.scheduling import Assignment
-
+    service has allocated (the start path, in the tenant's namespace), else every profile of the user's
+    tenants (a listing: no namespace)."""
     allocation = spawner.allocation or {}
     profile = allocation.get("profile")
     if profile and spawner.tenant:
@@ -258,7 +244,8 @@ async def _profile_list_of_spawner(spawner: KubeGPUSpawner) -> list[dict]:
             profile = {**profile, "slug": spawner.profile_slug}
         assignment = allocation.get("assignment")
         assignment = Assignment.from_dict(assignment) if assignment else None
-        return spawner.kubespawner_profiles(spawner.tenant, [profile], assignment)
+        namespace = spawner.tenant_namespace(spawner.__dict__.get("_aistack_tenant"), spawner.tenant)
+        return spawner.kubespawner_profiles(spawner.tenant, [profile], assignment, namespace)
     out = []
     for tenant, profiles in (await spawner.profiles_by_tenant()).items():
         out += spawner.kubespawner_profiles(tenant, profiles)

@@ -11,10 +11,10 @@ the servers (``run_as``):
 - ``"system"``: each user runs as the system account of the same name (JupyterHub's LocalProcessSpawner).
 - ``"hub"``: always the hub's account (even root; ``--allow-root`` is added then). Tests and benchmarks only.
 
-The slice is pinned with ``CUDA_VISIBLE_DEVICES`` (GPU indices, UUIDs, or MIG device UUIDs from NVML) and,
-for shares, the CUDA MPS client limits (``CUDA_MPS_ACTIVE_THREAD_PERCENTAGE``,
-``CUDA_MPS_PINNED_DEVICE_MEM_LIMIT``), which take effect when an MPS control daemon runs
-(``mps_pipe_directory``). CPU and memory are accounted by the scheduler and published as
+The slice is bound by ``job_runner.binding.local.local_env`` (the one binding, shared with the local job
+executor): ``CUDA_VISIBLE_DEVICES`` (GPU indices, UUIDs, or MIG device UUIDs from NVML) and, for shares, the
+CUDA MPS client limits (``CUDA_MPS_ACTIVE_THREAD_PERCENTAGE``, ``CUDA_MPS_PINNED_DEVICE_MEM_LIMIT``), which
+take effect when an MPS control daemon runs (``mps_pipe_directory``). CPU and memory are accounted by the scheduler and published as
 ``CPU_LIMIT``/``MEM_LIMIT``; a local process is not confined by cgroups.
 """
 from __future__ import annotations
@@ -29,6 +29,9 @@ import sys
 from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Bool, CaselessStrEnum, Unicode, default
 
+from job_runner.binding.discovery import nvml_gpus
+from job_runner.binding.local import device_ids, local_env
+
 from .mixin import GPUSliceSpawnerMixin
 
 _nvml_cache: dict = {}
@@ -37,8 +40,6 @@ _nvml_cache: dict = {}
 def _nvml_inventory() -> list[dict]:
     """NVML's GPUs (cached for the hub's life; MIG devices change only by an admin's action)."""
     if "gpus" not in _nvml_cache:
-        from job_runner.binding.discovery import nvml_gpus
-
         try:
             _nvml_cache["gpus"] = nvml_gpus()[0]
         except RuntimeError:
@@ -65,11 +66,14 @@ class LocalGPUSpawner(GPUSliceSpawnerMixin, LocalProcessSpawner):
         True, help="Create `unprivileged_user` (useradd --system) when it does not exist."
     ).tag(config=True)
 
-    data_dir = Unicode(help="The deployment's data directory (env AISTACK_DATA_DIR).").tag(config=True)
+    data_dir = Unicode(
+        help="""The deployment's data directory (``aistack_hub.hubconfig.configure`` sets it; default
+        ``.aistack`` in the hub's working directory).""",
+    ).tag(config=True)
 
     @default("data_dir")
     def _default_data_dir(self):
-        return os.environ.get("AISTACK_DATA_DIR", os.path.abspath(".aistack"))
+        return os.path.abspath(".aistack")
 
     home_dir_template = Unicode(
         "{data_dir}/homes/{username}",
@@ -189,30 +193,21 @@ class LocalGPUSpawner(GPUSliceSpawnerMixin, LocalProcessSpawner):
     async def move_certs(self, paths):
         return paths  # internal SSL is not used by the embedded default
 
-    # ------------------------------------------------------------------ GPU pinning
-    def gpu_device_ids(self, asg: dict) -> list[str]:
-        if asg.get("mig"):
-            gpu_index, _profile, start = asg["mig"]
-            gpus = _nvml_inventory()
-            if gpu_index < len(gpus):
-                for dev in gpus[gpu_index].get("mig_devices", []):
-                    if dev.get("start") == start:
-                        return [dev["uuid"]]
+    # ------------------------------------------------------------------ GPU binding
+    def slice_binding(self, assignment: dict | None) -> dict:
+        """The environment that confines the server to its slice: the one local binding
+        (``job_runner.binding.local.local_env``), with device ids by index, UUID or MIG device from NVML."""
+        asg = assignment or {}
+        gpus = _nvml_inventory() if asg.get("mig") or self.gpu_id_mode == "uuid" else []
+        ids = device_ids(asg, mode=self.gpu_id_mode, gpus=gpus)
+        if asg.get("mig") and ids == [str(asg["mig"][0])]:
             self.log.warning("no MIG device at GPU %s slot %s found by NVML; pinning the whole GPU index",
-                             gpu_index, start)
-            return [str(gpu_index)]
-        if self.gpu_id_mode == "uuid":
-            gpus = _nvml_inventory()
-            ids = []
-            for i in asg.get("gpu_indices") or ():
-                ids.append(gpus[i]["uuid"] if i < len(gpus) else str(i))
-            return ids
-        return super().gpu_device_ids(asg)
+                             asg["mig"][0], asg["mig"][2])
+        return local_env(asg, ids=ids, mps_pipe_directory=self.mps_pipe_directory or None)
 
-    def pinning_env(self, asg: dict) -> dict:
-        env = super().pinning_env(asg)
-        if self.mps_pipe_directory and "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE" in env:
-            env["CUDA_MPS_PIPE_DIRECTORY"] = self.mps_pipe_directory
+    def get_env(self):
+        env = super().get_env()
+        env.update(self.slice_binding((self.allocation or {}).get("assignment")))
         return env
 
     # ------------------------------------------------------------------ start

@@ -1,4 +1,5 @@
-"""The hub's parts on their own: profile form, slice pinning, discovery, hubconfig, admin page rendering.
+"""The hub's parts on their own: profile form, slice binding, allocation messages, discovery, admin page
+rendering (hubconfig: tests/hub/test_config.py).
 
 No GPU here: discovery is checked for its fallback to the configured inventory (NVML reports no driver),
 and the NVML name mapping with the names real drivers report.
@@ -12,13 +13,12 @@ import sys
 
 import pytest
 from tornado import web
-from traitlets.config import Config
 
 from aistack_hub.admin.data import alarms, gpu_hours_svg, normalise_tenant
-from aistack_hub.hubconfig import SERVICE_NAME, configure, load_deployment
 from job_runner.binding.discovery import discover, model_name
+from spawner.allocation import over_quota_message, slice_label
+from spawner.form import check_user_options, render_profile_form
 from spawner.local import LocalGPUSpawner
-from spawner.mixin import _check_user_options, render_profile_form, slice_label
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -48,38 +48,58 @@ def test_profile_form_without_waiting_disables_full_profiles():
 
 
 def test_user_options_are_checked():
-    _check_user_options(None, {"tenant": "team-a", "profile": "cpu"})
+    check_user_options(None, {"tenant": "team-a", "profile": "cpu"})
     with pytest.raises(web.HTTPError) as e:
-        _check_user_options(None, {"tenant": "team-a", "image": "evil"})
+        check_user_options(None, {"tenant": "team-a", "image": "evil"})
     assert e.value.status_code == 400
     with pytest.raises(web.HTTPError):
-        _check_user_options(None, {"profile": ["a"]})
+        check_user_options(None, {"profile": ["a"]})
 
 
 @pytest.mark.parametrize("asg,expect", [
+    # A share of GPU 1: the one visible device is ordinal 0 for MPS (job_runner/binding/local.py says why).
     ({"node": "n", "gpu_indices": [1], "gpu_milli": 250, "gpu_mem_mib": 12288},
      {"CUDA_VISIBLE_DEVICES": "1", "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE": "25",
       "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT": "0=12288M"}),
+    # Thread percentage rounds down (milli // 10): never more SMs than the share.
+    ({"node": "n", "gpu_indices": [3], "gpu_milli": 429}, {"CUDA_VISIBLE_DEVICES": "3",
+                                                           "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE": "42"}),
     ({"node": "n", "gpu_indices": [0, 1], "gpu_milli": 1000}, {"CUDA_VISIBLE_DEVICES": "0,1"}),
     ({"node": "n", "gpu_indices": [], "gpu_milli": 0}, {"CUDA_VISIBLE_DEVICES": "", "NVIDIA_VISIBLE_DEVICES": "void"}),
 ])
-def test_pinning_env(asg, expect):
+def test_local_spawner_binds_with_the_one_local_binding(asg, expect):
+    from job_runner.binding.local import local_env
+
     sp = LocalGPUSpawner(mps_pipe_directory="/tmp/mps")
-    env = sp.pinning_env(asg)
+    env = sp.slice_binding(asg)
     for k, v in expect.items():
         assert env[k] == v, env
     if "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE" in expect:
         assert env["CUDA_MPS_PIPE_DIRECTORY"] == "/tmp/mps"
     else:
-        assert "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE" not in env
+        assert not any(k.startswith("CUDA_MPS") for k in env), env
+    # the same environment as the local job executor's binding: one implementation
+    assert env == local_env(asg, mps_pipe_directory="/tmp/mps")
 
 
-def test_mig_pinning_without_nvml_falls_back_to_the_gpu():
+def test_mig_binding_without_nvml_falls_back_to_the_gpu():
     sp = LocalGPUSpawner()
-    env = sp.pinning_env({"node": "n", "gpu_indices": [0], "gpu_milli": 429, "mig": [0, "3g.40gb", 4]})
+    env = sp.slice_binding({"node": "n", "gpu_indices": [0], "gpu_milli": 429, "mig": [0, "3g.40gb", 4]})
     assert env["CUDA_VISIBLE_DEVICES"] == "0" and "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE" not in env
+    assert (env["AISTACK_MIG_PROFILE"], env["AISTACK_MIG_SLOT"]) == ("3g.40gb", "4")
     assert slice_label({"node": "n", "mig": [0, "3g.40gb", 4]}) == "n/gpu0:mig-3g.40gb@4"
     assert slice_label({"node": "n", "gpu_indices": [1], "gpu_milli": 250}) == "n/gpu1:250m"
+
+
+def test_over_quota_message_charges_with_the_core():
+    # MIG 3g.40gb is charged as the core's SliceRequest.charge says (3/7 of an A100), not a local formula.
+    p = {"slug": "mig", "request": {"kind": "mig", "mig_profile": "3g.40gb", "gpu_mem_mib": None,
+                                    "gpu_models": ["A100-80GB"], "cpu_milli": 2000, "memory_mib": 8192},
+         "quota_left": {"gpu_milli": 250, "cpu_milli": None, "memory_mib": 4096}}
+    text = over_quota_message("team-a", "alice", p, {"tenants": {"team-a": {"gpu_milli": 750, "servers": 3}},
+                                                     "users": {"alice": {"team-a": {"servers": 1}}}})
+    assert "needs 0.429 GPU but 0.25 GPU of the quota is left; 8 GiB but 4 GiB of the quota is left" in text, text
+    assert "in use now: 0.75 GPU (750 milli-GPU)" in text and "3 server(s)" in text and "1 of the servers yours" in text
 
 
 def test_nvml_names_map_to_models():
@@ -105,51 +125,6 @@ def test_discovery_falls_back_to_configured_inventory():
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["source"] == "none" and data["nodes"][0]["cpu_milli"] >= 1000
-
-
-def test_hubconfig(tmp_path, monkeypatch):
-    monkeypatch.setenv("AISTACK_ADMIN_TOKEN", "adm1n-token")
-    c = Config()
-    facts = configure(c, data_dir=str(tmp_path / "d"), port=18123, hub_port=18124, service_port=18125)
-    assert facts["url"] == "http://127.0.0.1:18123/" and facts["inventory_source"] == "configured"
-    assert c.JupyterHub.authenticator_class == "nativeauthenticator.NativeAuthenticator"
-    assert c.NativeAuthenticator.open_signup is False
-    assert set(c.JupyterHub.load_groups) == {"team-a", "team-b"}
-    svc = {s["name"]: s for s in c.JupyterHub.services}
-    assert svc[SERVICE_NAME]["command"][-1] == "aistack_hub.service"
-    assert svc["aistack-automation"]["api_token"] == "adm1n-token"
-    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
-    assert roles["admin"]["services"] == ["aistack-automation"]
-    assert f"access:services!service={SERVICE_NAME}" in roles["user"]["scopes"]
-    assert c.GPUSliceSpawnerMixin.aistack_token == svc[SERVICE_NAME]["api_token"]
-    assert c.GPUSliceSpawnerMixin.tenant_idle_timeouts == {"team-a": 3600, "team-b": 1800}
-    # the service gets the config without the hub section, with the (configured) inventory
-    import yaml
-
-    with open(tmp_path / "d" / "aistack-service.yaml") as f:
-        svc_cfg = yaml.safe_load(f)
-    assert "hub" not in svc_cfg and svc_cfg["inventory"][0]["name"] == "example-node"
-    # the service token is stable across restarts
-    again = configure(Config(), data_dir=str(tmp_path / "d"))
-    assert again["service_token"] == facts["service_token"]
-
-
-def test_hubconfig_rejects_bad_config(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("hub: {admin_user: [x]}\n")
-    with pytest.raises(ValueError, match="unknown keys in hub"):
-        load_deployment(str(bad))
-    bad.write_text("hub: {members: {nope: [x]}}\ntenants: [{name: a}]\n")
-    with pytest.raises(ValueError, match="not a tenant"):
-        configure(Config(), config_path=str(bad), data_dir=str(tmp_path / "d"))
-
-
-def test_up_refuses_a_bad_config_clearly(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("hub: {colour: blue}\n")
-    out = subprocess.run([sys.executable, "-m", "aistack_hub.app", "up", "--config", str(bad), "--data-dir",
-                          str(tmp_path / "d")], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and "unknown keys in hub" in out.stderr
 
 
 def test_admin_alarms_and_plot():

@@ -10,7 +10,7 @@ import time
 from job_runner.executors.base import slice_env
 from job_runner.scheduling import Inventory, ProfileCatalog, Scheduler, Workload
 from spawner.kube import KubeGPUSpawner
-from spawner.mixin import AllocationRefused
+from spawner.allocation import AllocationRefused
 from job_runner.binding.kube import SliceRenderer
 
 PROFILES = [
@@ -61,6 +61,10 @@ class CoreAllocation:
 
 class InProcessKubeGPUSpawner(KubeGPUSpawner):
     core: CoreAllocation = None
+    tenant_records: dict = {}  # what the service's GET tenants/{name} would answer
+
+    async def tenant_record(self, name):
+        return self.tenant_records.get(name)
 
     async def allocate(self):
         tenant, slug = self._choose()

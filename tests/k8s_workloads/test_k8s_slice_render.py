@@ -8,6 +8,7 @@ import json
 
 import pytest
 from kubernetes_asyncio.client import ApiClient
+from tornado import web
 from traitlets.config import Config
 
 from job_runner.executors.base import FAILED, RUNNING, STARTING, SUCCEEDED, JobSpec
@@ -112,7 +113,6 @@ def _allocate(spawner, slug, request: SliceRequest, assignment: dict, image=None
     spawner.tenant, spawner.profile_slug = tenant, slug
     spawner.user_options = {"tenant": tenant, "profile": slug}
     spawner.allocation = {"id": 11, "state": "allocated", "assignment": assignment,
-                          "env": {"CUDA_VISIBLE_DEVICES": ",".join(map(str, assignment.get("gpu_indices") or []))},
                           "profile": {"slug": slug, "display_name": slug, "request": request.to_dict(), "image": image}}
 
 
@@ -171,21 +171,25 @@ async def test_tenant_namespace_and_profile_list(offline_kubeconfig):
         {"slug": "mig-small", "display_name": "MIG 1g.10gb", "request": MIG.to_dict()},
         {"slug": "two-a100", "display_name": "2x A100", "request": WHOLE.to_dict(), "image": "example/big:2"},
     ])
-    profiles = s.kubespawner_profiles("Team_B", catalog.for_tenant("Team_B"))
+    # The namespace is the tenant's own setting (the service's tenant record), never derived from its name.
+    namespace = s.tenant_namespace({"name": "Team_B", "namespace": "research"}, "Team_B")
+    profiles = s.kubespawner_profiles("Team_B", catalog.for_tenant("Team_B"), namespace=namespace)
     # MIG cannot be expressed on a time-slice cluster: hidden rather than failing at spawn time.
     assert [p["slug"] for p in profiles] == ["quarter-t4", "two-a100"]
     big = profiles[1]["kubespawner_override"]
-    assert big["namespace"] == "aistack-team-b"
+    assert big["namespace"] == "research"
+    with pytest.raises(web.HTTPError, match="no Kubernetes namespace"):
+        s.tenant_namespace({"name": "Team_B", "namespace": None}, "Team_B")
     assert big["image"] == "example/big:2"
     assert big["extra_resource_limits"] == {"nvidia.com/gpu": "2"}
     assert big["mem_limit"] == 16384 * 1024 * 1024 and big["cpu_guarantee"] == 4.0
 
 
-async def test_resource_quota_from_tenant_quotas(offline_kubeconfig):
-    s = _spawner("whole", offline_kubeconfig, tenant_quotas={"team-a": {"gpu_milli": 3000, "cpu_milli": None,
-                                                                          "memory_mib": 65536}})
-    assert s.resource_quota_hard("team-a") == {"requests.memory": "65536Mi", "requests.nvidia.com/gpu": "3"}
-    assert s.resource_quota_hard("nobody") == {}
+async def test_resource_quota_from_the_tenant_record(offline_kubeconfig):
+    s = _spawner("whole", offline_kubeconfig)
+    record = {"name": "team-a", "quotas": {"any": {"gpu_milli": 3000, "cpu_milli": None, "memory_mib": 65536}}}
+    assert s.resource_quota_hard(record) == {"requests.memory": "65536Mi", "requests.nvidia.com/gpu": "3"}
+    assert s.resource_quota_hard({"name": "nobody", "quotas": {}}) == {}
 
 
 # -- KubernetesExecutor: the Job manifest and reading status ----------------------------------------

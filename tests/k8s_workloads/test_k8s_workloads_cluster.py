@@ -23,7 +23,7 @@ from traitlets.config import Config
 
 from job_runner.executors.kubernetes import INSTANCE_LABEL, JOB_ID_LABEL, KubernetesExecutor
 from job_runner.scheduling import Tenant
-from spawner.mixin import AllocationRefused
+from spawner.allocation import AllocationRefused
 from job_runner.binding.kube import SliceRenderer
 from tests.k8s_workloads.inprocess import PROFILES, CoreAllocation, InProcessKubeGPUSpawner
 
@@ -122,8 +122,9 @@ async def test_resource_quota_refuses_a_second_time_inside_kubernetes(cluster, r
     # The service's quota is bypassed here on purpose (a generous core tenant): the tenant namespace's
     # ResourceQuota, enforced by the API server's admission, is the second line.
     core = CoreAllocation(_nodes(cluster), [Tenant.from_config({"name": "capped"})])
-    s = _spawner(cluster, core, "whole", tenant="capped", tenant_namespaces=True, enforce_resource_quota=True,
-                 tenant_quotas={"capped": {"gpu_milli": 1000, "cpu_milli": 8000, "memory_mib": 65536}})
+    s = _spawner(cluster, core, "whole", tenant="capped", tenant_namespaces=True, enforce_resource_quota=True)
+    s.tenant_records = {"capped": {"name": "capped", "namespace": "aistack-capped",
+                                   "quotas": {"any": {"gpu_milli": 1000, "cpu_milli": 8000, "memory_mib": 65536}}}}
     s.user_options = {"tenant": "capped", "profile": "a100-2"}
     with pytest.raises(Exception) as refused:
         await asyncio.wait_for(s.start(), 90)
