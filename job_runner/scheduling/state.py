@@ -156,6 +156,46 @@ class ClusterState:
         return model.mig.legal_starts(self.mig_used.get((node, gpu), 0), self.mig_counts.get((node, gpu), {}),
                                       profile)
 
+    def count_fits(self, req: SliceRequest) -> int:
+        """How many more of ``req`` fit the free capacity (each node counted on its own)."""
+        ok = self.node_fits(req)
+        per_node = np.full(self.n_nodes, 1 << 30, dtype=np.int64)
+        if req.cpu_milli:
+            per_node = np.minimum(per_node, self.cpu_free // req.cpu_milli)
+        if req.memory_mib:
+            per_node = np.minimum(per_node, self.mem_free // req.memory_mib)
+        if req.kind == "cpu":
+            if not req.cpu_milli and not req.memory_mib:
+                return int(ok.sum()) * 1000
+        elif req.kind == "mig":
+            count = np.zeros(self.n_nodes, dtype=np.int64)
+            for i in np.flatnonzero(ok):
+                for g in np.flatnonzero(self.mig_gpu[i]):
+                    count[i] += self._mig_fits(int(i), int(g), req.mig_profile)
+            per_node = np.minimum(per_node, count)
+        else:
+            gpu_ok = self.gpu_fits(req)
+            if req.kind == "whole":
+                per_node = np.minimum(per_node, gpu_ok.sum(1) // req.gpus)
+            else:
+                k = np.where(gpu_ok, np.maximum(self.gpu_free, 0) // req.gpu_milli, 0)
+                if req.gpu_mem_mib:
+                    k = np.minimum(k, np.where(gpu_ok, self.gpu_mem_free // req.gpu_mem_mib, 0))
+                per_node = np.minimum(per_node, k.sum(1))
+        return int(np.where(ok, per_node, 0).sum())
+
+    def _mig_fits(self, node: int, gpu: int, profile: str) -> int:
+        """How many more instances of ``profile`` the MIG GPU takes, placed at the lowest legal slots."""
+        spec = gpu_model(self.model_names[self.gpu_model[node, gpu]]).mig
+        if spec is None or profile not in spec.profiles:
+            return 0
+        used, counts, n = self.mig_used.get((node, gpu), 0), dict(self.mig_counts.get((node, gpu), {})), 0
+        while starts := spec.legal_starts(used, counts, profile):
+            used |= spec.profile(profile).mask(starts[0])
+            counts[profile] = counts.get(profile, 0) + 1
+            n += 1
+        return n
+
     # ---- changes --------------------------------------------------------------------------------
     def allocate(self, req: SliceRequest, p: Placement) -> Assignment:
         """Take the capacity of ``req`` at ``p``; raises ValueError if it does not fit (state unchanged)."""

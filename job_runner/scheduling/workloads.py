@@ -65,9 +65,9 @@ class Decision:
     pending: list = field(default_factory=list)  # [Pending]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Running:
-    """A placed workload as the scheduler tracks it."""
+    """A placed workload as the scheduler's ledger records it."""
 
     workload: Workload
     assignment: Assignment

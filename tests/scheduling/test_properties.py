@@ -36,6 +36,7 @@ def check_capacity(s: Scheduler):
     for name, u in s.usage().items():
         assert u.group(ANY).gpu_milli == held.get(name, 0)
         assert u.pending == sum(1 for w in s.pending.values() if w.tenant == name)
+    assert s.consistent()  # every figure of the ledger equals a recount of its entries
 
 
 @SETTINGS
@@ -79,6 +80,36 @@ def test_cohort_never_exceeds_its_quotas(ops, limit):
             u = table[f"t{k}"]
             assert u.group(ANY).gpu_milli <= 2000 + (limit if limit is not None else 4000)
             assert u.borrowed_milli <= (limit if limit is not None else 4000)
+        check_capacity(s)
+
+
+@SETTINGS
+@given(ops=st.lists(st.tuples(st.sampled_from(["submit", "submit", "schedule", "release", "cancel", "requeue",
+                                               "restore"]), st.integers(0, 2), requests,
+                              st.sampled_from(["job", "server"])), min_size=5, max_size=40))
+def test_usage_is_derived_from_the_entries(ops):
+    """Whatever the calls, the usage figures are those of the pending and running entries."""
+    ts = [Tenant(f"t{k}", {ANY: Quota(gpu_milli=3000, max_queued_jobs=3, max_servers_per_user=1)}, cohort="lab",
+                 borrowing_limit_milli=1000) for k in range(3)]
+    s = Scheduler(inventory(nodes=2, gpus=4), ts)
+    now = 0.0
+    for op, t, req, kind in ops:
+        now += 1
+        known = sorted(s.pending) + sorted(s.running)
+        pick = known[t % len(known)] if known else None
+        if op == "submit":
+            s.submit(job(f"t{t}", req, kind=kind, user=f"u{t % 2}"))
+        elif op == "schedule":
+            s.schedule(now)
+        elif op == "release" and s.running:
+            s.release(sorted(s.running)[t % len(s.running)])
+        elif op == "cancel" and pick:
+            assert s.cancel(pick)
+        elif op == "requeue" and pick:
+            w = s.pending[pick] if pick in s.pending else s.running[pick].workload
+            assert s.requeue(w).ok and pick in s.pending and pick not in s.running
+        elif op == "restore":
+            s.restore([(r.workload, r.assignment) for r in s.running.values()])
         check_capacity(s)
 
 

@@ -215,8 +215,9 @@ def test_queue_and_server_counters_follow_every_change_of_pending():
     j1, j2, j3 = (job("a", whole(1)) for _ in range(3))
     assert s.submit(j1).ok and s.submit(j2).ok
     assert s.submit(j3).reason == "queue_full"
-    s.pending[j3.id] = j3  # the job queue re-inserts a row it accepted earlier
+    assert s.requeue(j3).ok  # the job queue keeps a row it accepted earlier (limit checked then)
     assert s.usage("a").queued_jobs == 3
+    assert s.consistent()
     d = s.schedule(0)
     assert len(d.admitted) == 1
     for w in (j1, j2, j3):
