@@ -2,9 +2,11 @@
 
 One tornado application under the service prefix (``$JUPYTERHUB_SERVICE_PREFIX``, default
 ``/services/aistack/``): the REST API (``api/``), the admin page (``admin/``, from ``aistack_hub.admin`` when
-that package is installed), Prometheus metrics (``metrics``), and the scheduling loop (``job_runner.queue``)
-with its executor. Settings are traitlets (``--AIStackService.db_url=...``, or a Python config file given by
-``--config``); the deployment config (tenants, quotas, profiles, inventory) is YAML (``AISTACK_CONFIG``).
+that package is installed), Prometheus metrics (``metrics``), and the scheduling loop
+(``job_runner.controller``) with its executor. The API's work is done by ``aistack_hub.services`` over one
+``Offload``: the thread pool and worker processes that keep blocking work off this process's event loop. Settings are traitlets: the deployment config file given by ``--config`` (YAML: traitlets
+sections such as ``AIStackService:``, and the tenants/profiles/inventory data; ``aistack_hub.config``), and
+command-line flags (``--AIStackService.db_url=...``), which win.
 """
 from __future__ import annotations
 
@@ -23,10 +25,15 @@ from traitlets.config import Application, catch_config_error
 
 from aistack_hub import metrics
 from aistack_hub.api import api_handlers
-from aistack_hub.api.base import ServiceContext
-from aistack_hub.config import DeploymentConfig, seed_tenants
+from aistack_hub.api.base import APISettings
+from aistack_hub.config import apply_config_file
+from aistack_hub.services import notebooks
+from aistack_hub.services.bundle import Services
+from aistack_hub.services.context import ServiceContext
+from aistack_hub.services.offload import Offload
+from job_runner.controller import Controller
 from job_runner.db import open_database
-from job_runner.queue import JobQueue
+from job_runner.db.tenants import seed_tenants
 
 
 class MetricsHandler(web.RequestHandler):
@@ -37,12 +44,12 @@ class MetricsHandler(web.RequestHandler):
 
 
 class HealthHandler(web.RequestHandler):
-    def initialize(self, queue):
-        self.queue = queue
+    def initialize(self, controller):
+        self.controller = controller
 
     def get(self):
         self.set_header("Content-Type", "application/json")
-        self.finish({"ok": True, "leader": self.queue.is_leader, "ticks": self.queue.ticks})
+        self.finish({"ok": True, "leader": self.controller.is_leader, "ticks": self.controller.ticks})
 
 
 def _env(name, fallback=""):
@@ -55,7 +62,6 @@ class AIStackService(Application):
 
     aliases = {
         "config": "AIStackService.config_file",
-        "deployment-config": "AIStackService.deployment_config",
         "db-url": "AIStackService.db_url",
         "port": "AIStackService.port",
         "ip": "AIStackService.ip",
@@ -64,18 +70,15 @@ class AIStackService(Application):
         "log-level": "Application.log_level",
     }
 
-    config_file = Unicode("", help="A traitlets Python config file (c.AIStackService..., c.LocalExecutor...).").tag(config=True)
-    deployment_config = Unicode(help="The deployment config YAML (tenants, profiles, inventory). Env: AISTACK_CONFIG.").tag(config=True)
-
-    @default("deployment_config")
-    def _deployment_default(self):
-        return _env("AISTACK_CONFIG")
-
-    data_dir = Unicode(help="Where the service keeps its files (jobs, secrets). Env: AISTACK_DATA_DIR.").tag(config=True)
+    config_file = Unicode("", help="The deployment config file (YAML: traitlets sections, tenants, profiles, "
+                          "inventory; aistack_hub.config).").tag(config=True)
+    inventory_source = Unicode("configured", help="Where the inventory came from, as GET inventory reports it: "
+                               "'configured', or 'nvml' (aistack-hub up discovered this machine's GPUs).").tag(config=True)
+    data_dir = Unicode(help="Where the service keeps its files (jobs, secrets); default ./.aistack.").tag(config=True)
 
     @default("data_dir")
     def _data_default(self):
-        return os.path.abspath(_env("AISTACK_DATA_DIR", ".aistack"))
+        return os.path.abspath(".aistack")
 
     db_url = Unicode(help="SQLAlchemy URL: sqlite:///file (default) or postgresql://... Env: AISTACK_DB_URL.").tag(config=True)
 
@@ -84,12 +87,10 @@ class AIStackService(Application):
         return _env("AISTACK_DB_URL", f"sqlite:///{os.path.join(self.data_dir, 'aistack.sqlite')}")
 
     ip = Unicode("127.0.0.1", help="Address to listen on.").tag(config=True)
-    port = Integer(help="Port (default: from $JUPYTERHUB_SERVICE_URL or $AISTACK_SERVICE_PORT, else 10101).").tag(config=True)
+    port = Integer(help="Port (default: from $JUPYTERHUB_SERVICE_URL, else 10101).").tag(config=True)
 
     @default("port")
     def _port_default(self):
-        if os.environ.get("AISTACK_SERVICE_PORT"):
-            return int(os.environ["AISTACK_SERVICE_PORT"])
         url = os.environ.get("JUPYTERHUB_SERVICE_URL")
         if url and urlparse(url).port:
             return urlparse(url).port
@@ -114,10 +115,20 @@ class AIStackService(Application):
                             "e.g. /home/{user}.").tag(config=True)
     validate_kernels = Bool(True, help="Refuse jobs whose kernel is not installed here (local executor).").tag(config=True)
     max_body_bytes = Integer(16 * 1024 * 1024, help="Largest request body (bytes) the API accepts.").tag(config=True)
-    job_token_secret = Unicode(help="Secret for per-job pod tokens (default: a file in data_dir).").tag(config=True)
+    job_token_secret = Unicode(help="Secret for per-job pod tokens, shared by all replicas (default: "
+                               "$AISTACK_JOB_TOKEN_SECRET, else a file in data_dir).").tag(config=True)
+
+    @default("job_token_secret")
+    def _job_token_secret_default(self):
+        return _env("AISTACK_JOB_TOKEN_SECRET")
     run_scheduler = Bool(True, help="Take part in the leader election and run the scheduling loop.").tag(config=True)
     hub_token_is_admin = Bool(True, help="Treat the service's own API token as the hub (admin).").tag(config=True)
     shutdown_grace_s = Float(5.0, help="Seconds to finish requests on SIGTERM.").tag(config=True)
+    io_threads = Integer(8, help="Threads for the API's blocking work (database sessions, SQLite's write lock, "
+                         "run-file reads); also the event loop's default executor.").tag(config=True)
+    notebook_workers = Integer(2, help="Worker processes for the CPU-heavy notebook work of the API (decoding "
+                               "up to max_body_bytes, nbformat validation, papermill inspection); 0: in the "
+                               "threads instead, where it holds the GIL against the event loop.").tag(config=True)
     exit_with_parent = Bool(True, help="Stop when the process that started this one (the hub, for a hub-managed "
                             "service) is gone, instead of living on as an orphan. Running local jobs go on and "
                             "are re-adopted by the next start.").tag(config=True)
@@ -125,8 +136,8 @@ class AIStackService(Application):
     @catch_config_error
     def initialize(self, argv=None):
         super().initialize(argv)
-        if self.config_file:
-            self.load_config_file(self.config_file)
+        self.deployment = apply_config_file(self, self.config_file)
+        self.deployment.inventory_source = self.inventory_source
         logging.getLogger("tornado.access").setLevel(logging.WARNING)
         os.makedirs(self.data_dir, exist_ok=True)
         if not self.job_token_secret:
@@ -137,19 +148,20 @@ class AIStackService(Application):
                     f.write(secrets.token_hex(32))
             with open(path) as f:
                 self.job_token_secret = f.read().strip()
-        self.deployment = DeploymentConfig.load(self.deployment_config)
-        self.deployment.inventory_source = _env("AISTACK_INVENTORY_SOURCE", "configured")
         self.db = open_database(self.db_url)
-        seed_tenants(self.db, self.deployment)
+        seed_tenants(self.db, self.deployment.tenants)
         self.executor = self._make_executor()
-        self.queue = JobQueue(self.db, self.deployment, self.executor, parent=self)
-        self.hub_auth = self._make_hub_auth()
-        self.ctx = ServiceContext(
-            db=self.db, queue=self.queue, deployment=self.deployment, executor=self.executor,
-            hub_auth=self.hub_auth,
-            hub_token=os.environ.get("JUPYTERHUB_API_TOKEN", "") if self.hub_token_is_admin else "",
-            max_body_bytes=self.max_body_bytes, notebook_root=self.notebook_root,
+        self.controller = Controller(self.db, self.deployment, self.executor, parent=self)
+        self.offload = Offload(self.io_threads, self.notebook_workers)
+        self.services = Services(ServiceContext(
+            db=self.db, controller=self.controller, deployment=self.deployment, executor=self.executor,
+            offload=self.offload, max_body_bytes=self.max_body_bytes, notebook_root=self.notebook_root,
             validate_kernels=self.validate_kernels, job_token_secret=self.job_token_secret, jobs_dir=self.jobs_dir,
+        ))
+        self.hub_auth = self._make_hub_auth()
+        self.api_settings = APISettings(
+            services=self.services, hub_auth=self.hub_auth,
+            hub_token=os.environ.get("JUPYTERHUB_API_TOKEN", "") if self.hub_token_is_admin else "",
         )
 
     def _make_executor(self):
@@ -174,15 +186,19 @@ class AIStackService(Application):
         prefix = self.service_prefix
         handlers = [
             (prefix + "metrics", MetricsHandler),
-            (prefix + "health", HealthHandler, {"queue": self.queue}),
+            (prefix + "health", HealthHandler, {"controller": self.controller}),
         ]
         handlers += self._admin_handlers(prefix)
-        handlers += api_handlers(prefix, self.ctx)
+        handlers += api_handlers(prefix, self.api_settings)
         settings = {"hub_auth": self.hub_auth, "cookie_secret": secrets.token_bytes(32),
-                    "aistack_ctx": self.ctx, "aistack_api_url": prefix + "api/",
+                    # the admin page reads through this service's own API, on its own address
+                    "aistack_api_base": f"http://{self._own_host()}:{self.port}{prefix}api/",
                     "service_prefix": prefix, "xsrf_cookies": False,
                     "static_path": None, "autoreload": False, "log_function": self._log_request}
         return web.Application(handlers, **settings)
+
+    def _own_host(self) -> str:
+        return "127.0.0.1" if self.ip in ("", "0.0.0.0") else ("[::1]" if self.ip == "::" else self.ip)
 
     def _admin_handlers(self, prefix):
         try:
@@ -215,10 +231,12 @@ class AIStackService(Application):
                       self.service_prefix, self.db.engine.url.render_as_string(hide_password=True),
                       type(self.executor).__name__)
         loop = asyncio.get_running_loop()
+        self.offload.install(loop)
+        self.offload.warm(notebooks.warm)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        task = asyncio.create_task(self.queue.run_forever()) if self.run_scheduler else None
+        task = asyncio.create_task(self.controller.run_forever()) if self.run_scheduler else None
         parent = os.getppid()
 
         async def watch_parent():
@@ -234,12 +252,13 @@ class AIStackService(Application):
             watcher.cancel()
         self.log.info("stopping")
         server.stop()
-        self.queue.stop()
+        self.controller.stop()
         if task is not None:
             try:
                 await asyncio.wait_for(task, self.shutdown_grace_s)
             except asyncio.TimeoutError:
                 task.cancel()
+        self.offload.shutdown()
         self.db.dispose()
 
     def start(self):

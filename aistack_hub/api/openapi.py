@@ -70,9 +70,9 @@ SCHEMAS = {
                                          "priority": {"type": "string", "enum": ["normal", "high", "emergency"]}}},
     "Allocation": {"type": "object", "properties": {
         "id": {"type": "integer"}, "state": {"type": "string", "enum": ["pending", "allocated", "released"]},
-        "assignment": {"type": ["object", "null"]}, "env": {"type": "object"},
+        "assignment": {"type": ["object", "null"]},
         "position": {"type": ["integer", "null"]}, "estimated_start": {"type": ["string", "null"]},
-        "idle_timeout_s": {"type": ["number", "null"]}, "profile": {"type": "object"}}},
+        "reason": {"type": ["string", "null"]}, "profile": {"type": "object"}}},
     "Tenant": {"type": "object", "properties": {
         "name": {"type": "string"}, "quotas": {"type": "object"}, "weight": {"type": "number", "exclusiveMinimum": 0},
         "cohort": {"type": ["string", "null"]}, "admins": {"type": "array", "items": {"type": "string"}},

@@ -15,10 +15,9 @@ from .jobs import (
     JobRerunHandler,
     JobsHandler,
 )
-from .me import MeHandler
 from .openapi import openapi_spec
 from .pod import PodInputHandler, PodOutputHandler, PodProgressHandler, PodResultHandler
-from .tenants import InventoryHandler, ProfilesHandler, TenantHandler, TenantsHandler, UsageHandler
+from .tenants import ProfilesHandler, TenantHandler, ViewHandler
 
 
 class OpenAPIHandler(RequestHandler):
@@ -37,10 +36,10 @@ class NotFoundHandler(RequestHandler):
         self.finish(json.dumps({"error": "not_found", "message": f"no API endpoint {self.request.path}"}))
 
 
-def api_handlers(prefix: str, ctx) -> list:
-    """Routes under ``<prefix>api/`` (prefix: the service's URL prefix, ending in '/')."""
+def api_handlers(prefix: str, settings) -> list:
+    """Routes under ``<prefix>api/`` (prefix: the service's URL prefix, ending in '/'; settings: APISettings)."""
     api = prefix + "api/"
-    kw = {"ctx": ctx}
+    kw = {"api": settings}
     job = r"jobs/([^/]+)"
     return [
         (api + "openapi.json", OpenAPIHandler, {"base_path": api.rstrip("/")}),
@@ -57,11 +56,11 @@ def api_handlers(prefix: str, ctx) -> list:
         (api + job + "/pod/result", PodResultHandler, kw),
         (api + "allocations", AllocationsHandler, kw),
         (api + r"allocations/([^/]+)", AllocationHandler, kw),
-        (api + "tenants", TenantsHandler, kw),
+        (api + "tenants", ViewHandler, {**kw, "view": "administered"}),
         (api + r"tenants/([^/]+)", TenantHandler, kw),
-        (api + "usage", UsageHandler, kw),
-        (api + "inventory", InventoryHandler, kw),
+        (api + "usage", ViewHandler, {**kw, "view": "usage"}),
+        (api + "inventory", ViewHandler, {**kw, "view": "inventory"}),
         (api + "profiles", ProfilesHandler, kw),
-        (api + "me", MeHandler, kw),
+        (api + "me", ViewHandler, {**kw, "view": "me"}),
         (api + r".*", NotFoundHandler),
     ]

@@ -1,0 +1,141 @@
+"""Server slices for the hub's spawner: create (now, or queued), list, show, release."""
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import update
+
+from job_runner.db import ALLOC_ALLOCATED, ALLOC_PENDING, ALLOC_RELEASED, Allocation, utcnow
+from job_runner.db.ops import iso
+from job_runner.scheduling import Workload
+
+from .context import Identity, ServiceContext
+from .errors import Conflict, Forbidden, Invalid, NotFound, refused
+from .jobs import utc_iso
+from .models import AllocationRequest
+
+MAX_WAIT_S = 30.0  # the longest a numeric ``wait`` holds the answer
+DECISION_WAIT_S = 5.0  # how long ``wait: false/true`` waits for the scheduler's decision at most
+
+
+def profile_json(p) -> dict:
+    return {"slug": p.slug, "display_name": p.display_name, "request": p.request.to_dict(), "image": p.image,
+            "extra": dict(p.extra or {})}
+
+
+def alloc_json(row: Allocation, ctx: ServiceContext) -> dict:
+    out = {"id": row.id, "user": row.user, "tenant": row.tenant, "server_name": row.server_name,
+           "state": row.state, "assignment": row.assignment, "created_at": iso(row.created_at),
+           "allocated_at": iso(row.allocated_at), "released_at": iso(row.released_at), "position": None,
+           "estimated_start": None, "reason": None}
+    info = ctx.controller.alloc_pending_info(row.id) if row.state == ALLOC_PENDING else None
+    if info is not None:
+        out.update(position=info.position, reason=info.reason, estimated_start=utc_iso(info.estimated_start))
+    try:
+        out["profile"] = profile_json(ctx.deployment.profiles.get(row.profile))
+    except KeyError:  # a profile removed from the config since
+        out["profile"] = {"slug": row.profile}
+    return out
+
+
+class AllocationService:
+    def __init__(self, ctx: ServiceContext):
+        self.ctx = ctx
+
+    def _row(self, s, alloc_id: str) -> Allocation:
+        n = int(alloc_id) if alloc_id.isdigit() and len(alloc_id) <= 18 else 0
+        row = s.get(Allocation, n) if n else None
+        if row is None:
+            raise NotFound(f"no allocation {alloc_id!r}")
+        return row
+
+    def _insert_db(self, req: AllocationRequest) -> int:
+        ctx = self.ctx
+        if ctx.tenant(req.tenant) is None:
+            raise Invalid(f"no tenant {req.tenant!r}", "unknown_tenant")
+        profile = ctx.offered_profile(req.profile, req.tenant)
+        verdict = ctx.controller.check(Workload("alloc-new", req.tenant, req.user, "server", req.priority,
+                                                profile.request, 0.0))
+        if not verdict.ok:
+            raise refused(verdict)
+        with ctx.db.session() as s:
+            row = Allocation(user=req.user, tenant=req.tenant, profile=req.profile, server_name=req.server_name or "",
+                             priority=req.priority, state=ALLOC_PENDING, request=profile.request.to_dict(),
+                             created_at=utcnow())
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def _decided_db(self, alloc_id: int, keep_pending: bool) -> dict:
+        with self.ctx.db.session() as s:
+            row = s.get(Allocation, alloc_id)
+            out = alloc_json(row, self.ctx)
+            if row.state != ALLOC_PENDING or keep_pending:
+                return out
+            s.execute(update(Allocation).where(Allocation.id == alloc_id, Allocation.state == ALLOC_PENDING)
+                      .values(state=ALLOC_RELEASED, released_at=utcnow()))
+        self.ctx.controller.wake()
+        if out["reason"] in ("quota", "server_limit"):
+            raise Forbidden(f"tenant {row.tenant!r} has no quota left for {row.profile!r} now (its running "
+                            f"servers and jobs use it)", "over_quota")
+        raise Conflict(f"no free slice for {row.profile!r} now ({out['reason'] or 'busy'})", "no_capacity")
+
+    def _state_db(self, alloc_id: int) -> str:
+        with self.ctx.db.read() as s:
+            return s.query(Allocation.state).filter(Allocation.id == alloc_id).scalar()
+
+    async def create(self, ident: Identity, req: AllocationRequest) -> dict:
+        """A slice for a server. ``wait`` false: allocated now or refused (403 no quota left, 409 no capacity);
+        true: queued, answered after the scheduler's decision; seconds: held up to that long while pending."""
+        self.ctx.require_admin(ident)
+        io = self.ctx.offload.io
+        alloc_id = await io(self._insert_db, req)
+        wait_s = 0.0 if isinstance(req.wait, bool) else min(float(req.wait), MAX_WAIT_S)
+        await self._wait_decision(alloc_id, wait_s)
+        return await io(self._decided_db, alloc_id, req.wait is not False)
+
+    async def _wait_decision(self, alloc_id: int, wait_s: float):
+        """Until the scheduling loop has decided (two passes: the first may have begun before the insert),
+        and then while it is pending, up to ``wait_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (wait_s or DECISION_WAIT_S)
+        passes = 0
+        while loop.time() < deadline:
+            if await self.ctx.controller.wait_for_pass(min(0.5, max(0.01, deadline - loop.time()))):
+                passes += 1
+            if await self.ctx.offload.io(self._state_db, alloc_id) != ALLOC_PENDING:
+                return
+            if wait_s == 0 and passes >= 2:
+                return
+
+    def _list_db(self) -> dict:
+        with self.ctx.db.read() as s:
+            q = s.query(Allocation).filter(Allocation.state.in_((ALLOC_PENDING, ALLOC_ALLOCATED)))
+            return {"allocations": [alloc_json(r, self.ctx) for r in q.order_by(Allocation.id)]}
+
+    async def list(self, ident: Identity) -> dict:
+        self.ctx.require_admin(ident)
+        return await self.ctx.offload.io(self._list_db)
+
+    def _get_db(self, alloc_id: str) -> dict:
+        with self.ctx.db.read() as s:
+            return alloc_json(self._row(s, alloc_id), self.ctx)
+
+    async def get(self, ident: Identity, alloc_id: str) -> dict:
+        self.ctx.require_admin(ident)
+        return await self.ctx.offload.io(self._get_db, alloc_id)
+
+    def _release_db(self, alloc_id: str) -> dict:
+        with self.ctx.db.session() as s:
+            row = self._row(s, alloc_id)
+            s.execute(update(Allocation).where(Allocation.id == row.id, Allocation.state != ALLOC_RELEASED)
+                      .values(state=ALLOC_RELEASED, released_at=utcnow()))
+            s.flush()
+            s.refresh(row)
+            out = alloc_json(row, self.ctx)
+        self.ctx.controller.wake()
+        return out
+
+    async def release(self, ident: Identity, alloc_id: str) -> dict:
+        self.ctx.require_admin(ident)
+        return await self.ctx.offload.io(self._release_db, alloc_id)

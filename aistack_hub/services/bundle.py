@@ -1,0 +1,17 @@
+"""All service objects of the API, built once by ``aistack_hub.service`` over one ``ServiceContext``."""
+from __future__ import annotations
+
+from .allocations import AllocationService
+from .context import ServiceContext
+from .jobs import JobService
+from .pods import PodService
+from .tenants import TenantService
+
+
+class Services:
+    def __init__(self, ctx: ServiceContext):
+        self.ctx = ctx
+        self.jobs = JobService(ctx)
+        self.allocations = AllocationService(ctx)
+        self.tenants = TenantService(ctx)
+        self.pods = PodService(ctx)

@@ -1,0 +1,83 @@
+"""Where blocking work goes instead of the event loop: one object, owned by the service.
+
+- ``io(fn, ...)``: a bounded thread pool for work that waits (database sessions, SQLite's write lock,
+  run-file reads, the kernelspec scan). It is also the loop's default executor, so ``asyncio.to_thread``
+  anywhere in the process lands in it.
+- ``cpu(fn, ...)``: worker processes for work that computes (``notebooks``: JSON decoding, nbformat
+  validation, papermill inspection of up to 16 MiB). Pure-Python CPU work in a thread would still hold the
+  GIL against the loop for seconds; in a process it cannot. ``workers=0`` runs it in the thread pool instead.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from .errors import Unavailable
+
+
+def _watch_parent(parent_pid: int):
+    """Worker initializer: leave when the service is gone (SIGKILLed services leave no worker behind)."""
+
+    def watch():
+        import time
+
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
+class Offload:
+    def __init__(self, threads: int = 8, workers: int = 2):
+        self.threads = ThreadPoolExecutor(max(1, threads), thread_name_prefix="aistack-io")
+        self.workers = max(0, workers)
+        self._procs: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.set_default_executor(self.threads)
+
+    async def io(self, fn, /, *args, **kwargs):
+        return await asyncio.get_running_loop().run_in_executor(self.threads, functools.partial(fn, *args, **kwargs))
+
+    async def cpu(self, fn, /, *args):
+        if not self.workers:
+            return await self.io(fn, *args)
+        pool = self._pool()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+        except BrokenProcessPool:
+            # A worker died (OOM killer, a signal): the next call starts a fresh pool.
+            with self._lock:
+                if self._procs is pool:
+                    self._procs = None
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise Unavailable("the notebook worker stopped; send the request again") from None
+
+    def _pool(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._procs is None:
+                # spawn, not fork: the service has threads (pools, sqlite), which fork does not copy safely
+                self._procs = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=_watch_parent, initargs=(os.getpid(),))
+            return self._procs
+
+    def warm(self, fn) -> None:
+        """Start the workers now and let them import what ``fn`` imports (at service start)."""
+        if self.workers:
+            pool = self._pool()
+            for _ in range(self.workers):
+                pool.submit(fn)
+
+    def shutdown(self, wait: bool = False) -> None:
+        with self._lock:
+            procs, self._procs = self._procs, None
+        if procs is not None:
+            procs.shutdown(wait=wait, cancel_futures=True)
+        self.threads.shutdown(wait=wait, cancel_futures=True)

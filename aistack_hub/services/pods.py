@@ -1,0 +1,106 @@
+"""What job pods (KubernetesExecutor) send and fetch: input, output, progress/log, result of one attempt.
+
+Auth is the per-job token (``job_runner.pod.check_job_token``), no JupyterHub scope. What a pod sends is
+stored in the layout the LocalExecutor uses (``<jobs_dir>/<id>/job.log``,
+``<jobs_dir>/<id>/attempt-<n>/{output.ipynb,progress.json,result.json}``), where the executor polls it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from job_runner.db import ACTIVE_STATES, Job
+from job_runner.failures import FAILURE_CLASSES, INFRASTRUCTURE, failure
+from job_runner.pod import check_job_token
+from job_runner.run_notebook import write_json_atomic
+
+from . import notebooks
+from .context import ServiceContext
+from .errors import Conflict, Forbidden, Invalid, NotFound
+
+
+def _count(v) -> bool:
+    return v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+
+
+class PodService:
+    def __init__(self, ctx: ServiceContext):
+        self.ctx = ctx
+
+    def _attempt(self, job_id: str, token: str | None, active: bool = True):
+        """The job's row (detached) if ``token`` is its current attempt's; ``active``: it must be running."""
+        n = int(job_id) if job_id.isdigit() and len(job_id) <= 18 else 0
+        with self.ctx.db.read() as s:
+            row = s.get(Job, n) if n else None
+            if row is None:
+                raise NotFound("no such job")
+            s.expunge(row)
+        if not check_job_token(self.ctx.job_token_secret, row.id, row.attempt, token):
+            raise Forbidden("invalid job token")
+        if active and row.state not in ACTIVE_STATES:
+            raise Conflict(f"job {row.id} is {row.state}", "not_running")
+        return row
+
+    def _path(self, row, name: str, attempt: bool = True) -> str:
+        d = os.path.join(self.ctx.jobs_dir, str(row.id), *([f"attempt-{row.attempt}"] if attempt else []))
+        os.makedirs(d, exist_ok=True)
+        return os.path.join(d, name)
+
+    def _input_db(self, job_id: str, token) -> dict:
+        row = self._attempt(job_id, token, active=False)
+        return {"notebook": json.loads(row.notebook), "parameters": row.parameters or {},
+                "kernel_name": row.kernel_name, "timeout_s": row.timeout_s, "attempt": row.attempt}
+
+    async def input(self, job_id: str, token) -> dict:
+        return await self.ctx.offload.io(self._input_db, job_id, token)
+
+    def _write_output(self, row, text: str) -> None:
+        path = self._path(row, "output.ipynb")
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
+
+    async def output(self, job_id: str, token, body: bytes) -> None:
+        io = self.ctx.offload.io
+        row = await io(self._attempt, job_id, token)  # the token before the work of decoding
+        text = await self.ctx.offload.cpu(notebooks.decode_output, body)
+        await io(self._write_output, row, text)
+
+    def _progress(self, job_id: str, token, body: dict) -> None:
+        row = self._attempt(job_id, token)
+        cell, total, log = body.get("cell"), body.get("total"), body.get("log")
+        if log is not None and not isinstance(log, str):
+            raise Invalid("'log' must be text")
+        if not (_count(cell) and _count(total)):
+            raise Invalid("'cell' and 'total' must be non-negative integers")
+        if log is not None:
+            with open(self._path(row, "job.log", attempt=False), "a") as f:
+                f.write(log)
+        if cell is not None or total is not None:
+            path = self._path(row, "progress.json")
+            try:
+                with open(path) as f:
+                    prog = json.load(f)
+            except (OSError, ValueError):
+                prog = {"cells_done": 0, "first_cell_at": time.time()}
+            prog.update({"cells_total": total or prog.get("cells_total", 0), "current_cell": cell,
+                         "cells_done": max(prog.get("cells_done", 0), cell or 0), "updated_at": time.time()})
+            write_json_atomic(path, prog)
+
+    async def progress(self, job_id: str, token, body: dict) -> None:
+        await self.ctx.offload.io(self._progress, job_id, token, body)
+
+    def _result(self, job_id: str, token, body: dict) -> None:
+        row = self._attempt(job_id, token)
+        ok, fail = body.get("ok"), body.get("failure")
+        if not isinstance(ok, bool):
+            raise Invalid("'ok' (boolean) is required")
+        if not ok and (not isinstance(fail, dict) or fail.get("class") not in FAILURE_CLASSES):
+            fail = failure(INFRASTRUCTURE, str(fail.get("message") if isinstance(fail, dict) else fail)[:500])
+        write_json_atomic(self._path(row, "result.json"),
+                          {"state": "succeeded"} if ok else {"state": "failed", "failure": fail})
+        self.ctx.controller.wake()
+
+    async def result(self, job_id: str, token, body: dict) -> None:
+        await self.ctx.offload.io(self._result, job_id, token, body)
