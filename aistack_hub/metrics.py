@@ -1,39 +1,13 @@
-"""Prometheus metrics of the aistack service (served at /services/aistack/metrics).
-
-A dedicated registry, so that tests and several services in one process do not collide.
-"""
+"""The /services/aistack/metrics endpoint's content: the job system's registry
+(``job_runner.controller.metrics``, where the metric objects live and are updated)."""
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-REGISTRY = CollectorRegistry(auto_describe=True)
+from job_runner.controller.metrics import REGISTRY
 
-JOBS_QUEUED = Gauge("aistack_jobs_queued", "Jobs waiting in the queue", ["tenant"], registry=REGISTRY)
-JOBS_RUNNING = Gauge("aistack_jobs_running", "Jobs admitted or running", ["tenant"], registry=REGISTRY)
-SERVERS_ALLOCATED = Gauge("aistack_servers_allocated", "Server slices allocated", ["tenant"], registry=REGISTRY)
-GPU_MILLI_IN_USE = Gauge("aistack_gpu_milli_in_use", "GPU slices in use (milli-GPUs, servers and jobs)",
-                         ["tenant"], registry=REGISTRY)
-JOBS_ADMITTED = Counter("aistack_jobs_admitted", "Jobs admitted by the scheduler", ["tenant"], registry=REGISTRY)
-JOBS_FINISHED = Counter("aistack_jobs_finished", "Jobs that reached a final state", ["tenant", "state"],
-                        registry=REGISTRY)
-JOBS_RETRIED = Counter("aistack_jobs_retried", "Job attempts retried", ["tenant", "failure"], registry=REGISTRY)
-IS_LEADER = Gauge("aistack_scheduler_leader", "1 when this replica runs the scheduling loop", registry=REGISTRY)
-TICK_SECONDS = Histogram("aistack_scheduler_tick_seconds", "Duration of one scheduling pass", registry=REGISTRY,
-                         buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
-SPAWN_LATENCY = Histogram("aistack_allocation_latency_seconds",
-                          "From POST allocations to the slice being allocated (server spawn)",
-                          registry=REGISTRY, buckets=_LATENCY_BUCKETS)
-JOB_WAIT = Histogram("aistack_job_wait_seconds", "From submission to running (queue wait)",
-                     registry=REGISTRY, buckets=_LATENCY_BUCKETS)
-JOB_DURATION = Histogram("aistack_job_duration_seconds", "From running to a final state", ["state"],
-                         registry=REGISTRY, buckets=_LATENCY_BUCKETS)
-
-
-def set_per_tenant(gauge: Gauge, values: dict, tenants) -> None:
-    for t in set(tenants) | set(values):
-        gauge.labels(tenant=t).set(values.get(t, 0))
+__all__ = ["REGISTRY", "render"]
 
 
 def render() -> tuple[bytes, str]:

@@ -3,7 +3,7 @@
   .venv/bin/python benchmarks/jobs_throughput.py [--jobs 10000] [--list-jobs 100000] [--db-url URL]
 
 1. Admission + dispatch: N queued jobs (inserted straight into the database), the real scheduling loop
-   (`job_runner.queue.JobQueue` + the scheduling core) with the NoopExecutor; prints jobs admitted and
+   (`job_runner.controller.Controller` + the scheduling core) with the NoopExecutor; prints jobs admitted and
    dispatched (started on the executor, state `running`) per second, and jobs finished per second.
 2. `GET jobs`: M jobs in the database, the real service process (`python -m aistack_hub.service`),
    authenticated with the hub's token; prints p50/p95 of `GET jobs?limit=50` (newest page, a filtered
@@ -25,7 +25,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 import nbformat  # noqa: E402
 
-from aistack_hub.config import DeploymentConfig, seed_tenants  # noqa: E402
+from aistack_hub.config import DeploymentConfig  # noqa: E402
+from job_runner.db.tenants import seed_tenants  # noqa: E402
 from job_runner.db import Job, open_database, utcnow  # noqa: E402
 
 DEPLOYMENT = {
@@ -54,13 +55,13 @@ def insert_jobs(db, n: int, state: str = "queued", batch: int = 5000):
 
 def bench_throughput(db_url: str, n: int) -> dict:
     from job_runner.executors.noop import NoopExecutor
-    from job_runner.queue import JobQueue
+    from job_runner.controller import Controller
 
     db = open_database(db_url)
     dep = DeploymentConfig.from_dict(DEPLOYMENT)
-    seed_tenants(db, dep)
+    seed_tenants(db, dep.tenants)
     insert_jobs(db, n)
-    queue = JobQueue(db, dep, NoopExecutor(), tick_interval_s=0.0)
+    queue = Controller(db, dep, NoopExecutor(), tick_interval_s=0.0)
 
     async def run():
         t0 = time.perf_counter()
@@ -93,14 +94,12 @@ def bench_list(db_url: str, m: int, deployment_path: str, data_dir: str) -> dict
     from helpers import SERVICE_TOKEN, ServiceProcess  # noqa: E402
 
     db = open_database(db_url)
-    seed_tenants(db, DeploymentConfig.from_dict(DEPLOYMENT))
+    seed_tenants(db, DeploymentConfig.from_dict(DEPLOYMENT).tenants)
     insert_jobs(db, m, state="succeeded")
     db.dispose()
     os.makedirs(data_dir, exist_ok=True)
-    cfg = os.path.join(data_dir, "config.py")
-    with open(cfg, "w") as f:
-        f.write("c.AIStackService.executor_class = 'job_runner.executors.noop.NoopExecutor'\n")
-    svc = ServiceProcess(data_dir, db_url, deployment_path, config_py=cfg).start()
+    cfg = {"AIStackService": {"executor_class": "job_runner.executors.noop.NoopExecutor"}}
+    svc = ServiceProcess(data_dir, db_url, deployment_path, config=cfg).start()
     s = requests.Session()
     s.headers["Authorization"] = f"token {SERVICE_TOKEN}"
     out = {}

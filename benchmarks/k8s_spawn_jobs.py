@@ -17,7 +17,7 @@ servers  --servers spawns, --concurrency at a time, of
 jobs     --jobs notebook jobs of 1/4 T4, all submitted at once, of
          baseline: plain batch/v1 Jobs created directly (same pod resources), watched until complete;
          aistack:  rows queued in the job service's database, admitted by its scheduling loop
-                   (job_runner.queue.JobQueue) and run by KubernetesExecutor, until the database
+                   (job_runner.controller.Controller) and run by KubernetesExecutor, until the database
                    records success.
          Latency submit -> succeeded p50/p95/p99; jobs per second (count / makespan).
 kwok completes each Job pod after about 1 s (the stage delay): that floor is in both columns.
@@ -200,10 +200,11 @@ async def bench_plain_jobs(cp, args):
 
 
 async def bench_aistack_jobs(cp, args, workdir):
-    from aistack_hub.config import DeploymentConfig, seed_tenants
+    from aistack_hub.config import DeploymentConfig
+    from job_runner.db.tenants import seed_tenants
     from job_runner.db import FINAL_STATES, Job, open_database
     from job_runner.executors.kubernetes import KubernetesExecutor
-    from job_runner.queue import JobQueue
+    from job_runner.controller import Controller
     from job_runner.db.ops import epoch
     from job_runner.binding.kube import SliceRenderer
 
@@ -211,11 +212,11 @@ async def bench_aistack_jobs(cp, args, workdir):
     deployment = DeploymentConfig.from_dict({"tenants": [{"name": "bench"}], "profiles": PROFILES,
                                              "inventory": SliceRenderer().inventory_config(nodes)})
     db = open_database(f"sqlite:///{workdir / 'bench-jobs.db'}")
-    seed_tenants(db, deployment)
+    seed_tenants(db, deployment.tenants)
     ex = KubernetesExecutor(kubeconfig=str(cp.kubeconfig), service_url="http://aistack.invalid/api/",
                             job_token_secret="bench", image=IMAGE, ttl_seconds_after_finished=600)
     ex.renderer.backend = "time-slice"
-    queue = JobQueue(db, deployment, ex, tick_interval_s=0.5)
+    queue = Controller(db, deployment, ex, tick_interval_s=0.5)
     nb = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
     t0 = time.perf_counter()
     wall0 = time.time()

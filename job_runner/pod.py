@@ -145,7 +145,7 @@ class PodRun:
         notebook = spec["notebook"]
         with open(os.path.join(attempt_dir, "input.ipynb"), "w") as f:
             f.write(notebook if isinstance(notebook, str) else json.dumps(notebook))
-        runner_spec = {k: spec.get(k) for k in ("parameters", "kernel_name", "cwd", "cell_timeout", "output_link")}
+        runner_spec = {k: spec.get(k) for k in ("parameters", "kernel_name", "cell_timeout", "output_link")}
         with open(os.path.join(attempt_dir, "spec.json"), "w") as f:
             json.dump(runner_spec, f)
         return attempt_dir
@@ -179,11 +179,11 @@ class PodRun:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
 
-    def run(self, spec: dict, env: dict | None = None) -> tuple[bool, dict | None]:
+    def run(self, spec: dict) -> tuple[bool, dict | None]:
         attempt_dir = self.prepare(spec)
+        # The pod's own environment (the executor's, and the device plugin's) is the run's.
         child_env = dict(os.environ)
         child_env.pop("AISTACK_JOB_TOKEN", None)  # the notebook has no business with our token
-        child_env.update({k: str(v) for k, v in (env or {}).items()})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "job_runner.run_notebook", attempt_dir],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env,
@@ -245,7 +245,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, run.stop)
     try:
         spec = channel.get_input()
-        ok, fail = run.run(spec, env=spec.get("env"))
+        ok, fail = run.run(spec)
     except Exception as e:  # noqa: BLE001 - anything here is the platform's fault, not the notebook's
         log.exception("job pod failed")
         ok, fail = False, failure(INFRASTRUCTURE, f"job pod: {type(e).__name__}: {e}"[:500])

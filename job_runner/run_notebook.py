@@ -182,7 +182,6 @@ def main(argv=None) -> int:
             parameters=spec.get("parameters") or {},
             engine_name=engine,
             kernel_name=spec.get("kernel_name") or None,
-            cwd=spec.get("cwd") or None,
             log_output=True,
             progress_bar=False,
             request_save_on_cell_execute=True,

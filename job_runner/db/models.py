@@ -76,16 +76,15 @@ class Job(Base):
     notebook_path: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     parameters: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
     kernel_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    cwd: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     timeout_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     max_retries: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     retry_on: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
     expected_duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
 
-    # The slice: the profile's request at submission, the scheduler's assignment once admitted.
+    # The slice: the profile's request at submission, the scheduler's assignment once admitted (never an
+    # environment: that is computed from the assignment when a process starts, job_runner.binding).
     request: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
     assignment: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    env: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
     # Execution: attempt number (1-based once admitted), the executor's handle, progress, failure.
     attempt: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
@@ -148,7 +147,6 @@ class Allocation(Base):
     state: Mapped[str] = mapped_column(String(16), nullable=False, default=ALLOC_PENDING)
     request: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
     assignment: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    env: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[_dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
     allocated_at: Mapped[_dt.datetime | None] = mapped_column(DateTime, nullable=True)
     released_at: Mapped[_dt.datetime | None] = mapped_column(DateTime, nullable=True)

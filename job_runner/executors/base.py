@@ -1,8 +1,10 @@
-"""The executor interface between the scheduling loop (job_runner.queue) and what runs a notebook.
+"""The executor interface between the scheduling loop (job_runner.controller) and what runs a notebook.
 
 Contract (docs/architecture.md): ``async start(job, assignment) -> handle`` (idempotent by job id and
 attempt), ``async poll(handle) -> ExecState``, ``async cancel(handle)``, ``async adopt(job) -> handle | None``
-(after a restart of the service), ``async cleanup(handle)``. A handle is a JSON-able dict: the queue stores
+(after a restart of the service), ``async cleanup(handle)``, ``async reconcile(live)`` (periodic: stop runs
+the database does not know). ``assignment`` is the core's placement (a dict); an executor binds it itself
+(the local one with ``job_runner.binding.local.local_env``, Kubernetes by rendering pod resources). A handle is a JSON-able dict: the queue stores
 it in the job's row so that another service process can poll or cancel the same run. The queue writes the
 job's state change to the database *before* calling the executor.
 """
@@ -33,12 +35,20 @@ class JobSpec:
     notebook: str  # nbformat JSON, snapshotted at submission
     parameters: dict = field(default_factory=dict)
     kernel_name: str | None = None
-    cwd: str | None = None
     timeout_s: float | None = None
     request: dict = field(default_factory=dict)
-    env: dict = field(default_factory=dict)  # the slice's environment (slice_env) and AISTACK_* variables
     image: str | None = None  # the profile's image (Kubernetes)
     extra: dict = field(default_factory=dict)  # the profile's extra settings (node selectors, ...)
+
+    @classmethod
+    def from_row(cls, row, profile=None) -> "JobSpec":
+        """A copy of a job row (``job_runner.db.Job``); ``profile``: the core ``Profile`` (image, extra)."""
+        return cls(
+            id=row.id, name=row.name, user=row.user, tenant=row.tenant, profile=row.profile, attempt=row.attempt,
+            notebook=row.notebook, parameters=dict(row.parameters or {}), kernel_name=row.kernel_name,
+            timeout_s=row.timeout_s, request=dict(row.request or {}),
+            image=getattr(profile, "image", None), extra=dict(getattr(profile, "extra", None) or {}),
+        )
 
 
 @dataclass
@@ -51,35 +61,6 @@ class ExecState:
     @property
     def final(self) -> bool:
         return self.state in (SUCCEEDED, FAILED)
-
-
-def slice_env(assignment: dict | None, request: dict | None) -> dict[str, str]:
-    """The environment that confines a process to its GPU slice.
-
-    ``CUDA_VISIBLE_DEVICES`` lists the assigned GPUs (none: empty, so CUDA sees no device). A "share"
-    slice also gets MPS limits: ``CUDA_MPS_ACTIVE_THREAD_PERCENTAGE`` (gpu_milli/10) and, with a memory
-    cap, ``CUDA_MPS_PINNED_DEVICE_MEM_LIMIT`` ("<index>=<MiB>M" per GPU). A MIG slice names its instance
-    in ``AISTACK_MIG_PROFILE``/``AISTACK_MIG_SLOT`` (the device UUID needs NVML on the node).
-    """
-    assignment = assignment or {}
-    request = request or {}
-    gpus = [int(i) for i in assignment.get("gpu_indices") or []]
-    env = {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in gpus), "AISTACK_NODE": str(assignment.get("node") or "")}
-    kind = request.get("kind")
-    milli = assignment.get("gpu_milli") or request.get("gpu_milli") or 0
-    if kind == "share" and gpus:
-        env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = str(max(1, min(100, round(int(milli) / 10))))
-        mem = request.get("gpu_mem_mib")
-        if mem:
-            env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] = ",".join(f"{i}={int(mem)}M" for i in gpus)
-    mig = assignment.get("mig")
-    if mig:
-        gpu_index, profile, slot = mig
-        env["CUDA_VISIBLE_DEVICES"] = str(gpu_index)
-        env["AISTACK_MIG_PROFILE"] = str(profile)
-        env["AISTACK_MIG_SLOT"] = str(slot)
-    env["AISTACK_GPU_MILLI"] = str(int(milli))
-    return env
 
 
 class Executor(LoggingConfigurable):
@@ -110,6 +91,12 @@ class Executor(LoggingConfigurable):
 
     async def cleanup(self, handle: dict) -> None:
         return None
+
+    async def reconcile(self, live: set[tuple[int, int]]) -> list[str]:
+        """Stop runs of this executor whose ``(job id, attempt)`` is not in ``live`` (the attempts the
+        database says are admitted or running); returns what was stopped. Called by the leader now and
+        then. Default: nothing to do (a local run's process group is found through its job's row)."""
+        return []
 
     # Read access for the API (the output notebook, partial while running; the logs).
     async def read_output(self, job: JobSpec) -> str | None:

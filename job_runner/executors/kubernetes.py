@@ -13,46 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
-import math
 import os
 import time
 
 from traitlets import Any, Bool, Dict, Float, Instance, Int, List, Unicode, default
 
-from job_runner.failures import CANCELLED, CELL_ERROR, INFRASTRUCTURE, KERNEL_DIED, TIMEOUT, failure
-from job_runner.pod import EXIT_CODES, OOM_EXIT_CODE, job_token
+from job_runner.binding.kube import SliceRenderer, dns_label, label_value
+from job_runner.failures import INFRASTRUCTURE, failure
+from job_runner.pod import job_token
 from job_runner.run_notebook import read_json as _read_json
-from job_runner.binding.kube import LABEL_PREFIX, SliceRenderer, dns_label, label_value
 
-from .base import FAILED, RUNNING, STARTING, SUCCEEDED, ExecState, Executor, JobSpec
-
-JOB_ID_LABEL = LABEL_PREFIX + "job-id"
-ATTEMPT_LABEL = LABEL_PREFIX + "attempt"
-USER_LABEL = LABEL_PREFIX + "user"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-INSTANCE_LABEL = LABEL_PREFIX + "instance"
-CONTAINER_NAME = "notebook"
-DEVICE_PLUGIN_ENV = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE",
-                     "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT")
-
-# Container "waiting" reasons that never resolve by themselves.
-IMAGE_PULL_REASONS = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull")
-CONFIG_ERROR_REASONS = ("CreateContainerConfigError", "CreateContainerError", "RunContainerError")
-# Failure reasons only Kubernetes can see (the pod never got to report, or was killed).
-CLUSTER_REASONS = ("OOMKilled", "Evicted", "Preempted", "DeadlineExceeded", "Unschedulable", "ImagePullBackOff",
-                   "JobNotFound", "JobReplaced") + CONFIG_ERROR_REASONS
-# Exit code of job_runner.pod -> failure class.
-EXIT_CLASSES = {code: cls for cls, code in EXIT_CODES.items() if cls}
-
-
-def _get(obj, *path, default=None):
-    """obj.a.b.c for kubernetes_asyncio models, tolerating None on the way."""
-    for name in path:
-        if obj is None:
-            return default
-        obj = getattr(obj, name, None)
-    return default if obj is None else obj
+from . import runfiles
+from .base import FAILED, ExecState, Executor, JobSpec
+from .k8s_manifest import ATTEMPT_LABEL, CONTAINER_NAME, INSTANCE_LABEL, JOB_ID_LABEL, MANAGED_BY_LABEL, job_manifest
+from .k8s_status import CLUSTER_REASONS, finished, state_of
 
 
 class KubernetesExecutor(Executor):
@@ -60,38 +34,22 @@ class KubernetesExecutor(Executor):
 
     name = "kubernetes"
 
-    kubeconfig = Unicode(
-        "",
-        config=True,
-        help="Path of a kubeconfig file. Empty: the in-cluster service account, else $KUBECONFIG / ~/.kube/config.",
-    )
-    namespace_template = Unicode(
-        "aistack-{tenant}",
-        config=True,
-        help="The namespace of a tenant's Jobs; '{tenant}' is the tenant's name made DNS-safe.",
-    )
-    create_namespaces = Bool(
-        True,
-        config=True,
-        help="Create a tenant's namespace on its first Job (needs the RBAC to create namespaces).",
-    )
+    kubeconfig = Unicode("", config=True,
+        help="Path of a kubeconfig file. Empty: the in-cluster service account, else $KUBECONFIG / ~/.kube/config.")
+    namespace_template = Unicode("aistack-{tenant}", config=True,
+        help="The namespace of a tenant's Jobs; '{tenant}' is the tenant's name made DNS-safe.")
+    create_namespaces = Bool(True, config=True,
+        help="Create a tenant's namespace on its first Job (needs the RBAC to create namespaces).")
     instance = Unicode(
         "aistack",
         config=True,
         help="""Value of the aistack.io/instance label on every Job: adopt and orphan reconciliation only
         ever touch Jobs of this instance, so two deployments can share a cluster.""",
     )
-    image = Unicode(
-        "quay.io/jupyter/scipy-notebook:latest",
-        config=True,
-        help="Image of jobs whose profile names none. It must contain this package (job_runner) and papermill.",
-    )
+    image = Unicode("quay.io/jupyter/scipy-notebook:latest", config=True,
+        help="Image of jobs whose profile names none. It must contain this package (job_runner) and papermill.")
     image_pull_policy = Unicode("IfNotPresent", config=True, help="imagePullPolicy of job containers.")
-    command = List(
-        ["python", "-m", "job_runner.pod"],
-        config=True,
-        help="The container command (the pod entry point).",
-    )
+    command = List(["python", "-m", "job_runner.pod"], config=True, help="The container command (the pod entry point).")
     service_url = Unicode(
         "",
         config=True,
@@ -104,11 +62,8 @@ class KubernetesExecutor(Executor):
         help="""Key of the per-job tokens (job_runner.pod.job_token); the service checks tokens with the
         same key. Empty: the service's own (AIStackService.job_token_secret, the executor's parent).""",
     )
-    ttl_seconds_after_finished = Int(
-        3600,
-        config=True,
-        help="ttlSecondsAfterFinished of each Job: Kubernetes deletes finished Jobs (and pods) after this.",
-    )
+    ttl_seconds_after_finished = Int(3600, config=True,
+        help="ttlSecondsAfterFinished of each Job: Kubernetes deletes finished Jobs (and pods) after this.")
     deadline_grace_s = Int(
         120,
         config=True,
@@ -139,11 +94,8 @@ class KubernetesExecutor(Executor):
         (<jobs_dir>/<id>/job.log, attempt-<n>/{progress.json,output.ipynb,result.json}); the service
         sets it. Read for progress, the pod's own failure report, the output and the logs.""",
     )
-    delete_on_cleanup = Bool(
-        False,
-        config=True,
-        help="Delete a finished Job at once instead of leaving it to ttlSecondsAfterFinished.",
-    )
+    delete_on_cleanup = Bool(False, config=True,
+        help="Delete a finished Job at once instead of leaving it to ttlSecondsAfterFinished.")
     renderer = Instance(SliceRenderer, help="Renders slices; configure it as SliceRenderer.")
     request_timeout_s = Float(30.0, config=True, help="Timeout of each Kubernetes API request.")
     poll_snapshot_s = Float(
@@ -219,88 +171,12 @@ class KubernetesExecutor(Executor):
     # -- the manifest ----------------------------------------------------------------------------
 
     def job_manifest(self, job: JobSpec, assignment: dict | None) -> dict:
-        """The batch/v1 Job of one attempt (a plain dict; also used by the tests and the benchmark)."""
-        from job_runner.scheduling import Assignment, SliceRequest
+        """The batch/v1 Job of one attempt (``k8s_manifest.job_manifest``; also used by tests and the benchmark)."""
+        return job_manifest(self, job, assignment)
 
-        request = SliceRequest.from_dict(job.request or {"kind": "cpu"})
-        assign = Assignment.from_dict(assignment) if assignment else None
-        kslice = self.renderer.render(request, tenant=job.tenant, profile=job.profile, workload="job",
-                                      assignment=assign)
-        name = self.job_name(job.id, job.attempt)
-        labels = {
-            MANAGED_BY_LABEL: "aistack",
-            INSTANCE_LABEL: label_value(self.instance),
-            JOB_ID_LABEL: str(job.id),
-            ATTEMPT_LABEL: str(job.attempt),
-            USER_LABEL: label_value(job.user),
-            **kslice.labels,
-        }
-        queue_label = {k: v for k, v in labels.items() if k.startswith("kueue.x-k8s.io/")}
-        pod_labels = {k: v for k, v in labels.items() if k not in queue_label}
-        pod_labels.update(self.extra_pod_labels)
-
-        env = {**(job.env or {}), **self.extra_env, **kslice.env,
-               "AISTACK_SERVICE_URL": self.service_url, "AISTACK_JOB_ID": str(job.id),
-               "AISTACK_JOB_ATTEMPT": str(job.attempt), "AISTACK_USER": job.user}
-        # Kubernetes' device plugin picks the devices and sets the sharing limits: the core's host
-        # GPU indices mean nothing in the pod.
-        for key in DEVICE_PLUGIN_ENV:
-            env.pop(key, None)
-        env_list = [{"name": k, "value": str(v)} for k, v in sorted(env.items())]
-        env_list.append({"name": "AISTACK_JOB_TOKEN",
-                         "valueFrom": {"secretKeyRef": {"name": name, "key": "token"}}})
-
-        container = {
-            "name": CONTAINER_NAME,
-            "image": job.image or self.image,
-            "imagePullPolicy": self.image_pull_policy,
-            "command": list(self.command),
-            "env": env_list,
-            "resources": kslice.container_resources(),
-            "terminationMessagePolicy": "File",
-            "securityContext": {
-                "allowPrivilegeEscalation": False,
-                "runAsNonRoot": True,
-                "capabilities": {"drop": ["ALL"]},
-            },
-        }
-        pod_spec = {
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": False,
-            "enableServiceLinks": False,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": self.run_as_user,
-                "runAsGroup": self.run_as_group,
-                "fsGroup": self.run_as_group,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [container],
-            **kslice.pod_spec_fields(),
-        }
-        if self.home_volume_claim_template:
-            claim = self.home_volume_claim_template.replace("{username}", dns_label(job.user))
-            pod_spec["volumes"] = [{"name": "home", "persistentVolumeClaim": {"claimName": claim}}]
-            container["volumeMounts"] = [{"name": "home", "mountPath": self.home_mount_path}]
-            container["workingDir"] = self.home_mount_path
-        spec = {
-            "backoffLimit": 0,  # each retry is a new attempt decided by the service's retry policy
-            "ttlSecondsAfterFinished": self.ttl_seconds_after_finished,
-            "template": {"metadata": {"labels": pod_labels,
-                                      "annotations": {**kslice.annotations, **self.extra_pod_annotations}},
-                         "spec": pod_spec},
-        }
-        if job.timeout_s:
-            spec["activeDeadlineSeconds"] = int(math.ceil(job.timeout_s)) + self.deadline_grace_s
-        if queue_label:
-            spec["suspend"] = True  # Kueue admits (unsuspends) it
-        return {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {"name": name, "namespace": self.namespace_for(job.tenant), "labels": labels,
-                         "annotations": dict(kslice.annotations)},
-            "spec": spec,
-        }
+    def state_of(self, kjob, pods: list, handle: dict | None = None) -> ExecState:
+        """ExecState from a Job and its pods (``k8s_status.state_of``, with this executor's stuck-pod timer)."""
+        return state_of(kjob, pods, self._pending_since, self.pending_timeout_s)
 
     # -- the Executor interface ------------------------------------------------------------------
 
@@ -401,34 +277,21 @@ class KubernetesExecutor(Executor):
             if e.status != 404:
                 raise
 
-    async def list_jobs(self, namespace: str | None = None) -> list:
-        """Every Job of this instance (all tenant namespaces unless ``namespace``): for reconciliation."""
+    async def reconcile(self, live: set[tuple[int, int]]) -> list[str]:
+        """Delete this instance's unfinished Jobs whose (job id, attempt) is not in ``live`` (the attempts
+        the database says are admitted or running): a cancel or timeout whose delete was lost, a Job of
+        a database that was reset. Finished Jobs are left to ttlSecondsAfterFinished (their logs stay)."""
         batch, _ = await self._apis()
-        if namespace:
-            res = await batch.list_namespaced_job(namespace, label_selector=self.selector(),
-                                                  _request_timeout=self.request_timeout_s)
-        else:
-            res = await batch.list_job_for_all_namespaces(label_selector=self.selector(),
-                                                          _request_timeout=self.request_timeout_s)
-        return res.items
-
-    async def delete_orphans(self, live: set[tuple[int, int]], namespaces=None) -> list[str]:
-        """Delete Jobs of this instance whose (job id, attempt) is not in ``live`` (the jobs the
-        database says are admitted or running). Returns the names deleted."""
+        items = (await batch.list_job_for_all_namespaces(label_selector=self.selector(),
+                                                         _request_timeout=self.request_timeout_s)).items
         deleted = []
-        items = []
-        if namespaces:
-            for ns in namespaces:
-                items += await self.list_jobs(ns)
-        else:
-            items = await self.list_jobs()
         for item in items:
             labels = item.metadata.labels or {}
             try:
                 key = (int(labels.get(JOB_ID_LABEL)), int(labels.get(ATTEMPT_LABEL)))
             except (TypeError, ValueError):
                 continue
-            if key not in live and not item.metadata.deletion_timestamp:
+            if key not in live and not item.metadata.deletion_timestamp and not finished(item):
                 await self._delete_job({"name": item.metadata.name, "namespace": item.metadata.namespace})
                 deleted.append(f"{item.metadata.namespace}/{item.metadata.name}")
         return deleted
@@ -484,7 +347,7 @@ class KubernetesExecutor(Executor):
             return jobs, pods
 
     def _attempt_file(self, job_id, attempt, name: str) -> str:
-        return os.path.join(self.jobs_dir, str(int(job_id)), f"attempt-{int(attempt)}", name)
+        return os.path.join(runfiles.attempt_dir(self.jobs_dir, job_id, attempt), name)
 
     def _with_pod_reports(self, state: ExecState, handle: dict) -> ExecState:
         """Add what the pod reported through the service (progress; its own failure, which knows the
@@ -500,114 +363,22 @@ class KubernetesExecutor(Executor):
                 state.failure = {**fail, "reason": state.failure.get("reason")}
         return state
 
-    # -- reading the status ----------------------------------------------------------------------
-
-    def state_of(self, kjob, pods: list, handle: dict | None = None) -> ExecState:
-        """ExecState from a Job and its pods (pure: tested on real API objects)."""
-        conditions = {c.type: c for c in (_get(kjob, "status", "conditions") or []) if c.status == "True"}
-        pod = pods[-1] if pods else None
-        if "Complete" in conditions:
-            return ExecState(SUCCEEDED, message="Job complete")
-        failed_cond = conditions.get("Failed") or conditions.get("FailureTarget")
-        if failed_cond is not None:
-            return ExecState(FAILED, failure=self.failure_of(failed_cond, pods))
-        if pod is not None and _get(pod, "status", "phase") == "Failed":
-            # The Job controller has not yet written its condition; the pod already says why.
-            return ExecState(FAILED, failure=self.failure_of(None, pods))
-        if pod is not None and _get(pod, "status", "phase") == "Running":
-            self._pending_since.pop(_get(kjob, "metadata", "name"), None)
-            return ExecState(RUNNING, message=f"running on {pod.spec.node_name}")
-        stuck = self._stuck_reason(pod)
-        if stuck:
-            key = _get(kjob, "metadata", "name")
-            since = self._pending_since.setdefault(key, time.monotonic())
-            if time.monotonic() - since > self.pending_timeout_s:
-                reason, message = stuck
-                return ExecState(FAILED, failure=failure(INFRASTRUCTURE, message, reason=reason))
-            return ExecState(STARTING, message=stuck[1])
-        if _get(kjob, "spec", "suspend"):
-            return ExecState(STARTING, message="suspended: waiting for Kueue to admit the Job")
-        return ExecState(STARTING, message="pod pending" if pod is not None else "waiting for the Job's pod")
-
-    @staticmethod
-    def _stuck_reason(pod):
-        """(reason, message) when a pending pod cannot progress by itself."""
-        if pod is None:
-            return None
-        for cond in _get(pod, "status", "conditions") or []:
-            if cond.type == "PodScheduled" and cond.status == "False" and cond.reason == "Unschedulable":
-                return "Unschedulable", f"no node can take the pod: {cond.message or ''}".strip()
-        for cs in _get(pod, "status", "container_statuses") or []:
-            waiting = _get(cs, "state", "waiting")
-            if waiting is not None and waiting.reason in IMAGE_PULL_REASONS:
-                return "ImagePullBackOff", f"cannot pull image {cs.image}: {waiting.message or waiting.reason}"
-            if waiting is not None and waiting.reason in CONFIG_ERROR_REASONS:
-                return waiting.reason, f"cannot start the container: {waiting.message or waiting.reason}"
-        return None
-
-    @staticmethod
-    def failure_of(job_condition, pods: list) -> dict:
-        """The failure of a Job: the pods' status says more than the Job's condition."""
-        for pod in reversed(pods):
-            status = pod.status
-            disruption = next((c for c in (status.conditions or []) if c.type == "DisruptionTarget"
-                               and c.status == "True"), None)
-            if status.reason == "Evicted" or disruption is not None:
-                reason = "Preempted" if disruption is not None and "Preemption" in (disruption.reason or "") else "Evicted"
-                msg = status.message or (disruption.message if disruption is not None else "") or reason
-                return failure(INFRASTRUCTURE, f"the pod was {reason.lower()}: {msg}", reason=reason)
-            if status.reason == "DeadlineExceeded":
-                return failure(TIMEOUT, "the Job ran past its deadline", reason="DeadlineExceeded")
-            for cs in status.container_statuses or []:
-                term = _get(cs, "state", "terminated") or _get(cs, "last_state", "terminated")
-                if term is None or term.exit_code == 0:
-                    continue
-                if term.reason == "OOMKilled" or term.exit_code == OOM_EXIT_CODE:
-                    return failure(KERNEL_DIED, "the pod ran out of memory (OOMKilled)", reason="OOMKilled",
-                                   exit_code=term.exit_code)
-                detail = _parse_termination_message(term.message)
-                if detail:
-                    detail.setdefault("reason", term.reason or "Error")
-                    return detail
-                cls = EXIT_CLASSES.get(term.exit_code, INFRASTRUCTURE)
-                messages = {CELL_ERROR: "a cell raised", KERNEL_DIED: "the kernel died",
-                            TIMEOUT: "the job ran past its timeout", CANCELLED: "the job's pod was stopped"}
-                return failure(cls, messages.get(cls, f"the pod failed with exit code {term.exit_code}"),
-                               reason=term.reason or "Error", exit_code=term.exit_code)
-        if job_condition is not None:
-            reason = job_condition.reason or "Failed"
-            if reason == "DeadlineExceeded":
-                return failure(TIMEOUT, "the Job ran past its deadline (activeDeadlineSeconds)", reason=reason)
-            return failure(INFRASTRUCTURE, job_condition.message or f"the Job failed: {reason}", reason=reason)
-        return failure(INFRASTRUCTURE, "the pod failed", reason="Failed")
-
     # -- output and logs for the API -------------------------------------------------------------
 
     async def read_output(self, job: JobSpec) -> str | None:
         """The output notebook the pod uploaded (the newest attempt that has one)."""
         if not self.jobs_dir:
             return None
-        for attempt in range(job.attempt, 0, -1):
-            try:
-                with open(self._attempt_file(job.id, attempt, "output.ipynb")) as f:
-                    return f.read()
-            except OSError:
-                continue
-        return None
+        return await asyncio.to_thread(runfiles.read_output, self.jobs_dir, job.id, job.attempt)
 
     async def read_logs(self, job: JobSpec, offset: int = 0, limit: int = 1 << 20) -> tuple[bytes, int]:
         """The log the pod streamed to the service; else the container log (through the API server)."""
         from kubernetes_asyncio.client.exceptions import ApiException
 
         if self.jobs_dir:
-            try:
-                with open(os.path.join(self.jobs_dir, str(int(job.id)), "job.log"), "rb") as f:
-                    f.seek(offset)
-                    data = f.read(limit)
-                return data, offset + len(data)
-            except OSError:
-                pass
-
+            got = await asyncio.to_thread(runfiles.read_log, self.jobs_dir, job.id, offset, limit)
+            if got is not None:
+                return got
         _, core = await self._apis()
         ns, name = self.namespace_for(job.tenant), self.job_name(job.id, job.attempt)
         pods = (await core.list_namespaced_pod(ns, label_selector=f"batch.kubernetes.io/job-name={name}",
@@ -622,16 +393,3 @@ class KubernetesExecutor(Executor):
         data = (text or "").encode()
         chunk = data[offset:offset + limit]
         return chunk, offset + len(chunk)
-
-
-def _parse_termination_message(message: str | None) -> dict | None:
-    """job_runner.pod writes its failure as JSON to /dev/termination-log."""
-    if not message:
-        return None
-    try:
-        data = json.loads(message)
-    except ValueError:
-        return None
-    if isinstance(data, dict) and data.get("class") and data.get("message"):
-        return data
-    return None

@@ -1,5 +1,6 @@
 """LocalExecutor: each attempt of a job is ``python -m job_runner.run_notebook`` (papermill) in its own
-process group (its own session), with the slice's environment, its log streamed to a file.
+process group (its own session), bound to its slice by ``job_runner.binding.local.local_env`` (computed
+from the stored assignment at start), its log streamed to a file. It runs in its attempt directory.
 
 Layout under ``jobs_dir``::
 
@@ -25,10 +26,12 @@ import time
 
 from traitlets import Float, List, Unicode, default
 
+from job_runner.binding.local import local_env
 from job_runner.failures import INFRASTRUCTURE, failure
 from job_runner.run_notebook import process_start_time, write_json_atomic
 from job_runner.run_notebook import read_json as _read_json
 
+from . import runfiles
 from .base import FAILED, RUNNING, STARTING, ExecState, Executor, JobSpec
 
 
@@ -65,6 +68,9 @@ class LocalExecutor(Executor):
     def _runner_default(self):
         return [sys.executable, "-m", "job_runner.run_notebook"]
 
+    mps_pipe_directory = Unicode(
+        "", help="CUDA_MPS_PIPE_DIRECTORY of jobs on a shared GPU (empty: the MPS default)."
+    ).tag(config=True)
     kill_grace_s = Float(5.0, help="Seconds between SIGTERM and SIGKILL when a run is stopped.").tag(config=True)
     lost_after_s = Float(
         60.0, help="A launched attempt whose runner never reported its pid after this long counts as lost."
@@ -76,13 +82,13 @@ class LocalExecutor(Executor):
 
     # paths
     def job_dir(self, job_id: int) -> str:
-        return os.path.join(self.jobs_dir, str(int(job_id)))
+        return runfiles.job_dir(self.jobs_dir, job_id)
 
     def attempt_dir(self, job_id: int, attempt: int) -> str:
-        return os.path.join(self.job_dir(job_id), f"attempt-{int(attempt)}")
+        return runfiles.attempt_dir(self.jobs_dir, job_id, attempt)
 
     def log_path(self, job_id: int) -> str:
-        return os.path.join(self.job_dir(job_id), "job.log")
+        return runfiles.log_path(self.jobs_dir, job_id)
 
     def checkpoint_dir(self, job_id: int) -> str:
         return os.path.join(self.job_dir(job_id), "checkpoints")
@@ -105,7 +111,7 @@ class LocalExecutor(Executor):
             f.write(job.notebook)
         write_json_atomic(os.path.join(adir, "spec.json"), {
             "job_id": job.id, "attempt": job.attempt, "parameters": job.parameters,
-            "kernel_name": job.kernel_name, "cwd": job.cwd,
+            "kernel_name": job.kernel_name,
             "output_link": f"jobs/{job.id}/output",
         })
         # The launch marker is written *before* the process exists: if the service dies in between,
@@ -122,21 +128,20 @@ class LocalExecutor(Executor):
 
         env = dict(os.environ)
         env.update(self.extra_env)
-        env.update({k: str(v) for k, v in (job.env or {}).items()})
+        env.update(local_env(assignment, mps_pipe_directory=self.mps_pipe_directory or None))
         env.update({
             "AISTACK_JOB_ID": str(job.id),
             "AISTACK_JOB_ATTEMPT": str(job.attempt),
             "AISTACK_CHECKPOINT_DIR": self.checkpoint_dir(job.id),
             "PYTHONUNBUFFERED": "1",
         })
-        cwd = job.cwd if job.cwd and os.path.isdir(job.cwd) else adir
         log = open(self.log_path(job.id), "ab")
         log.write(f"==> attempt {job.attempt} of job {job.id} starting at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n".encode())
         log.flush()
         try:
             proc = subprocess.Popen(
                 [*self.runner_command, adir],
-                cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=adir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own session and process group: cancel kills the group
                 close_fds=True,
             )
@@ -235,20 +240,8 @@ class LocalExecutor(Executor):
         await self._kill_groups(self._runner(handle), signal.SIGKILL)
 
     async def read_output(self, job: JobSpec) -> str | None:
-        for attempt in range(job.attempt, 0, -1):
-            path = os.path.join(self.attempt_dir(job.id, attempt), "output.ipynb")
-            try:
-                with open(path) as f:
-                    return f.read()
-            except OSError:
-                continue
-        return None
+        return await asyncio.to_thread(runfiles.read_output, self.jobs_dir, job.id, job.attempt)
 
     async def read_logs(self, job: JobSpec, offset: int = 0, limit: int = 1 << 20) -> tuple[bytes, int]:
-        try:
-            with open(self.log_path(job.id), "rb") as f:
-                f.seek(offset)
-                data = f.read(limit)
-        except OSError:
-            return b"", offset
-        return data, offset + len(data)
+        got = await asyncio.to_thread(runfiles.read_log, self.jobs_dir, job.id, offset, limit)
+        return got if got is not None else (b"", offset)

@@ -11,7 +11,7 @@ import requests
 from .helpers import SERVICE_TOKEN, make_notebook, wait_for
 
 PARAMS_NB = make_notebook(
-    "import os\nprint('x =', x, 'lr =', lr)\nprint('CUDA', os.environ['CUDA_VISIBLE_DEVICES'], os.environ.get('CUDA_MPS_ACTIVE_THREAD_PERCENTAGE'))",
+    "import os\nprint('x =', x, 'lr =', lr)\nprint('CUDA', os.environ['CUDA_VISIBLE_DEVICES'], os.environ.get('CUDA_MPS_ACTIVE_THREAD_PERCENTAGE'), os.environ.get('CUDA_MPS_PINNED_DEVICE_MEM_LIMIT'))",
     "result = x * 2\nresult",
     params="x: int = 1\nlr = 0.5  # learning rate\nname = 'run'",
 )
@@ -66,7 +66,8 @@ def test_allocations_need_the_hub_token_or_an_admin(hub, hub_service, as_user):
     r = as_user("root").post(api + "allocations", json=body)  # a JupyterHub admin
     assert r.status_code == 201, r.text
     a = r.json()
-    assert a["state"] == "allocated" and a["env"]["CUDA_VISIBLE_DEVICES"] in "0123"
+    # the assignment, never an environment: the spawner binds it (job_runner.binding.local.local_env)
+    assert a["state"] == "allocated" and a["assignment"]["gpu_indices"][0] in range(4) and "env" not in a
     hubs = hub_service.session(SERVICE_TOKEN)
     assert hubs.get(f"{api}allocations/{a['id']}").json()["state"] == "allocated"
     r = hubs.delete(f"{api}allocations/{a['id']}")
@@ -153,13 +154,13 @@ def test_job_runs_with_its_parameters_slice_and_output(as_user, hub_service):
     assert done["state"] == "succeeded", done
     assert done["progress"]["cells_done"] == done["progress"]["cells_total"] >= 3
     assert [e["to"] for e in done["events"]] == ["queued", "admitted", "running", "succeeded"]
-    env = done["env"]
-    assert env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "50" and env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"].endswith("=8000M")
+    gpu = done["assignment"]["gpu_indices"][0]
+    assert "env" not in done  # the database stores the assignment; the executor binds it at start
     out = s.get(f"{api}jobs/{job['id']}/output")
     assert out.status_code == 200
     nb = out.json()
     texts = json.dumps(nb["cells"])
-    assert "x = 21 lr = 1.0" in texts and f"CUDA {env['CUDA_VISIBLE_DEVICES']} 50" in texts and "42" in texts
+    assert "x = 21 lr = 1.0" in texts and f"CUDA {gpu} 50 0=8000M" in texts and "42" in texts
     logs = s.get(f"{api}jobs/{job['id']}/logs")
     assert "x = 21" in logs.text and "attempt 1" in logs.text
     # others cannot see it; the tenant admin and a hub admin can

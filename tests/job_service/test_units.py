@@ -1,4 +1,5 @@
-"""Parameters, failure policy, slice environment, migrations (SQLite and PostgreSQL), executor protocol."""
+"""Parameters, failure policy, migrations (SQLite and PostgreSQL), executor protocol (the slice's binding:
+tests/binding)."""
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +11,7 @@ import pytest
 from sqlalchemy import inspect as sa_inspect
 
 from job_runner.db import downgrade, open_database, upgrade
-from job_runner.executors.base import JobSpec, slice_env
+from job_runner.executors.base import JobSpec
 from job_runner.executors.local import LocalExecutor
 from job_runner.failures import should_retry
 from job_runner.params import ParameterError, expand_sweep, inspect_parameters, validate_parameters
@@ -68,17 +69,6 @@ def test_retry_policy():
     assert not should_retry({"class": "cancelled"}, 1, 3, ["cancelled"])
 
 
-def test_slice_environment():
-    env = slice_env({"node": "n", "gpu_indices": [2], "gpu_milli": 250}, {"kind": "share", "gpu_milli": 250, "gpu_mem_mib": 4096})
-    assert env["CUDA_VISIBLE_DEVICES"] == "2" and env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "25"
-    assert env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == "2=4096M"
-    env = slice_env({"node": "n", "gpu_indices": [0, 1], "gpu_milli": 1000}, {"kind": "whole", "gpus": 2})
-    assert env["CUDA_VISIBLE_DEVICES"] == "0,1" and "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE" not in env
-    assert slice_env({"node": "n"}, {"kind": "cpu"})["CUDA_VISIBLE_DEVICES"] == ""
-    mig = slice_env({"node": "n", "gpu_indices": [1], "mig": [1, "3g.40gb", 4]}, {"kind": "mig"})
-    assert mig["CUDA_VISIBLE_DEVICES"] == "1" and mig["AISTACK_MIG_PROFILE"] == "3g.40gb"
-
-
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_migrations_up_down_up(backend, tmp_path, request):
     url = f"sqlite:///{tmp_path}/m.sqlite" if backend == "sqlite" else \
@@ -99,10 +89,11 @@ def test_local_executor_start_is_idempotent_and_adopt_finds_the_run(tmp_path):
         ex = LocalExecutor(jobs_dir=str(tmp_path))
         nb = make_notebook("import os, time\nprint(os.environ['CUDA_VISIBLE_DEVICES'], os.environ['AISTACK_JOB_ATTEMPT'])",
                            "time.sleep(2)")
-        spec = JobSpec(id=7, name="t", user="u", tenant="t", profile="p", attempt=1, notebook=json.dumps(nb),
-                       env=slice_env({"node": "n", "gpu_indices": [3], "gpu_milli": 1000}, {"kind": "whole", "gpus": 1}))
-        h1 = await ex.start(spec, {})
-        h2 = await ex.start(spec, {})
+        spec = JobSpec(id=7, name="t", user="u", tenant="t", profile="p", attempt=1, notebook=json.dumps(nb))
+        # the executor binds the stored assignment itself (job_runner.binding.local.local_env)
+        assignment = {"node": "n", "gpu_indices": [3], "gpu_milli": 1000}
+        h1 = await ex.start(spec, assignment)
+        h2 = await ex.start(spec, assignment)
         assert h1["pid"] == h2["pid"]
         other = LocalExecutor(jobs_dir=str(tmp_path))  # a restarted service
         h3 = await other.adopt(spec)

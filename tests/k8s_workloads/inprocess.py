@@ -7,7 +7,6 @@ KubeGPUSpawner with its ``allocate``/``release`` calls going there instead of to
 import itertools
 import time
 
-from job_runner.executors.base import slice_env
 from job_runner.scheduling import Inventory, ProfileCatalog, Scheduler, Workload
 from spawner.kube import KubeGPUSpawner
 from spawner.allocation import AllocationRefused
@@ -49,7 +48,6 @@ class CoreAllocation:
             if admitted.id == w.id:
                 a = assignment.to_dict()
                 return {"id": alloc_id, "state": "allocated", "assignment": a,
-                        "env": slice_env(a, profile.request.to_dict()),
                         "profile": {"slug": slug, "display_name": profile.display_name,
                                     "request": profile.request.to_dict(), "image": profile.image}}
         self.scheduler.cancel(w.id)

@@ -196,15 +196,14 @@ async def test_resource_quota_from_the_tenant_record(offline_kubeconfig):
 
 def _job(**kw) -> JobSpec:
     base = dict(id=42, name="train", user="alice@example.com", tenant="team-a", profile="quarter-t4", attempt=2,
-                notebook="{}", timeout_s=600, request=SHARE.to_dict(), env={"CUDA_VISIBLE_DEVICES": "1", "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT": "1=4096M", "X": "y"},
-                image="example/gpu:1")
+                notebook="{}", timeout_s=600, request=SHARE.to_dict(), image="example/gpu:1")
     base.update(kw)
     return JobSpec(**base)
 
 
 def test_job_manifest():
     ex = KubernetesExecutor(service_url="http://svc/services/aistack/api/", job_token_secret="s3cr3t-key",
-                            ttl_seconds_after_finished=300)
+                            ttl_seconds_after_finished=300, extra_env={"X": "y"})
     ex.renderer.backend = "time-slice"
     m = ex.job_manifest(_job(), {"node": "kwok-t4-shared-0", "gpu_indices": [1], "gpu_milli": 250})
     assert m["metadata"]["name"] == "aistack-job-42-2" and m["metadata"]["namespace"] == "aistack-team-a"
@@ -222,6 +221,7 @@ def test_job_manifest():
     assert c["command"] == ["python", "-m", "job_runner.pod"] and c["image"] == "example/gpu:1"
     assert c["resources"]["limits"]["nvidia.com/gpu.shared"] == "1"
     env = {e["name"]: e for e in c["env"]}
+    # no local binding in a pod: the device plugin picks the devices and sets the sharing limits
     assert "CUDA_VISIBLE_DEVICES" not in env and "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT" not in env
     assert env["X"]["value"] == "y"
     assert env["AISTACK_JOB_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "aistack-job-42-2", "key": "token"}

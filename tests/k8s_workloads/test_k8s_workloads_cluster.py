@@ -3,7 +3,7 @@ kube-controller-manager, kube-scheduler; kwok plays the kubelets of fake GPU nod
 
 What is real: the API server (admission, ResourceQuota), the scheduler (extended GPU resources, node
 selectors, tolerations), the Job and garbage-collector controllers, kubespawner, the job service's
-scheduling loop (job_runner.queue.JobQueue) with its SQLite database, and the scheduling core.
+scheduling loop (job_runner.controller.Controller) with its SQLite database, and the scheduling core.
 What is simulated: containers. No GPU exists here, so kwok moves pods through their lifecycle:
 Job pods complete after `pod-complete.stage.kwok.x-k8s.io/delay`, or fail with the reason in the
 annotation `aistack.test/fail-reason` (tests/k8s/kwok/stages.yaml). The notebook inside the pod
@@ -151,11 +151,11 @@ def _deployment(cluster):
 
 
 def _db(tmp_path, deployment):
-    from aistack_hub.config import seed_tenants
+    from job_runner.db.tenants import seed_tenants
     from job_runner.db import open_database
 
     db = open_database(f"sqlite:///{tmp_path / 'jobs.db'}")
-    seed_tenants(db, deployment)
+    seed_tenants(db, deployment.tenants)
     return db
 
 
@@ -210,12 +210,12 @@ def instance(request):
 
 
 async def test_job_runs_as_a_kubernetes_job_and_succeeds(cluster, tmp_path, instance):
-    from job_runner.queue import JobQueue
+    from job_runner.controller import Controller
 
     deployment = _deployment(cluster)
     db = _db(tmp_path, deployment)
     ex = _executor(cluster, instance)
-    queue = JobQueue(db, deployment, ex)
+    queue = Controller(db, deployment, ex)
     job_id = _submit(db, deployment)
     try:
         row = await _run_until(queue, db, job_id, ("running",))
@@ -240,12 +240,12 @@ async def test_job_runs_as_a_kubernetes_job_and_succeeds(cluster, tmp_path, inst
 
 async def test_cancelled_job_deletes_its_kubernetes_job(cluster, tmp_path, instance):
     from job_runner.db import Job
-    from job_runner.queue import JobQueue
+    from job_runner.controller import Controller
 
     deployment = _deployment(cluster)
     db = _db(tmp_path, deployment)
     ex = _executor(cluster, instance, extra_pod_annotations={"pod-complete.stage.kwok.x-k8s.io/delay": "300s"})
-    queue = JobQueue(db, deployment, ex)
+    queue = Controller(db, deployment, ex)
     job_id = _submit(db, deployment)
     try:
         await _run_until(queue, db, job_id, ("running",))
@@ -264,13 +264,13 @@ async def test_cancelled_job_deletes_its_kubernetes_job(cluster, tmp_path, insta
 
 
 async def test_service_restart_mid_run_readopts_the_running_job(cluster, tmp_path, instance):
-    from job_runner.queue import JobQueue
+    from job_runner.controller import Controller
 
     deployment = _deployment(cluster)
     db = _db(tmp_path, deployment)
     slow = {"pod-complete.stage.kwok.x-k8s.io/delay": "12s"}
     ex1 = _executor(cluster, instance, extra_pod_annotations=slow)
-    first = JobQueue(db, deployment, ex1, replica_id="first")
+    first = Controller(db, deployment, ex1, replica_id="first")
     job_id = _submit(db, deployment)
     await _run_until(first, db, job_id, ("running",))
     uid = _k8s_jobs(cluster, job_id, instance)[0]["metadata"]["uid"]
@@ -278,7 +278,7 @@ async def test_service_restart_mid_run_readopts_the_running_job(cluster, tmp_pat
     first.stop()
     await ex1.close()
     ex2 = _executor(cluster, instance, extra_pod_annotations=slow)
-    second = JobQueue(db, deployment, ex2, replica_id="second")
+    second = Controller(db, deployment, ex2, replica_id="second")
     try:
         row = await _run_until(second, db, job_id, ("succeeded", "failed"), timeout=60)
         assert row.state == "succeeded", row.failure
@@ -295,12 +295,12 @@ async def test_service_restart_mid_run_readopts_the_running_job(cluster, tmp_pat
     ({"aistack.test/fail-reason": "Evicted"}, "infrastructure", "Evicted"),
 ])
 async def test_failure_reason_comes_from_the_pod_status(cluster, tmp_path, instance, annotations, cls, reason):
-    from job_runner.queue import JobQueue
+    from job_runner.controller import Controller
 
     deployment = _deployment(cluster)
     db = _db(tmp_path, deployment)
     ex = _executor(cluster, instance, extra_pod_annotations=annotations)
-    queue = JobQueue(db, deployment, ex)
+    queue = Controller(db, deployment, ex)
     job_id = _submit(db, deployment)
     try:
         row = await _run_until(queue, db, job_id, ("failed",))
@@ -311,14 +311,14 @@ async def test_failure_reason_comes_from_the_pod_status(cluster, tmp_path, insta
 
 
 async def test_unschedulable_job_fails_with_the_reason(cluster, tmp_path, instance):
-    from job_runner.queue import JobQueue
+    from job_runner.controller import Controller
 
     deployment = _deployment(cluster)
     db = _db(tmp_path, deployment)
     ex = _executor(cluster, instance, pending_timeout_s=2)
     # A product no node has: the API server accepts the Job, the scheduler finds no node.
     ex.renderer.product_labels = {**ex.renderer.product_labels, "T4": ["Tesla-T4-NOWHERE"]}
-    queue = JobQueue(db, deployment, ex)
+    queue = Controller(db, deployment, ex)
     job_id = _submit(db, deployment)
     try:
         row = await _run_until(queue, db, job_id, ("failed",), timeout=60)

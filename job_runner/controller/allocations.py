@@ -1,0 +1,80 @@
+"""Server slices for the hub's spawner (``allocations`` rows): take-in, admission writes, release, preemption.
+
+The API inserts a pending row (POST allocations) and marks it released (DELETE); the leader's pass
+compares the live rows with the server workloads the core holds (few: one per running server) and submits or
+releases the difference. Admission writes ``pending -> allocated`` with the assignment (no environment: the
+spawner binds the slice itself from the assignment). Everything here runs in the controller's worker thread.
+"""
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import update
+
+from job_runner.db import ALLOC_ALLOCATED, ALLOC_PENDING, ALLOC_RELEASED, Allocation, utcnow
+from job_runner.db.ops import epoch
+
+from . import metrics
+from .workloads import SERVER, WorkloadRef, server_workload
+
+
+class Allocations:
+    def __init__(self, ctl):
+        self.ctl = ctl
+
+    def wid(self, alloc_id: int) -> str:
+        return self.ctl.refs.wid(WorkloadRef(SERVER, alloc_id))
+
+    def db_take_in(self) -> None:
+        sched, refs, db = self.ctl.scheduler, self.ctl.refs, self.ctl.db
+        with db.read() as s:
+            live = {a.id: a for a in s.query(Allocation.id, Allocation.state, Allocation.tenant, Allocation.user,
+                                             Allocation.priority, Allocation.request, Allocation.created_at)
+                    .filter(Allocation.state.in_((ALLOC_PENDING, ALLOC_ALLOCATED)))}
+        gone = refs.of_kind(SERVER) - set(live)
+        for alloc_id in gone:  # released (DELETE allocations) or gone
+            self.release(alloc_id)
+        new = [a for a in live.values() if a.state == ALLOC_PENDING and self.wid(a.id) not in refs]
+        if gone or new:
+            self.ctl.read.invalidate()  # the users' server counts change
+        refused = []
+        for a in new:
+            alloc_id = a.id
+            wid = refs.add(WorkloadRef(SERVER, alloc_id))
+            verdict = sched.submit(server_workload(a, wid))
+            if not verdict.ok and verdict.reason != "duplicate":
+                self.ctl.log.warning("allocation %s refused: %s", alloc_id, verdict.message)
+                refs.forget(wid)
+                refused.append(alloc_id)
+        if refused:
+            with db.session() as s:
+                s.execute(update(Allocation).where(Allocation.id.in_(refused))
+                          .values(state=ALLOC_RELEASED, released_at=utcnow()))
+
+    def release(self, alloc_id: int) -> None:
+        wid = self.wid(alloc_id)
+        sched = self.ctl.scheduler
+        if sched is not None and not sched.release(wid):
+            sched.cancel(wid)
+        self.ctl.refs.forget(wid)
+
+    def db_write_admissions(self, s, admitted) -> None:
+        """``pending -> allocated`` for [(alloc id, Workload, Assignment)] in session ``s``; an allocation
+        released meanwhile gives its slice back at once."""
+        now = utcnow()
+        for alloc_id, _, a in admitted:
+            res = s.execute(update(Allocation).where(Allocation.id == alloc_id, Allocation.state == ALLOC_PENDING)
+                            .values(state=ALLOC_ALLOCATED, assignment=a.to_dict(), allocated_at=now))
+            if res.rowcount != 1:
+                self.release(alloc_id)
+                continue
+            created = s.query(Allocation.created_at).filter(Allocation.id == alloc_id).scalar()
+            metrics.SPAWN_LATENCY.observe(max(0.0, time.time() - (epoch(created) or time.time())))
+
+    def db_preempted(self, s, ids) -> None:
+        """Servers the core preempted (it released them already): released in the database."""
+        for alloc_id in ids:
+            self.ctl.refs.forget(self.wid(alloc_id))
+        if ids:
+            s.execute(update(Allocation).where(Allocation.id.in_(list(ids)))
+                      .values(state=ALLOC_RELEASED, released_at=utcnow()))

@@ -1,0 +1,298 @@
+"""The controller: the job system's scheduling loop (one leader among the service's replicas).
+
+The leader keeps the scheduling core (``job_runner.scheduling.Scheduler``) in memory, rebuilt from the
+database when it becomes leader: running jobs and allocated server slices are restored, queued ones submitted
+again in submission order, and the executor re-adopts the runs it finds. Each pass:
+  1. takes in newly queued jobs, pending and released allocations, cancellations;
+  2. asks the core for a decision; stops what it preempts; writes each admission (``queued -> admitted``,
+     ``pending -> allocated``), *then* starts the jobs on the executor and writes ``admitted -> running``;
+  3. polls the running jobs (progress, result, timeout), writes final states, retries what the job's retry
+     policy allows, and releases their slices; now and then asks the executor to stop orphaned runs.
+
+Threads: everything that touches the database or the scheduler runs in the controller's own single worker
+thread (so a 10,000-pending pass never blocks the event loop, and nothing else ever touches the live
+scheduler); executor calls run on the event loop. The API reads through ``ReadModel`` (never the live
+scheduler): see docs/architecture.md, "Controller".
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import update
+from traitlets import Bool, Float, Integer, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from job_runner.db import ADMITTED, ALLOC_ALLOCATED, QUEUED, RUNNING, Allocation, Job
+from job_runner.db.tenants import load_tenants, tenants_version
+from job_runner.scheduling import Assignment, Scheduler, Verdict, Workload
+
+from . import metrics
+from .allocations import Allocations
+from .election import LeaderElection
+from .jobs import Jobs
+from .readmodel import PendingInfo, ReadModel
+from .workloads import JOB, SERVER, Registry, WorkloadRef, job_workload, server_workload
+
+
+class Controller(LoggingConfigurable):
+    """Admits queued workloads through the scheduling core and drives the executor."""
+
+    tick_interval_s = Float(1.0, help="Seconds between scheduling passes (a submission wakes it earlier).").tag(config=True)
+    lease_ttl_s = Float(10.0, help="SQLite only: a leader lease not renewed for this long may be taken over.").tag(config=True)
+    replica_id = Unicode(help="This replica's name in leases and job events (default: host-pid).").tag(config=True)
+    max_admissions_per_tick = Integer(
+        2000, help="Admissions written per pass at most (keeps a pass short with a huge queue)."
+    ).tag(config=True)
+    progress_write_interval_s = Float(1.0, help="Write a running job's progress at most this often.").tag(config=True)
+    reconcile_interval_s = Float(
+        60.0, help="Seconds between asks to the executor to stop runs the database does not know (orphans: "
+        "e.g. a Kubernetes Job whose cancel was lost); 0 turns it off."
+    ).tag(config=True)
+    policy = Unicode("default", help="Placement policy of the scheduling core (job_runner.scheduling.POLICIES).").tag(config=True)
+    preemption = Bool(False, help="Let emergency workloads preempt lower-priority jobs.").tag(config=True)
+    view_ttl_s = Float(1.0, help="Seconds the API's read model (quota and capacity checks) may be stale "
+                       "at most on a replica that is not the leader.").tag(config=True)
+
+    @default("replica_id")
+    def _replica_default(self):
+        return f"{socket.gethostname()}-{os.getpid()}"
+
+    def __init__(self, db, deployment, executor, **kwargs):
+        super().__init__(**kwargs)
+        self.db = db
+        self.deployment = deployment
+        self.executor = executor
+        self.election = LeaderElection(db, self.replica_id, self.lease_ttl_s, self.log)
+        self.scheduler: Scheduler | None = None  # the live core: touched in the worker thread only
+        self.refs = Registry()
+        self.jobs = Jobs(self)
+        self.allocations = Allocations(self)
+        self.read = ReadModel(db, self.new_scheduler, self.log, ttl_s=self.view_ttl_s)
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="controller")
+        self._tenants_version = None
+        self._wake = asyncio.Event()
+        self._pass_done = asyncio.Event()
+        self._stopped = False
+        self._running = False
+        self._tick_lock = asyncio.Lock()
+        self._last_reconcile: float | None = None
+        self._loop = None
+        self.last_tick_at = 0.0
+        self.ticks = 0
+        executor.notify = self.wake
+
+    # ------------------------------------------------------------------ public surface
+    @property
+    def is_leader(self) -> bool:
+        return self.scheduler is not None and self.election.is_leader
+
+    def wake(self) -> None:
+        """Something changed in the database (any thread): run a pass soon."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._wake.set()
+        else:
+            loop.call_soon_threadsafe(self._wake.set)
+
+    def check(self, w: Workload) -> Verdict:
+        return self.read.check(w)
+
+    def view(self) -> Scheduler:
+        """A read-only scheduler rebuilt from the database (checks, quota_left, free_capacity)."""
+        return self.read.view()
+
+    def pending_info(self, job_id: int) -> PendingInfo | None:
+        return self.read.pending_info(JOB, job_id)
+
+    def alloc_pending_info(self, alloc_id: int) -> PendingInfo | None:
+        return self.read.pending_info(SERVER, alloc_id)
+
+    async def wait_for_pass(self, timeout_s: float) -> bool:
+        """Wake the loop and wait for the end of the next pass (False: none ended within ``timeout_s``)."""
+        done = self._pass_done
+        self.wake()
+        try:
+            await asyncio.wait_for(done.wait(), timeout=timeout_s)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def run_forever(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._running = True
+        try:
+            while not self._stopped:
+                try:
+                    await self.tick()
+                except Exception:  # noqa: BLE001 - the loop must survive a bad pass; it is logged
+                    self.log.exception("scheduling pass failed")
+                    await self.in_worker(self._reset)
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.tick_interval_s)
+                except asyncio.TimeoutError:
+                    pass
+                self._wake.clear()
+        finally:
+            await self.in_worker(self.election.release)
+            self._running = False
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._running:
+            self._wake.set()  # run_forever gives the leadership back as it ends
+        else:
+            self._worker.submit(self.election.release).result()
+
+    # ------------------------------------------------------------------ used by the parts
+    def in_worker(self, fn, *args):
+        """Run ``fn`` in the controller's worker thread (database, scheduler)."""
+        return asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+
+    def new_scheduler(self, tenants) -> Scheduler:
+        return Scheduler(self.deployment.inventory, tenants, policy=self.policy, preemption=self.preemption)
+
+    def profile(self, slug):
+        try:
+            return self.deployment.profiles.get(slug)
+        except KeyError:
+            return None
+
+    def give_back(self, w: Workload) -> None:
+        """Queue again a workload accepted before (an admission not written, a job already stored)."""
+        v = self.scheduler.requeue(w)
+        if not v.ok:
+            self.log.warning("workload %s cannot be queued again: %s", w.id, v.message)
+
+    # ------------------------------------------------------------------ one pass
+    async def tick(self) -> None:
+        async with self._tick_lock:
+            self._loop = asyncio.get_running_loop()
+            t0 = time.perf_counter()
+            was_leader = self.scheduler is not None
+            if not await self.in_worker(self.election.check):
+                if was_leader:
+                    self.log.warning("lost the scheduler leadership")
+                    await self.in_worker(self._reset)
+                metrics.IS_LEADER.set(0)
+                return
+            metrics.IS_LEADER.set(1)
+            active = await self.in_worker(self._db_prepare)
+            if active is not None:
+                await self.jobs.adopt(active)
+            await self.jobs.handle_cancels()
+            await self._schedule()
+            await self.jobs.poll()
+            await self._reconcile()
+            await self.in_worker(self._db_metrics)
+            self.last_tick_at = time.time()
+            self.ticks += 1
+            done, self._pass_done = self._pass_done, asyncio.Event()
+            done.set()
+            metrics.TICK_SECONDS.observe(time.perf_counter() - t0)
+
+    def _reset(self) -> None:
+        self.scheduler = None
+        self.refs.clear()
+        self.read.publish_pending({})
+
+    def _db_prepare(self):
+        """Build the scheduler if needed (returns the active jobs to adopt then), reload changed tenants,
+        take in what is new."""
+        version = tenants_version(self.db)
+        active = None
+        if self.scheduler is None:
+            active = self._db_rebuild()
+        elif version != self._tenants_version:
+            self.scheduler.set_tenants(load_tenants(self.db))  # quota changes apply from this pass
+            self.read.invalidate()
+        self._tenants_version = version
+        self.jobs.db_take_in()
+        self.allocations.db_take_in()
+        return active
+
+    def _db_rebuild(self):
+        self.log.info("building the scheduler from the database")
+        sched = self.new_scheduler(load_tenants(self.db))
+        refs = Registry()
+        running = []
+        with self.db.read() as s:
+            for row in s.query(Job).filter(Job.state.in_((ADMITTED, RUNNING))).order_by(Job.id):
+                if row.assignment:
+                    running.append((job_workload(row, refs.add(WorkloadRef(JOB, row.id))),
+                                    Assignment.from_dict(row.assignment)))
+            for a in s.query(Allocation).filter(Allocation.state == ALLOC_ALLOCATED).order_by(Allocation.id):
+                if a.assignment:
+                    running.append((server_workload(a, refs.add(WorkloadRef(SERVER, a.id))),
+                                    Assignment.from_dict(a.assignment)))
+        sched.restore(running)
+        self.scheduler, self.refs = sched, refs
+        self.read.publish_pending({})
+        self.read.invalidate()
+        with self.db.session() as s:  # everything queued is submitted again, in submission order
+            s.execute(update(Job).where(Job.state == QUEUED, Job.enqueued == 1).values(enqueued=0))
+        return self.jobs.db_active()
+
+    async def _schedule(self) -> None:
+        preempted, admitted = await self.in_worker(self._db_decide)
+        if preempted:
+            await self.jobs.preempt(preempted)
+        to_start = await self.in_worker(self._db_admit, admitted)
+        if to_start:
+            await self.jobs.start_many(await self.in_worker(self.jobs.db_specs, to_start))
+
+    def _db_decide(self):
+        """The core's pass (the long part with a big queue: here, off the event loop)."""
+        decision = self.scheduler.schedule(time.time())
+        ref = self.refs.ref
+        self.read.publish_pending({ref(p.workload.id): PendingInfo(p.position, p.estimated_start, p.reason)
+                                   for p in decision.pending})
+        preempted_jobs, preempted_servers = [], []
+        for wid in decision.preempt:
+            r = ref(wid)
+            (preempted_jobs if r.kind == JOB else preempted_servers).append(r.row_id)
+        if preempted_servers:
+            with self.db.session() as s:
+                self.allocations.db_preempted(s, preempted_servers)
+        admitted = decision.admitted[: self.max_admissions_per_tick]
+        for w, _ in decision.admitted[self.max_admissions_per_tick:]:
+            self.give_back(w)  # not written this pass: its slice back, its place in the queue kept
+        return preempted_jobs, [(ref(w.id), w, a) for w, a in admitted]
+
+    def _db_admit(self, admitted) -> list[int]:
+        if not admitted:
+            return []
+        self.read.invalidate()  # placements change: the API's capacity figures are rebuilt
+        with self.db.session() as s:
+            self.allocations.db_write_admissions(s, [(r.row_id, w, a) for r, w, a in admitted if r.kind == SERVER])
+            return self.jobs.db_write_admissions(s, [(r.row_id, w, a) for r, w, a in admitted if r.kind == JOB])
+
+    async def _reconcile(self) -> None:
+        if self.reconcile_interval_s <= 0 or (self._last_reconcile is not None and
+                                               time.monotonic() - self._last_reconcile < self.reconcile_interval_s):
+            return
+        self._last_reconcile = time.monotonic()
+
+        def live():
+            with self.db.read() as s:
+                return {(r.id, r.attempt) for r in s.query(Job.id, Job.attempt).filter(Job.state.in_((ADMITTED, RUNNING)))}
+
+        try:
+            stopped = await self.executor.reconcile(await self.in_worker(live))
+        except Exception as e:  # noqa: BLE001 - reconciliation is best effort; the next one tries again
+            self.log.warning("reconcile failed: %s", e)
+            return
+        if stopped:
+            self.log.warning("stopped %d orphaned run(s): %s", len(stopped), ", ".join(stopped))
+
+    def _db_metrics(self) -> None:
+        metrics.update_gauges(self.db, self.scheduler, [t.name for t in self.scheduler.tenants.values()])
