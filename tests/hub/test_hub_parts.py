@@ -142,3 +142,91 @@ def test_admin_alarms_and_plot():
     assert svg.count("<rect") == 3 and 'data-gpu-hours="2.00"' in svg
     t = normalise_tenant({"name": "x", "quotas": {"any": {"gpu_milli": 5}}})
     assert t["quotas"]["any"]["cpu_milli"] is None and t["weight"] == 1.0
+
+
+# -- the spawner's parts against the real aistack service (no hub: the spawner calls it with the hub's token)
+
+SERVICE_DEPLOYMENT = {
+    "tenants": [{"name": "team-a", "quotas": {"any": {"gpu_milli": 500}}, "idle_timeout_s": 3600}],
+    "profiles": [
+        {"slug": "quarter", "request": {"kind": "share", "gpu_milli": 250, "gpu_mem_mib": 4096, "cpu_milli": 500,
+                                        "memory_mib": 1024}},
+        {"slug": "gpu-1", "request": {"kind": "whole", "gpus": 1, "cpu_milli": 500, "memory_mib": 1024}},
+    ],
+    # two GPUs the configured way (no GPU here): the slice is placed by the real scheduler
+    "inventory": [{"name": "node-1", "cpu_milli": 8000, "memory_mib": 32768,
+                   "gpus": [{"model": "A100-80GB"}, {"model": "A100-80GB"}]}],
+}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    from tests.k8s_workloads.service_proc import HUB_TOKEN, aistack_service
+
+    with aistack_service(tmp_path_factory.mktemp("svc"), SERVICE_DEPLOYMENT) as svc:
+        svc["token"] = HUB_TOKEN
+        yield svc
+
+
+def _spawner_for(service, user="alice", tenants=("team-a",), **traits):
+    from types import SimpleNamespace
+
+    # The hub's user object: what the spawner reads of it (name, groups); the hub itself is not needed here.
+    user = SimpleNamespace(name=user, groups=[SimpleNamespace(name=t) for t in tenants], url=f"/user/{user}/",
+                           settings={})
+    return LocalGPUSpawner(user=user, aistack_api_url=service["api"], aistack_token=service["token"],
+                           allocation_poll_interval=0.1, **traits)
+
+
+def _svc(service, method, path, **kw):
+    import requests
+
+    r = requests.request(method, service["api"] + path, headers={"Authorization": f"token {service['token']}"},
+                         timeout=30, **kw)
+    assert r.status_code < 300, r.text
+    return r.json()
+
+
+async def test_allocate_binds_and_releases_through_the_service(service):
+    sp = _spawner_for(service)
+    sp.user_options = {"tenant": "team-a", "profile": "quarter"}
+    allocation = await sp.allocate()
+    assert allocation["state"] == "allocated"
+    asg = allocation["assignment"]
+    env = sp.slice_binding(asg)
+    assert env["CUDA_VISIBLE_DEVICES"] == str(asg["gpu_indices"][0])
+    assert env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == "0=4096M" and env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "25"
+    assert sp.mem_limit == 1024 * 1024 * 1024 and sp.cpu_limit == 0.5
+    # over quota (500 milli-GPU, 250 in use): refused at once, with what the core charges and what is in use
+    other = _spawner_for(service, user="bob")
+    other.user_options = {"tenant": "team-a", "profile": "gpu-1"}
+    with pytest.raises(web.HTTPError) as refused:
+        await other.allocate()
+    assert refused.value.status_code == 403
+    assert "needs 1 GPU but 0.25 GPU of the quota is left" in refused.value.log_message
+    assert "in use now: 0.25 GPU" in refused.value.log_message
+    await sp.release()
+    assert sp.allocation is None
+    assert _svc(service, "GET", f"allocations/{allocation['id']}")["state"] == "released"
+    await sp.release()  # idempotent
+
+
+async def test_idle_time_out_is_read_live_from_the_tenant(service):
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from jupyterhub import orm
+
+    sp = _spawner_for(service, idle_warning_s=300)
+    sp.tenant = "team-a"
+    now = dt.datetime.now(dt.timezone.utc)
+    # the hub's record of the server (a real ORM row, as the hub keeps it: naive UTC): idle for 58 min
+    sp.orm_spawner = orm.Spawner(name="lab", last_activity=(now - dt.timedelta(seconds=3480)).replace(tzinfo=None))
+    assert await sp.check_idle(now.timestamp()) == "warned"  # 3600 s time-out from the config
+    assert sp.idle_warning.startswith("Your 'lab' server has been idle for 58 min and will be stopped at")
+    # an admin lifts the time-out (the admin page's PATCH): the next check reads it, no restart
+    _svc(service, "PATCH", "tenants/team-a", json={"idle_timeout_s": None})
+    assert await sp.check_idle(now.timestamp()) == "ok" and sp.idle_warning == ""
+    _svc(service, "PATCH", "tenants/team-a", json={"idle_timeout_s": 7200})
+    assert await sp.check_idle(now.timestamp()) == "ok"
+    _svc(service, "PATCH", "tenants/team-a", json={"idle_timeout_s": 3600})
