@@ -1,8 +1,9 @@
 """The ``aistack-hub`` command.
 
-    aistack-hub up [--port 8000] [--ip 127.0.0.1] [--data-dir .aistack] [--config FILE]
+    aistack-hub up [--config FILE] [--port 8000] [--ip 127.0.0.1] [--data-dir .aistack] ...
         start the whole embedded deployment: JupyterHub + configurable-http-proxy + the aistack service
         (hub-managed), SQLite in the data folder; prints the URL and how to create the first admin.
+        The flags override the config file's traits (``JupyterHub.bind_url``, ``AIStackHub.data_dir``, ...).
     aistack-hub token USER [--data-dir ...]
         print a new API token for USER (like ``jupyterhub token``; the user must have logged in once).
 
@@ -21,47 +22,50 @@ import urllib.request
 
 from traitlets.config import Config
 
-from .hubconfig import configure, free_port, reconcile_allocations
+from .config import ConfigError, read_file, split
+from .hubconfig import DEFAULT_CONFIG, configure, free_port, reconcile_allocations
 
 CONFIG_FILE = "jupyterhub_config.py"
 
 _CONFIG_TEMPLATE = '''# Written by `aistack-hub up`; rewritten on every start. For your own setup, copy it and edit.
+from traitlets.config import Config
+
 from aistack_hub.hubconfig import configure
 
-configure(
-    c,
-    config_path={config_path!r},
-    data_dir={data_dir!r},
-    ip={ip!r},
-    port={port!r},
-    hub_port={hub_port!r},
-    service_port={service_port!r},
-    proxy_api_port={proxy_api_port!r},
-)
+# The command line of `aistack-hub up` (it wins over the config file).
+overrides = Config({overrides!r})
+configure(c, {config_path!r}, overrides)
 '''
 
 
-def default_data_dir() -> str:
-    return os.environ.get("AISTACK_DATA_DIR") or os.path.abspath(".aistack")
+def overrides_of(args, sections: Config) -> Config:
+    """The traits ``up``'s flags set; internal ports the file leaves open get free loopback ports."""
+    o = Config()
+    if args.ip is not None or args.port is not None:
+        o.JupyterHub.bind_url = f"http://{args.ip or '127.0.0.1'}:{args.port or 8000}"
+    hub = sections["JupyterHub"] if "JupyterHub" in sections else {}
+    if args.hub_port or "hub_bind_url" not in hub:
+        o.JupyterHub.hub_bind_url = f"http://127.0.0.1:{args.hub_port or free_port()}"
+    if "api_url" not in (sections["ConfigurableHTTPProxy"] if "ConfigurableHTTPProxy" in sections else {}):
+        o.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{free_port()}"
+    aistack = sections["AIStackHub"] if "AIStackHub" in sections else {}
+    if args.service_port or "service_port" not in aistack:
+        o.AIStackHub.service_port = args.service_port or free_port()
+    if args.data_dir or "data_dir" not in aistack:
+        o.AIStackHub.data_dir = os.path.abspath(args.data_dir or ".aistack")
+    return o
 
 
 def write_hub_config(args) -> tuple[str, dict]:
-    data_dir = os.path.abspath(args.data_dir)
-    os.makedirs(data_dir, mode=0o700, exist_ok=True)
-    params = dict(
-        config_path=os.path.abspath(args.config) if args.config else None,
-        data_dir=data_dir,
-        ip=args.ip,
-        port=args.port,
-        hub_port=args.hub_port or free_port(),
-        service_port=args.service_port or free_port(),
-        proxy_api_port=free_port(),
-    )
+    config_path = os.path.abspath(args.config) if args.config else DEFAULT_CONFIG
+    sections, _ = split(read_file(config_path))
+    overrides = overrides_of(args, sections)
     # Validate and learn the facts (URL, inventory) before starting anything.
-    facts = configure(Config(), **params)
-    path = os.path.join(data_dir, CONFIG_FILE)
+    facts = configure(Config(), config_path, overrides)
+    path = os.path.join(facts["data_dir"], CONFIG_FILE)
+    plain = {name: dict(values) for name, values in overrides.items()}
     with open(path, "w") as f:
-        f.write(_CONFIG_TEMPLATE.format(**params))
+        f.write(_CONFIG_TEMPLATE.format(overrides=plain, config_path=config_path))
     return path, facts
 
 
@@ -88,7 +92,7 @@ def wait_until_up(facts: dict, proc: subprocess.Popen, seen: list[str] | None = 
 
 
 def banner(facts: dict) -> str:
-    admins = ", ".join(facts["admin_users"]) or "(none configured: set hub.admin_users)"
+    admins = ", ".join(facts["admin_users"]) or "(none configured: set Authenticator.admin_users)"
     gpu = (f"{facts['gpus']} GPU(s) found by NVML" if facts["inventory_source"] == "nvml" else
            f"no GPU found by NVML: the configured example inventory ({facts['gpus']} GPUs) stands in")
     first = facts["admin_users"][0] if facts["admin_users"] else "admin"
@@ -110,7 +114,7 @@ def banner(facts: dict) -> str:
 def cmd_up(args) -> int:
     try:
         path, facts = write_hub_config(args)
-    except (ValueError, OSError, RuntimeError) as e:
+    except (ConfigError, ValueError, OSError, RuntimeError) as e:
         print(f"aistack-hub: cannot start: {e}", file=sys.stderr)
         return 2
     cmd = [sys.executable, "-m", "jupyterhub", "-f", path]
@@ -189,20 +193,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aistack-hub", description="AIStack Hub: a multi-tenant GPU JupyterHub")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the embedded deployment on this machine")
-    up.add_argument("--port", type=int, default=int(os.environ.get("AISTACK_PORT", 8000)),
-                    help="public port of the proxy (default 8000)")
-    up.add_argument("--ip", default=os.environ.get("AISTACK_IP", "127.0.0.1"),
-                    help="address to listen on (default 127.0.0.1; 0.0.0.0 for other machines)")
-    up.add_argument("--data-dir", default=default_data_dir(), help="state folder (default ./.aistack)")
-    up.add_argument("--config", default=os.environ.get("AISTACK_CONFIG_FILE"),
-                    help="deployment config (YAML); default: the packaged example")
+    up.add_argument("--config", help="the deployment config (YAML: traitlets sections, tenants, profiles, "
+                                     "inventory; docs/hub.md); default: the packaged example")
+    up.add_argument("--port", type=int, help="public port of the proxy (default 8000; JupyterHub.bind_url)")
+    up.add_argument("--ip", help="address to listen on (default 127.0.0.1; 0.0.0.0 for other machines)")
+    up.add_argument("--data-dir", help="state folder (default ./.aistack; AIStackHub.data_dir)")
     up.add_argument("--hub-port", type=int, default=0, help="internal hub API port (default: a free one)")
     up.add_argument("--service-port", type=int, default=0, help="aistack service port (default: a free one)")
     up.add_argument("--debug", action="store_true", help="JupyterHub debug logging")
     up.set_defaults(func=cmd_up)
     tok = sub.add_parser("token", help="print a new API token for a user")
     tok.add_argument("user")
-    tok.add_argument("--data-dir", default=default_data_dir())
+    tok.add_argument("--data-dir", default=os.path.abspath(".aistack"), help="the data folder of `up`")
     tok.set_defaults(func=cmd_token)
     args = parser.parse_args(argv)
     return args.func(args)

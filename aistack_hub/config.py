@@ -1,32 +1,79 @@
-"""The deployment config file (YAML): tenants, quotas, profiles, GPU inventory, scheduler settings.
+"""The deployment config file (YAML): traitlets sections, and the data that seeds the database.
 
-Example::
+One file configures the whole deployment; the hub (``aistack_hub.hubconfig.configure``) and the service
+(``python -m aistack_hub.service --config=FILE``) both read it. Example::
 
+    # traitlets sections: a class name, then its traits, spelled exactly as the class spells them
+    Authenticator:
+      admin_users: [alice]
+    JupyterHub:
+      named_server_limit_per_user: 3
+      load_groups: {team-a: {users: [alice]}}   # tenants are JupyterHub groups
+    GPUSliceSpawnerMixin:
+      wait_for_gpu: true
+    Controller:
+      policy: default        # the scheduler's placement policy
+      preemption: false
+
+    # data: seeds the database (the admin page and API change it there later; the database then wins)
     tenants:
       - name: team-a
         weight: 2
         admins: [alice]
         quotas: {any: {gpu_milli: 2000, max_running_jobs: 4, max_queued_jobs: 200}}
         windows: ["sat-sun 0-24"]
+        idle_timeout_s: 3600
     profiles:
       - slug: a100-half
         display_name: Half an A100
         request: {kind: share, gpu_milli: 500, gpu_mem_mib: 20000, cpu_milli: 4000, memory_mib: 16000}
     inventory:
       - {name: node1, cpu_milli: 64000, memory_mib: 262144, gpus: 4, gpu_model: A100-40GB}
-    scheduler: {policy: default, preemption: false}
 
-It is loaded into the scheduling core's types (``Tenant``, ``ProfileCatalog``, ``Inventory``); the tenants
-are seeded into the database, where the admin API may later change them (the database then wins).
+A key that starts with a capital letter is a traitlets section (``c.ClassName.trait = value``); each process
+applies the sections of the classes it has and ignores the others. ``check_sections`` refuses a class that
+does not exist and a key that is not a configurable trait of it, so a typo fails at start-up, not silently.
+The data sections are loaded into the scheduling core's types (``Tenant``, ``ProfileCatalog``, ``Inventory``).
 """
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass, field
+from importlib import import_module
 
 import yaml
+from traitlets.config import Config
 
 from job_runner.scheduling import Inventory, ProfileCatalog, Tenant
+
+DATA_SECTIONS = ("tenants", "profiles", "inventory")
+
+# Where the configurable classes of a deployment live (name -> module). A section whose class is not listed
+# is looked up among the Configurable subclasses of every module here (slower, for classes added later).
+KNOWN_CLASSES = {
+    "JupyterHub": "jupyterhub.app",
+    "Authenticator": "jupyterhub.auth",
+    "DummyAuthenticator": "jupyterhub.auth",
+    "NativeAuthenticator": "nativeauthenticator",
+    "Spawner": "jupyterhub.spawner",
+    "LocalProcessSpawner": "jupyterhub.spawner",
+    "SimpleLocalProcessSpawner": "jupyterhub.spawner",
+    "Proxy": "jupyterhub.proxy",
+    "ConfigurableHTTPProxy": "jupyterhub.proxy",
+    "KubeSpawner": "kubespawner",
+    "GPUSliceSpawnerMixin": "spawner.mixin",
+    "LocalGPUSpawner": "spawner.local",
+    "KubeGPUSpawner": "spawner.kube",
+    "SliceRenderer": "job_runner.binding.kube",
+    "AIStackHub": "aistack_hub.hubconfig",
+    "AIStackService": "aistack_hub.service",
+    "Controller": "job_runner.controller",
+    "Application": "traitlets.config",
+    "LocalExecutor": "job_runner.executors.local",
+    "KubernetesExecutor": "job_runner.executors.kubernetes",
+    "NoopExecutor": "job_runner.executors.noop",
+}
 
 
 class ConfigError(ValueError):
@@ -35,21 +82,17 @@ class ConfigError(ValueError):
 
 @dataclass
 class DeploymentConfig:
+    """The data sections: tenants (seed of the database), the profile catalog, the GPU inventory."""
+
     tenants: list = field(default_factory=list)  # [Tenant]
     profiles: ProfileCatalog = field(default_factory=lambda: ProfileCatalog([]))
     inventory: Inventory = field(default_factory=lambda: Inventory([]))
     inventory_source: str = "configured"
-    policy: str = "default"
-    preemption: bool = False
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "DeploymentConfig":
-        data = data or {}
-        if not isinstance(data, dict):
-            raise ConfigError("the deployment config must be a mapping")
-        unknown = set(data) - {"tenants", "profiles", "inventory", "scheduler"}
-        if unknown:
-            raise ConfigError(f"unknown top-level keys: {sorted(unknown)}")
+        """From the data sections (traitlets sections, capitalised keys, are skipped: see ``split``)."""
+        _, data = split(data)
         try:
             tenants = [Tenant.from_config(t) for t in data.get("tenants") or []]
         except (TypeError, ValueError) as e:
@@ -65,22 +108,7 @@ class DeploymentConfig:
             inventory = Inventory.from_config(data.get("inventory") or [])
         except (TypeError, ValueError, KeyError) as e:
             raise ConfigError(f"inventory: {e}") from e
-        sched = data.get("scheduler") or {}
-        return cls(tenants=tenants, profiles=profiles, inventory=inventory,
-                   policy=sched.get("policy", "default"), preemption=bool(sched.get("preemption", False)))
-
-    @classmethod
-    def load(cls, path: str | None) -> "DeploymentConfig":
-        if not path:
-            return cls.from_dict({})
-        if not os.path.exists(path):
-            raise ConfigError(f"deployment config {path} does not exist")
-        with open(path) as f:
-            try:
-                data = yaml.safe_load(f)
-            except yaml.YAMLError as e:
-                raise ConfigError(f"{path}: {e}") from e
-        return cls.from_dict(data)
+        return cls(tenants=tenants, profiles=profiles, inventory=inventory)
 
     def tenant(self, name: str):
         for t in self.tenants:
@@ -89,31 +117,124 @@ class DeploymentConfig:
         return None
 
 
-def seed_tenants(db, config: DeploymentConfig, overwrite: bool = False) -> None:
-    """Insert the config's tenants into the database (existing rows are kept unless ``overwrite``)."""
-    from job_runner.db import TenantRow, utcnow
-
-    with db.session() as s:
-        for t in config.tenants:
-            row = s.get(TenantRow, t.name)
-            if row is None:
-                s.add(TenantRow(name=t.name, spec=t.to_dict(), submit_seq=0, updated_at=utcnow()))
-            elif overwrite:
-                row.spec = t.to_dict()
-                row.updated_at = utcnow()
-
-
-def load_tenants(db) -> list:
-    """The tenants as the database holds them (the config's, as changed by the admin API)."""
-    from job_runner.db import TenantRow
-
-    with db.read() as s:
-        return [Tenant.from_config(r.spec) for r in s.query(TenantRow).order_by(TenantRow.name)]
+def read_file(path: str) -> dict:
+    """The raw YAML mapping of a config file (ConfigError naming the file when it is not one)."""
+    if not os.path.exists(path):
+        raise ConfigError(f"deployment config {path} does not exist")
+    with open(path) as f:
+        try:
+            data = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: {e}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the deployment config must be a mapping")
+    return data
 
 
-def load_tenant(db, name: str):
-    from job_runner.db import TenantRow
+def split(data: dict | None) -> tuple[Config, dict]:
+    """(traitlets sections, data sections) of a raw config mapping; ConfigError on an unknown lower-case key."""
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ConfigError("the deployment config must be a mapping")
+    sections = {k: v for k, v in data.items() if isinstance(k, str) and k[:1].isupper()}
+    rest = {k: v for k, v in data.items() if k not in sections}
+    unknown = set(rest) - set(DATA_SECTIONS)
+    if unknown:
+        raise ConfigError(f"unknown top-level keys: {sorted(map(str, unknown))} (data sections: "
+                          f"{', '.join(DATA_SECTIONS)}; traitlets sections are class names, e.g. JupyterHub)")
+    for name, values in sections.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{name}: a traitlets section must be a mapping of trait names to values")
+    return Config(sections), rest
 
-    with db.read() as s:
-        row = s.get(TenantRow, name)
-        return Tenant.from_config(row.spec) if row is not None else None
+
+def find_class(name: str):
+    """The Configurable class a section names (None if there is none)."""
+    from traitlets.config import Configurable
+
+    if name in KNOWN_CLASSES:
+        klass = getattr(import_module(KNOWN_CLASSES[name]), name, None)
+        if klass is not None:
+            return klass
+
+    def loaded():
+        seen, todo = set(), [Configurable]
+        while todo:
+            klass = todo.pop()
+            if klass.__name__ == name:
+                return klass
+            for sub in klass.__subclasses__():
+                if sub not in seen:
+                    seen.add(sub)
+                    todo.append(sub)
+        return None
+
+    found = loaded()
+    if found is not None:
+        return found
+    for module in sorted(set(KNOWN_CLASSES.values())):
+        try:
+            import_module(module)
+        except ImportError:  # an optional backend (kubespawner) that is not installed
+            continue
+    return loaded()
+
+
+def _import_named_classes(sections: Config) -> None:
+    """Import the modules of classes the file names (``authenticator_class: ldapauthenticator.LDAPAuthenticator``),
+    so that their sections (``LDAPAuthenticator:``) are found like ours."""
+    for values in sections.values():
+        for key, value in values.items():
+            if key.endswith("_class") and isinstance(value, str) and "." in value:
+                try:
+                    import_module(value.rsplit(".", 1)[0])
+                except ImportError:
+                    pass  # the section check (or the hub itself) says what is missing
+
+
+def check_sections(sections: Config, where: str = "the deployment config") -> None:
+    """Every section is a configurable class and every key one of its config traits, else ConfigError."""
+    _import_named_classes(sections)
+    for name, values in sections.items():
+        try:
+            klass = find_class(name)
+        except ImportError as e:
+            raise ConfigError(f"{where}: section {name}: {e}") from e
+        if klass is None:
+            near = difflib.get_close_matches(name, KNOWN_CLASSES, n=1)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            raise ConfigError(f"{where}: {name} is not a configurable class{hint}")
+        traits = set(klass.class_trait_names(config=True))
+        for key in values:
+            if key not in traits:
+                near = difflib.get_close_matches(key, traits, n=1)
+                hint = f" (did you mean {near[0]}?)" if near else ""
+                raise ConfigError(f"{where}: {name}.{key} is not a configurable trait of {name}{hint}")
+
+
+def load_config(path: str | None, check: bool = False) -> tuple[Config, DeploymentConfig]:
+    """(traitlets sections, data) of a config file; no path: nothing configured. ``check``: refuse unknown
+    classes and traits (the hub does, before anything starts; the service relies on traitlets' warnings so
+    that it need not import the hub's classes)."""
+    if not path:
+        return Config(), DeploymentConfig()
+    data = read_file(path)
+    sections, _ = split(data)
+    if check:
+        check_sections(sections, path)
+    try:
+        return sections, DeploymentConfig.from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from e
+
+
+def apply_config_file(app, path: str | None) -> DeploymentConfig:
+    """Load ``path`` into a traitlets Application: its sections, then the command line again (flags win)."""
+    sections, deployment = load_config(path)
+    app.update_config(sections)
+    cli = getattr(app, "cli_config", None)
+    if cli:
+        app.update_config(cli)
+    return deployment

@@ -1,17 +1,19 @@
 """The JupyterHub configuration of AIStack Hub, importable from a plain ``jupyterhub_config.py``::
 
     from aistack_hub.hubconfig import configure
-    configure(c, config_path="/etc/aistack/config.yaml", data_dir="/srv/aistack")
+    configure(c, "/etc/aistack/config.yaml")
 
-``aistack-hub up`` does exactly this (with free loopback ports for the internal endpoints).
+``aistack-hub up`` does exactly this (with its command-line flags as overrides, and free loopback ports for
+the internal endpoints); the Helm chart's hub does it with the file the chart renders.
 
-What it sets up:
-- authentication: NativeAuthenticator (sign-up, admin approval at ``/hub/authorize``); the users listed in
-  ``hub.admin_users`` are approved on sign-up and are JupyterHub admins (LDAP/OAuth: see docs/hub.md);
-- tenants = JupyterHub groups (``hub.members`` seeds their members), the ``aistack`` service as a
-  hub-managed service (``python -m aistack_hub.service``) with the roles it needs;
-- the spawner: ``LocalGPUSpawner`` with its service URL and token, named servers with a per-user cap;
-- ``AISTACK_ADMIN_TOKEN`` (env) as an admin API token (service ``aistack-automation`` with the admin role);
+The config file (``aistack_hub.config``) holds traitlets sections, applied to the hub as they are (they win
+over the defaults set here), and the tenants/profiles/inventory data. What ``configure`` sets up:
+- authentication: NativeAuthenticator (sign-up, admin approval at ``/hub/authorize``); the
+  ``Authenticator.admin_users`` are approved on sign-up and are JupyterHub admins (LDAP/OAuth: docs/hub.md);
+- tenants = JupyterHub groups (each tenant of the file is a group; ``JupyterHub.load_groups`` seeds members);
+- the ``aistack`` service: hub-managed (``python -m aistack_hub.service``) or external
+  (``AIStackHub.service_url``), with the roles it needs; an admin API token (``AIStackHub.admin_token``);
+- the spawner: ``LocalGPUSpawner`` (or ``JupyterHub.spawner_class``) with the service's URL and token;
 - template overrides: "GPU admin" in the navigation bar, idle warnings on every hub page.
 """
 from __future__ import annotations
@@ -22,8 +24,13 @@ import secrets
 import shutil
 import socket
 import sys
+from urllib.parse import urlparse
 
 import yaml
+from traitlets import Integer, Unicode, default
+from traitlets.config import Config, Configurable
+
+from .config import DeploymentConfig, check_sections, read_file, split
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CONFIG = os.path.join(HERE, "default-config.yaml")
@@ -44,9 +51,44 @@ SERVER_ROLE_SCOPES = [
     "users:activity!user", "access:servers!server", f"access:services!service={SERVICE_NAME}",
     "read:users:name!user", "read:users:groups!user",
 ]
-HUB_KEYS = {"admin_users", "members", "open_signup", "named_server_limit_per_user", "idle_warning_s",
-            "idle_check_interval_s",
-            "wait_for_gpu", "queue_timeout_s", "run_as", "minimum_password_length", "announcement"}
+
+
+class AIStackHub(Configurable):
+    """What the hub needs to know about the deployment beyond JupyterHub's own traits."""
+
+    data_dir = Unicode(
+        ".aistack",
+        help="""The hub's state folder: JupyterHub's SQLite database and cookie secret, the service token
+        file, users' homes (LocalGPUSpawner) and, when the hub starts the service, the service's data.""",
+    ).tag(config=True)
+
+    service_url = Unicode(
+        "",
+        help="""URL of an external aistack service as the hub reaches it (e.g. http://aistack:10101, its own
+        Deployment on Kubernetes). Empty: the hub starts the service itself (a hub-managed service) on
+        127.0.0.1:service_port, with this config file.""",
+    ).tag(config=True)
+
+    service_port = Integer(8790, help="Port of the hub-managed aistack service (on 127.0.0.1).").tag(config=True)
+
+    service_token = Unicode(
+        help="""The aistack service's api_token, which is also the hub's token for the service (never shown to
+        users). Default: $AISTACK_SERVICE_TOKEN (the chart's Secret), else a 0600 file in data_dir created on
+        first start.""",
+    ).tag(config=True)
+
+    @default("service_token")
+    def _service_token_default(self):
+        return os.environ.get("AISTACK_SERVICE_TOKEN", "")
+
+    admin_token = Unicode(
+        help="""An admin API token for automation (the service ``aistack-automation`` with JupyterHub's admin
+        role). Default: $AISTACK_ADMIN_TOKEN; empty: none.""",
+    ).tag(config=True)
+
+    @default("admin_token")
+    def _admin_token_default(self):
+        return os.environ.get("AISTACK_ADMIN_TOKEN", "")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -69,30 +111,15 @@ def read_secret(path: str, nbytes: int = 32) -> str:
     return value
 
 
-def load_deployment(config_path: str | None) -> dict:
-    """The raw deployment config (YAML mapping); the packaged example when no path is given."""
-    path = config_path or DEFAULT_CONFIG
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: the config must be a mapping")
-    hub = data.get("hub") or {}
-    unknown = set(hub) - HUB_KEYS
-    if unknown:
-        raise ValueError(f"{path}: unknown keys in hub: {sorted(unknown)} (known: {sorted(HUB_KEYS)})")
-    return data
-
-
-def service_config(data: dict, discovered: dict) -> dict:
-    """The config file the service reads: the deployment config without the hub section, with the
-    inventory NVML discovered (when it found GPUs) instead of the configured one."""
+def service_file(data: dict, discovered: dict) -> dict:
+    """The config file the hub-managed service reads: the same file, with the inventory NVML discovered
+    (when it found GPUs, or when none is configured) and where that inventory came from."""
     from job_runner.binding.discovery import inventory_fields
 
-    out = {k: v for k, v in data.items() if k != "hub"}
-    if discovered.get("source") == "nvml":
+    out = dict(data)
+    if discovered.get("source") == "nvml" or not out.get("inventory"):
         out["inventory"] = [inventory_fields(n) for n in discovered["nodes"]]
-    elif not out.get("inventory"):
-        out["inventory"] = [inventory_fields(n) for n in discovered["nodes"]]
+    out["AIStackService"] = {**(out.get("AIStackService") or {}), "inventory_source": discovered["source"]}
     return out
 
 
@@ -109,142 +136,138 @@ def configurable_http_proxy() -> str:
                        "(or `npm install -g configurable-http-proxy@4`)")
 
 
-def configure(
-    c,
-    config_path: str | None = None,
-    data_dir: str = ".aistack",
-    ip: str = "127.0.0.1",
-    port: int = 8000,
-    hub_port: int = 8081,
-    service_port: int = 8790,
-    proxy_api_port: int | None = None,
-    admin_token: str | None = None,
-    spawner_class: str = "spawner.local.LocalGPUSpawner",
-) -> dict:
-    """Fill the JupyterHub config ``c``. Returns facts for the caller (URLs, service token, ...)."""
-    data_dir = os.path.abspath(data_dir)
+def _local_url(bind_url: str) -> str:
+    """Where this machine reaches a bind URL ("http://:8081" or 0.0.0.0 -> 127.0.0.1)."""
+    u = urlparse(bind_url)
+    host = u.hostname if u.hostname not in (None, "", "0.0.0.0", "::") else "127.0.0.1"
+    return f"{u.scheme or 'http'}://{host}:{u.port or 80}{u.path.rstrip('/')}/"
+
+
+def _defaults(data_dir: str) -> Config:
+    """The hub's settings before the config file's sections (which win over them)."""
+    d = Config()
+    d.JupyterHub.bind_url = "http://127.0.0.1:8000"
+    d.JupyterHub.hub_bind_url = "http://127.0.0.1:8081"
+    d.JupyterHub.db_url = f"sqlite:///{os.path.join(data_dir, 'jupyterhub.sqlite')}"
+    d.JupyterHub.cookie_secret_file = os.path.join(data_dir, "jupyterhub_cookie_secret")
+    d.JupyterHub.pid_file = os.path.join(data_dir, "jupyterhub.pid")
+    d.ConfigurableHTTPProxy.pid_file = os.path.join(data_dir, "jupyterhub-proxy.pid")
+    d.JupyterHub.cleanup_servers = True
+    d.JupyterHub.allow_named_servers = True
+    d.JupyterHub.named_server_limit_per_user = 3
+    d.JupyterHub.template_paths = [os.path.join(HERE, "templates")]
+    # Sign-up with admin approval. NativeAuthenticator only authenticates approved users, so every
+    # authenticated user is allowed.
+    d.JupyterHub.authenticator_class = "nativeauthenticator.NativeAuthenticator"
+    d.NativeAuthenticator.open_signup = False
+    d.NativeAuthenticator.minimum_password_length = 8
+    d.NativeAuthenticator.check_common_password = True
+    d.Authenticator.admin_users = {"admin"}
+    d.Authenticator.allow_all = True
+    d.JupyterHub.spawner_class = "spawner.local.LocalGPUSpawner"
+    d.Spawner.default_url = "/lab"
+    d.Spawner.http_timeout = 60
+    d.LocalGPUSpawner.data_dir = data_dir
+    return d
+
+
+def _section(config: Config, name: str) -> dict:
+    return dict(config[name]) if name in config else {}
+
+
+def configure(c, config_path: str | None = None, overrides: Config | None = None) -> dict:
+    """Fill the JupyterHub config ``c`` from the config file (default: the packaged example) and
+    ``overrides`` (``aistack-hub up``'s flags; they win over the file). Returns facts for the caller."""
+    path = config_path or DEFAULT_CONFIG
+    data = read_file(path)
+    sections, _ = split(data)
+    if overrides:
+        sections.merge(overrides)
+    check_sections(sections, path)
+    try:
+        deployment = DeploymentConfig.from_dict(data)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
+    hub = AIStackHub(config=sections)
+    data_dir = os.path.abspath(hub.data_dir)
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
-    data = load_deployment(config_path)
-    hub = data.get("hub") or {}
-
-    from job_runner.binding.discovery import discover
-
-    discovered = discover(data.get("inventory"))
-    svc_config_path = os.path.join(data_dir, "aistack-service.yaml")
-    with open(svc_config_path, "w") as f:
-        yaml.safe_dump(service_config(data, discovered), f, sort_keys=False)
-
-    service_token = read_secret(os.path.join(data_dir, "aistack-service-token"))
-    service_url = f"http://127.0.0.1:{service_port}"
+    service_token = hub.service_token or read_secret(os.path.join(data_dir, "aistack-service-token"))
+    managed = not hub.service_url
+    service_url = f"http://127.0.0.1:{hub.service_port}" if managed else hub.service_url.rstrip("/")
     api_url = f"{service_url}{SERVICE_PREFIX}api/"
-    admin_token = admin_token if admin_token is not None else os.environ.get("AISTACK_ADMIN_TOKEN", "")
 
-    # --- the hub itself
-    c.JupyterHub.bind_url = f"http://{ip}:{port}"
-    c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{hub_port}"
-    c.JupyterHub.db_url = f"sqlite:///{os.path.join(data_dir, 'jupyterhub.sqlite')}"
-    c.JupyterHub.cookie_secret_file = os.path.join(data_dir, "jupyterhub_cookie_secret")
-    c.JupyterHub.pid_file = os.path.join(data_dir, "jupyterhub.pid")
-    c.ConfigurableHTTPProxy.pid_file = os.path.join(data_dir, "jupyterhub-proxy.pid")
-    c.ConfigurableHTTPProxy.command = [configurable_http_proxy()]
-    if proxy_api_port:
-        c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{proxy_api_port}"
-    c.JupyterHub.cleanup_servers = True
-    c.JupyterHub.allow_named_servers = True
-    c.JupyterHub.named_server_limit_per_user = int(hub.get("named_server_limit_per_user", 3))
-    c.JupyterHub.template_paths = [os.path.join(HERE, "templates")]
-    c.JupyterHub.template_vars = {
-        "aistack_admin_url": SERVICE_PREFIX + "admin/",
-        "aistack_show_admin": _show_admin_link(data, api_url, service_token),
-        "aistack_idle_warnings": idle_warnings,
-    }
-    if hub.get("announcement"):
-        c.JupyterHub.template_vars["announcement"] = str(hub["announcement"])
+    final = _defaults(data_dir)
+    final.merge(sections)
+    user_hub = _section(sections, "JupyterHub")
+    discovered = {"source": "configured", "nodes": []}
+    if managed:
+        from job_runner.binding.discovery import discover
 
-    # --- authentication: sign-up with admin approval
-    c.JupyterHub.authenticator_class = "nativeauthenticator.NativeAuthenticator"
-    c.NativeAuthenticator.open_signup = bool(hub.get("open_signup", False))
-    c.NativeAuthenticator.minimum_password_length = int(hub.get("minimum_password_length", 8))
-    c.NativeAuthenticator.check_common_password = True
-    c.Authenticator.admin_users = set(hub.get("admin_users", ["admin"]))
-    # NativeAuthenticator only authenticates approved users, so every authenticated user is allowed.
-    c.Authenticator.allow_all = True
-
-    # --- tenants = groups
-    members = hub.get("members") or {}
-    groups = {}
-    for t in data.get("tenants") or []:
-        groups[t["name"]] = {"users": list(members.get(t["name"], []))}
-    for name in set(members) - set(groups):
-        raise ValueError(f"hub.members names {name!r}, which is not a tenant")
-    c.JupyterHub.load_groups = groups
-
-    # --- the aistack service, hub-managed
-    env = {
-        "AISTACK_CONFIG": svc_config_path,
-        "AISTACK_DATA_DIR": data_dir,
-        "AISTACK_DB_URL": f"sqlite:///{os.path.join(data_dir, 'aistack.sqlite')}",
-        "AISTACK_INVENTORY_SOURCE": discovered["source"],
-        "AISTACK_SERVICE_PORT": str(service_port),
-        "PYTHONUNBUFFERED": "1",
-    }
-    for key in ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "LANG", "AISTACK_LOG_LEVEL"):
-        if os.environ.get(key):
-            env[key] = os.environ[key]
-    services = [{
-        "name": SERVICE_NAME,
-        "url": service_url,
-        "command": [sys.executable, "-m", "aistack_hub.service"],
+        discovered = discover(data.get("inventory"))
+        svc_path = os.path.join(data_dir, "aistack-service.yaml")
+        with open(svc_path, "w") as f:
+            yaml.safe_dump(service_file(data, discovered), f, sort_keys=False)
+        service = {"name": SERVICE_NAME, "url": service_url, "cwd": data_dir,
+                   "command": [sys.executable, "-m", "aistack_hub.service", f"--config={svc_path}",
+                               f"--data-dir={data_dir}"],
+                   "environment": {k: os.environ[k] for k in ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "LANG",
+                                                              "AISTACK_DB_URL") if os.environ.get(k)}}
+        service["environment"]["PYTHONUNBUFFERED"] = "1"
+    else:
+        service = {"name": SERVICE_NAME, "url": service_url}
+    service.update({
         "api_token": service_token,
-        "environment": env,
-        "cwd": data_dir,
         "oauth_no_confirm": True,
         "display": False,  # reached through the "GPU admin" link and the lab extension
         "oauth_client_allowed_scopes": [f"access:services!service={SERVICE_NAME}", "read:users!user",
                                         "read:users:groups!user"],
-    }]
+    })
+    services = [service]
     roles = [
         {"name": "aistack-service", "description": "the aistack job service",
          "scopes": SERVICE_SCOPES, "services": [SERVICE_NAME]},
         {"name": "user", "scopes": USER_ROLE_SCOPES},
         {"name": "server", "scopes": SERVER_ROLE_SCOPES},
     ]
-    if admin_token:
-        services.append({"name": "aistack-automation", "api_token": admin_token})
+    if hub.admin_token:
+        services.append({"name": "aistack-automation", "api_token": hub.admin_token})
         roles.append({"name": "admin", "services": ["aistack-automation"]})
-    c.JupyterHub.services = services
-    c.JupyterHub.load_roles = roles
-
-    # --- the spawner
-    c.JupyterHub.spawner_class = spawner_class
-    c.Spawner.default_url = "/lab"
-    c.Spawner.http_timeout = 60
-    # Where single-user servers (and the lab extension in them) reach the service directly.
-    c.Spawner.environment = {"AISTACK_SERVICE_URL": f"{service_url}{SERVICE_PREFIX}"}
-    c.GPUSliceSpawnerMixin.aistack_api_url = api_url
-    c.GPUSliceSpawnerMixin.aistack_token = service_token
-    c.GPUSliceSpawnerMixin.wait_for_gpu = bool(hub.get("wait_for_gpu", True))
-    c.GPUSliceSpawnerMixin.queue_timeout = int(hub.get("queue_timeout_s", 3600))
-    c.GPUSliceSpawnerMixin.idle_warning_s = int(hub.get("idle_warning_s", 300))
-    c.GPUSliceSpawnerMixin.idle_check_interval = int(hub.get("idle_check_interval_s", 30))
-    c.GPUSliceSpawnerMixin.tenant_idle_timeouts = {
-        t["name"]: int(t["idle_timeout_s"]) for t in data.get("tenants") or [] if t.get("idle_timeout_s")
+    # Lists and dicts that combine ours with the file's (the file's entries are added, not replacing ours).
+    final.JupyterHub.services = services + list(user_hub.get("services") or [])
+    final.JupyterHub.load_roles = roles + list(user_hub.get("load_roles") or [])
+    groups = {t.name: {"users": []} for t in deployment.tenants}  # tenants are groups
+    groups.update(user_hub.get("load_groups") or {})
+    final.JupyterHub.load_groups = groups
+    final.JupyterHub.template_vars = {
+        "aistack_admin_url": SERVICE_PREFIX + "admin/",
+        "aistack_show_admin": TenantAdminLink(deployment.tenants, api_url, service_token),
+        "aistack_idle_warnings": idle_warnings,
+        **(user_hub.get("template_vars") or {}),
     }
-    c.LocalGPUSpawner.data_dir = data_dir
-    if hub.get("run_as"):
-        c.LocalGPUSpawner.run_as = hub["run_as"]
+    # Where single-user servers (and the lab extension in them) reach the service directly.
+    final.Spawner.environment = {"AISTACK_SERVICE_URL": f"{service_url}{SERVICE_PREFIX}",
+                                 **_section(sections, "Spawner").get("environment", {})}
+    final.GPUSliceSpawnerMixin.aistack_api_url = api_url
+    final.GPUSliceSpawnerMixin.aistack_token = service_token
+    if os.environ.get("AISTACK_HUB_DB_URL"):  # a database URL with a password, from a Secret
+        final.JupyterHub.db_url = os.environ["AISTACK_HUB_DB_URL"]
+    proxy = _section(sections, "ConfigurableHTTPProxy")
+    if proxy.get("should_start", True) and "command" not in proxy:
+        final.ConfigurableHTTPProxy.command = [configurable_http_proxy()]
+    c.merge(final)
 
     return {
-        "url": f"http://{'127.0.0.1' if ip in ('0.0.0.0', '') else ip}:{port}/",
-        "hub_api": f"http://127.0.0.1:{hub_port}/hub/api/",
+        "url": _local_url(final.JupyterHub.bind_url),
+        "hub_api": _local_url(final.JupyterHub.hub_bind_url) + "hub/api/",
         "service_url": service_url,
         "api_url": api_url,
         "service_token": service_token,
         "inventory_source": discovered["source"],
-        "gpus": sum(len(n.get("gpus", [])) for n in discovered["nodes"]),
-        "admin_users": sorted(c.Authenticator.admin_users),
+        "gpus": sum(len(n.get("gpus", [])) if isinstance(n.get("gpus"), list) else int(n.get("gpus") or 0)
+                    for n in discovered["nodes"]),
+        "admin_users": sorted(final.Authenticator.admin_users),
         "data_dir": data_dir,
-        "tenants": sorted(groups),
+        "tenants": [t.name for t in deployment.tenants],
     }
 
 
@@ -288,8 +311,8 @@ class TenantAdminLink:
     ``GET tenants`` in the background at most every ``refresh_s`` (templates are rendered synchronously);
     until the first answer, the config file's tenant admins count."""
 
-    def __init__(self, data: dict, api_url: str, token: str, refresh_s: float = 30.0):
-        self.names = {a for t in data.get("tenants") or [] for a in t.get("admins") or ()}
+    def __init__(self, tenants: list, api_url: str, token: str, refresh_s: float = 30.0):
+        self.names = {a for t in tenants for a in t.admins}
         self.api_url, self.token, self.refresh_s = api_url, token, refresh_s
         self.last = float("-inf")
         self.task = None
@@ -321,10 +344,6 @@ class TenantAdminLink:
             self.names = {a for t in tenants for a in t.get("admins") or ()}
         except Exception:  # noqa: BLE001 - the link is a convenience; the page checks permissions itself
             pass
-
-
-def _show_admin_link(data: dict, api_url: str = "", token: str = ""):
-    return TenantAdminLink(data, api_url, token)
 
 
 def idle_warnings(user) -> list[str]:

@@ -21,7 +21,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from tests.hub.conftest import PASSWORD, start_hub, stop_hub  # noqa: E402
+from tests.hub.launcher import PASSWORD, start_hub, stop_hub  # noqa: E402
 from tests.labextension.conftest import LAB_CONFIG, params_notebook  # noqa: E402
 
 

@@ -112,7 +112,8 @@ def next_window_start(windows, when: float, horizon_s: float = 8 * 86400) -> flo
 class Tenant:
     """A team sharing the pool: quotas per resource group, fair-share weight, cohort for lending/borrowing
     idle quota (borrowing at most ``borrowing_limit_milli`` GPU beyond its own, None = what is idle),
-    users allowed the ``emergency`` priority, tenant admins, time windows and server idle timeout."""
+    users allowed the ``emergency`` priority, tenant admins, time windows and server idle timeout, and
+    the Kubernetes namespace of its servers and jobs (None = not on Kubernetes, or the deployment's one)."""
 
     name: str
     quotas: dict = field(default_factory=dict)
@@ -123,6 +124,7 @@ class Tenant:
     admins: frozenset = frozenset()
     windows: tuple = ()
     idle_timeout_s: float | None = None
+    namespace: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "emergency_users", frozenset(self.emergency_users))
@@ -165,4 +167,5 @@ class Tenant:
             "windows": [{"days": [DAYS[d] for d in sorted(w.days)], "hours": f"{w.start_hour}-{w.end_hour}"}
                         for w in self.windows],
             "idle_timeout_s": self.idle_timeout_s,
+            "namespace": self.namespace,
         }

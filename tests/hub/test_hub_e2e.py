@@ -19,7 +19,8 @@ import pytest
 
 from spawner.local import unreachable_paths
 
-from .conftest import TEST_CONFIG, dump, start_hub, stop_hub
+from .conftest import TEST_CONFIG, dump
+from .launcher import start_hub, stop_hub
 from .kernel import run_code
 
 ENV_CODE = ("import os, json; print(json.dumps(dict({k: os.environ.get(k) for k in ['CUDA_VISIBLE_DEVICES', "

@@ -113,11 +113,10 @@ def hub(tmp_path_factory):
 def hub_service(hub, deployment_path, tmp_path_factory):
     """The aistack service (LocalExecutor, real papermill) behind the real hub, on SQLite."""
     d = tmp_path_factory.mktemp("svc")
-    cfg = d / "service_config.py"
-    cfg.write_text("c.JobQueue.tick_interval_s = 0.2\nc.LocalExecutor.kill_grace_s = 2\n"
-                   f"c.AIStackService.notebook_root = {str(d / 'homes' / '{user}')!r}\n")
+    cfg = {"Controller": {"tick_interval_s": 0.2}, "LocalExecutor": {"kill_grace_s": 2},
+           "AIStackService": {"notebook_root": str(d / "homes" / "{user}")}}
     svc = ServiceProcess(str(d), f"sqlite:///{d}/aistack.sqlite", deployment_path, hub_api_url=hub["api"],
-                         port=hub["service_port"], config_py=str(cfg))
+                         port=hub["service_port"], config=cfg)
     svc.start()
     yield svc
     svc.stop()

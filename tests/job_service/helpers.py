@@ -14,6 +14,7 @@ import time
 
 import nbformat
 import requests
+import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PYTHON = sys.executable
@@ -133,15 +134,14 @@ class ServiceProcess:
     """``python -m aistack_hub.service`` in a subprocess (so that tests can SIGKILL it)."""
 
     def __init__(self, data_dir: str, db_url: str, deployment_path: str, hub_api_url: str | None = None,
-                 extra_args=(), port: int | None = None, config_py: str | None = None, log_name="service.log"):
+                 extra_args=(), port: int | None = None, config: dict | None = None, log_name="service.log"):
         self.data_dir = data_dir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}{PREFIX}"
         self.api = self.url + "api/"
         env = dict(os.environ)
         env.update({
-            "AISTACK_CONFIG": deployment_path, "AISTACK_DATA_DIR": data_dir, "AISTACK_DB_URL": db_url,
-            "AISTACK_SERVICE_PORT": str(self.port), "JUPYTERHUB_API_TOKEN": SERVICE_TOKEN,
+            "AISTACK_DB_URL": db_url, "JUPYTERHUB_API_TOKEN": SERVICE_TOKEN,
             "JUPYTERHUB_SERVICE_NAME": "aistack", "JUPYTERHUB_SERVICE_PREFIX": PREFIX,
             "JUPYTERHUB_OAUTH_ACCESS_SCOPES": json.dumps(["access:services!service=aistack"]),
             "JUPYTERHUB_CLIENT_ID": "service-aistack", "PYTHONUNBUFFERED": "1",
@@ -150,9 +150,15 @@ class ServiceProcess:
             env["JUPYTERHUB_API_URL"] = hub_api_url
             env["JUPYTERHUB_BASE_URL"] = "/"
         self.env = env
-        self.args = [PYTHON, "-m", "aistack_hub.service", *extra_args]
-        if config_py:
-            self.args += [f"--config={config_py}"]
+        # The deployment file plus this process's traitlets sections (``config``: {"Controller": {...}}).
+        os.makedirs(data_dir, exist_ok=True)
+        with open(deployment_path) as f:
+            merged = {**yaml.safe_load(f), **(config or {})}
+        config_path = os.path.join(data_dir, "service-config.yaml")
+        with open(config_path, "w") as f:
+            yaml.safe_dump(merged, f)
+        self.args = [PYTHON, "-m", "aistack_hub.service", f"--config={config_path}", f"--data-dir={data_dir}",
+                     f"--port={self.port}", *extra_args]
         self.log_path = os.path.join(data_dir, log_name)
         self.proc = None
 

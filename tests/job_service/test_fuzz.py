@@ -13,11 +13,10 @@ from .helpers import PYTHON, ServiceProcess
 
 
 def test_schemathesis_finds_no_server_error(hub, deployment_path, tmp_path):
-    cfg = tmp_path / "config.py"
-    cfg.write_text("c.JobQueue.tick_interval_s = 0.2\n"
-                   "c.AIStackService.executor_class = 'job_runner.executors.noop.NoopExecutor'\n")
+    cfg = {"Controller": {"tick_interval_s": 0.2},
+           "AIStackService": {"executor_class": "job_runner.executors.noop.NoopExecutor"}}
     svc = ServiceProcess(str(tmp_path / "svc"), f"sqlite:///{tmp_path}/fuzz.sqlite", deployment_path,
-                         hub_api_url=hub["api"], config_py=str(cfg)).start()
+                         hub_api_url=hub["api"], config=cfg).start()
     st = os.path.join(os.path.dirname(PYTHON), "schemathesis")
     try:
         for user in ("root", "alice"):  # a hub admin (everything allowed) and a plain tenant member

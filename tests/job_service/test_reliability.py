@@ -32,13 +32,12 @@ def db_url(request, tmp_path):
 def quick_service(tmp_path, db_url, deployment_path, name="svc", jobs_dir=None, run_max_s=1.0):
     d = tmp_path / name
     d.mkdir(exist_ok=True)
-    cfg = d / "config.py"
-    cfg.write_text(
-        "c.JobQueue.tick_interval_s = 0.1\nc.JobQueue.lease_ttl_s = 2\n"
-        f"c.LocalExecutor.runner_command = [{PYTHON!r}, '-S', {os.path.join(HERE, 'quick_runner.py')!r}]\n"
-        "c.LocalExecutor.lost_after_s = 5\nc.LocalExecutor.kill_grace_s = 1\n"
-        + (f"c.AIStackService.jobs_dir = {str(jobs_dir)!r}\n" if jobs_dir else ""))
-    svc = ServiceProcess(str(d), db_url, deployment_path, config_py=str(cfg))
+    cfg = {"Controller": {"tick_interval_s": 0.1, "lease_ttl_s": 2},
+           "LocalExecutor": {"runner_command": [PYTHON, "-S", os.path.join(HERE, "quick_runner.py")],
+                             "lost_after_s": 5, "kill_grace_s": 1}}
+    if jobs_dir:
+        cfg["AIStackService"] = {"jobs_dir": str(jobs_dir)}
+    svc = ServiceProcess(str(d), db_url, deployment_path, config=cfg)
     svc.env["AISTACK_TEST_RUNS_LOG"] = str(tmp_path / "runs.log")
     svc.env["AISTACK_TEST_RUN_MAX_S"] = str(run_max_s)
     svc.env["PYTHONPATH"] = os.path.dirname(os.path.dirname(HERE))
@@ -150,9 +149,8 @@ def test_real_papermill_job_survives_a_service_kill(tmp_path, deployment_path):
     """The real runner (papermill + kernel) keeps running while the service is down and is re-adopted."""
     d = tmp_path / "svc"
     d.mkdir()
-    cfg = d / "config.py"
-    cfg.write_text("c.JobQueue.tick_interval_s = 0.2\nc.JobQueue.lease_ttl_s = 1\n")
-    svc = ServiceProcess(str(d), f"sqlite:///{d}/db.sqlite", deployment_path, config_py=str(cfg)).start()
+    cfg = {"Controller": {"tick_interval_s": 0.2, "lease_ttl_s": 1}}
+    svc = ServiceProcess(str(d), f"sqlite:///{d}/db.sqlite", deployment_path, config=cfg).start()
     s = svc.session()
     nb = make_notebook("import time, os\nopen('kernel.pid','w').write(str(os.getpid()))",
                        "time.sleep(6)", "print('done after the restart')")

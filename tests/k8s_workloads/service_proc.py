@@ -31,7 +31,7 @@ def aistack_service(tmp_path, deployment: dict, *args: str):
     env.pop("JUPYTERHUB_API_URL", None)
     log = tmp_path / "service.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "aistack_hub.service", f"--deployment-config={tmp_path / 'deploy.yaml'}",
+        [sys.executable, "-m", "aistack_hub.service", f"--config={tmp_path / 'deploy.yaml'}",
          f"--data-dir={data}", f"--port={port}", "--executor=job_runner.executors.noop.NoopExecutor",
          "--NoopExecutor.duration_s=3600", "--AIStackService.validate_kernels=False", *args],
         env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=ROOT)
