@@ -52,6 +52,10 @@ class IdleCuller:
             # Always watch: a tenant without a time-out today may get one from the admin page tomorrow.
             self._task = asyncio.ensure_future(self._loop())
 
+    @property
+    def watching(self) -> bool:
+        return self._task is not None and not self._task.done()
+
     def stop(self):
         task, self._task = self._task, None
         if task and not task.done() and task is not asyncio.current_task():
@@ -101,6 +105,8 @@ class IdleCuller:
     async def _loop(self):
         while True:
             await asyncio.sleep(self.interval)
+            if not self.spawner.allocation:
+                return  # the server stopped and gave its slice back
             try:
                 if await self.check() == "stopped":
                     return

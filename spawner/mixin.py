@@ -246,6 +246,15 @@ class GPUSliceSpawnerMixin(LoggingConfigurable):
         finally:
             await self.release()
 
+    async def poll(self):
+        status = await super().poll()
+        # A server that outlived a hub restart (cleanup_servers off) is watched again: the hub polls every
+        # server it loads from its database, and the watch lived only in the old hub process.
+        starting_or_stopping = self._spawn_pending or self._stop_pending
+        if status is None and self.allocation and not starting_or_stopping and not self.idle_culler.watching:
+            self.idle_culler.start()
+        return status
+
     def get_env(self):
         env = super().get_env()
         env.update(self.aistack_env())

@@ -230,3 +230,21 @@ async def test_idle_time_out_is_read_live_from_the_tenant(service):
     _svc(service, "PATCH", "tenants/team-a", json={"idle_timeout_s": 7200})
     assert await sp.check_idle(now.timestamp()) == "ok"
     _svc(service, "PATCH", "tenants/team-a", json={"idle_timeout_s": 3600})
+
+
+async def test_a_server_that_outlived_a_hub_restart_is_watched_again():
+    # The idle watch lives in the hub process; a hub that restarts loads the server from its database and
+    # polls it: that poll resumes the watch (else a surviving server would never be culled).
+    sp = LocalGPUSpawner(idle_check_interval=3600)
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        sp.load_state({"pid": server.pid, "aistack": {"allocation": {"id": 7, "state": "allocated"},
+                                                      "tenant": "team-a", "profile": "quarter"}})
+        assert not sp.idle_culler.watching
+        assert await sp.poll() is None
+        assert sp.idle_culler.watching
+        sp.idle_culler.stop()
+        assert not sp.idle_culler.watching
+    finally:
+        server.kill()
+        server.wait()
