@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aistack_hub.config import DeploymentConfig
+from aistack_hub.config import load_config
 from tests.k8s.controlplane import BinariesMissing, require_binaries
 
 HERE = Path(__file__).resolve().parent
@@ -118,15 +118,33 @@ def test_rbac_is_namespaced_per_tenant(binaries, values):
     assert len(by_kind(docs, "ClusterRoleBinding")) == len(expected)
 
 
+def config_file(docs, tmp_path) -> Path:
+    """The rendered deployment config file (config.yaml of the -config ConfigMap), written to tmp_path."""
+    cm = next(d for d in by_kind(docs, "ConfigMap") if "config.yaml" in d["data"])
+    path = tmp_path / "config.yaml"
+    path.write_text(cm["data"]["config.yaml"])
+    return path
+
+
 @pytest.mark.parametrize("values", VALUE_SETS, ids=IDS)
-def test_config_map_is_a_valid_deployment_config_for_the_service(binaries, values):
+def test_config_map_is_a_valid_deployment_config(binaries, values, tmp_path):
+    """Every section is a real class and every key one of its traits (as aistack-hub's loader checks),
+    and every tenant carries the namespace the chart gives it RBAC, quota and servers in."""
     docs = render(binaries, values)
-    cm = next(d for d in by_kind(docs, "ConfigMap") if "aistack.yaml" in d["data"])
-    data = yaml.safe_load(cm["data"]["aistack.yaml"])
-    config = DeploymentConfig.from_dict(data)  # the service's own loader and validation
+    sections, deployment = load_config(str(config_file(docs, tmp_path)), check=True)
     given = (yaml.safe_load(values.read_text()) or {}).get("tenants") or [{"name": "default"}]
-    assert [t.name for t in config.tenants] == [t["name"] for t in given]
-    assert "namespace" not in str(data["tenants"]) and "resourceQuota" not in str(data["tenants"])
+    assert [t.name for t in deployment.tenants] == [t["name"] for t in given]
+    roles = {r["metadata"]["namespace"] for r in by_kind(docs, "Role") if r["metadata"]["name"].endswith("-aistack")}
+    assert {t.namespace for t in deployment.tenants} == roles
+    for tenant, spec in zip(deployment.tenants, given):
+        if spec.get("namespace"):
+            assert tenant.namespace == spec["namespace"]
+        if spec.get("resourceQuota"):
+            quota = next(q for q in by_kind(docs, "ResourceQuota")
+                         if q["metadata"]["labels"]["aistack.io/tenant"] == tenant.name)
+            assert quota["metadata"]["namespace"] == tenant.namespace
+    assert "resourceQuota" not in str(yaml.safe_load(config_file(docs, tmp_path).read_text())["tenants"])
+    assert sections.KubeGPUSpawner.create_tenant_namespaces is False  # the chart creates them
 
 
 def test_generated_secrets_are_what_jupyterhub_accepts(binaries):
@@ -296,11 +314,11 @@ def test_upgrade_keeps_generated_secrets(k8s_control_plane, installed):
     cp = k8s_control_plane
     before = cp.kubectl_json("get", "secret", f"{RELEASE}-secret", "-n", RELEASE_NS)["data"]
     cp.helm("upgrade", RELEASE, str(CHART), "-n", RELEASE_NS, "-f", str(installed["values"]),
-            "--set", "scheduler.preemption=true", "--wait", "--timeout", "180s")
+            "--set", "config.Controller.preemption=true", "--wait", "--timeout", "180s")
     after = cp.kubectl_json("get", "secret", f"{RELEASE}-secret", "-n", RELEASE_NS)["data"]
     assert after == before
     cm = cp.kubectl_json("get", "configmap", f"{RELEASE}-config", "-n", RELEASE_NS)
-    assert yaml.safe_load(cm["data"]["aistack.yaml"])["scheduler"]["preemption"] is True
+    assert yaml.safe_load(cm["data"]["config.yaml"])["Controller"]["preemption"] is True
 
 
 LOAD_CONFIG = r"""
@@ -311,82 +329,60 @@ print(json.dumps({section: {k: repr(v) for k, v in cfg[section].items()} for sec
 """
 
 
-def _load_traitlets_config(path: Path, env: dict) -> dict:
+def _load_hub_config(path: Path, env: dict) -> dict:
+    """The rendered jupyterhub_config.py loaded as JupyterHub loads it, in a fresh interpreter."""
     import os
     import sys
     result = run([sys.executable, "-c", LOAD_CONFIG, path], env={**os.environ, **env}, cwd=REPO)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _unknown_traits(config: dict, classes: dict) -> list[str]:
-    unknown = []
-    for section, values in config.items():
-        klass = classes[section]
-        unknown += [f"{section}.{k}" for k in values if k not in klass.class_trait_names()]
-    return unknown
-
-
-def _write_config_map(docs, name_suffix, tmp_path):
-    cm = next(d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith(name_suffix))
-    for key, text in cm["data"].items():
-        (tmp_path / key).write_text(text)
-
-
 @pytest.mark.parametrize("values", VALUE_SETS, ids=IDS)
-def test_hub_config_loads_with_the_products_configure(binaries, values, tmp_path):
-    """The rendered jupyterhub_config.py runs aistack_hub.hubconfig.configure() on the rendered
-    deployment config and sets only traits that exist."""
-    from jupyterhub.app import JupyterHub
-    from kubespawner import KubeSpawner
-    from traitlets.config import Configurable
-
-    from spawner.kube import KubeGPUSpawner
-    from spawner.mixin import GPUSliceSpawnerMixin
-
+def test_hub_config_is_the_products_configure_on_the_config_file(binaries, values, tmp_path):
+    """The rendered jupyterhub_config.py only runs aistack_hub.hubconfig.configure() on the rendered config
+    file (no chart logic in Python): an external service, no proxy to start, KubeGPUSpawner pods."""
     docs = render(binaries, values)
-    _write_config_map(docs, "-hub", tmp_path)
-    _write_config_map(docs, "-config", tmp_path)
-    (tmp_path / "data").mkdir()
-    config = _load_traitlets_config(tmp_path / "jupyterhub_config.py", {
-        "AISTACK_CHART_VALUES": str(tmp_path / "values.yaml"),
-        "AISTACK_DEPLOYMENT_CONFIG": str(tmp_path / "deployment.yaml"),
-        "AISTACK_HUB_DATA_DIR": str(tmp_path / "data"),
-        "AISTACK_SERVICE_API_TOKEN": "t1", "CONFIGPROXY_AUTH_TOKEN": "t2",
+    config = config_file(docs, tmp_path)
+    data = yaml.safe_load(config.read_text())
+    data["AIStackHub"]["data_dir"] = str(tmp_path / "data")  # /srv/jupyterhub in the pod
+    config.write_text(yaml.safe_dump(data))
+    cm = next(d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-hub"))
+    hub_py = cm["data"]["jupyterhub_config.py"]
+    assert hub_py.count("/etc/aistack/config.yaml") == 1 and "import yaml" not in hub_py
+    (tmp_path / "jupyterhub_config.py").write_text(hub_py.replace("/etc/aistack/config.yaml", str(config)))
+    loaded = _load_hub_config(tmp_path / "jupyterhub_config.py", {
+        "AISTACK_SERVICE_TOKEN": "t1" * 16, "CONFIGPROXY_AUTH_TOKEN": "t2",
         "AISTACK_HUB_DB_URL": "sqlite:///" + str(tmp_path / "hub.sqlite"),
     })
-    assert config["JupyterHub"]["spawner_class"] == repr("spawner.kube.KubeGPUSpawner")
-    assert "'url': 'http://aistack-hub-aistack:10101'" in config["JupyterHub"]["services"]
-    assert "command" not in config["JupyterHub"]["services"]  # external service, not hub-managed
-    from nativeauthenticator import NativeAuthenticator
-    from jupyterhub.auth import Authenticator
-    from jupyterhub.proxy import ConfigurableHTTPProxy
-    from jupyterhub.spawner import Spawner
-    classes = {"JupyterHub": JupyterHub, "KubeSpawner": KubeSpawner, "KubeGPUSpawner": KubeGPUSpawner,
-               "GPUSliceSpawnerMixin": GPUSliceSpawnerMixin, "Spawner": Spawner,
-               "ConfigurableHTTPProxy": ConfigurableHTTPProxy, "Authenticator": Authenticator,
-               "NativeAuthenticator": NativeAuthenticator, "LocalGPUSpawner": Configurable}
-    config.pop("LocalGPUSpawner", None)  # configure() sets it for the local deployment; unused here
-    assert _unknown_traits(config, classes) == []
+    assert loaded["JupyterHub"]["spawner_class"] == repr("spawner.kube.KubeGPUSpawner")
+    assert "'url': 'http://aistack-hub-aistack:10101'" in loaded["JupyterHub"]["services"]
+    assert "command" not in loaded["JupyterHub"]["services"]  # external service, not hub-managed
+    assert loaded["ConfigurableHTTPProxy"]["should_start"] == "False"
+    assert "command" not in loaded["ConfigurableHTTPProxy"]
+    assert loaded["GPUSliceSpawnerMixin"]["aistack_token"] == repr("t1" * 16)
+    assert loaded["JupyterHub"]["db_url"] == repr("sqlite:///" + str(tmp_path / "hub.sqlite"))
+    hub_env = {e["name"] for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-hub")
+               for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert {"AISTACK_SERVICE_TOKEN", "AISTACK_HUB_DB_URL"} <= hub_env
 
 
 @pytest.mark.parametrize("values", VALUE_SETS, ids=IDS)
-def test_service_config_sets_the_kubernetes_executor(binaries, values, tmp_path):
+def test_service_loads_the_same_file_and_runs_kubernetes_jobs(binaries, values, tmp_path):
+    from aistack_hub.config import apply_config_file
     from aistack_hub.service import AIStackService
     from job_runner.executors.kubernetes import KubernetesExecutor
-    from job_runner.binding.kube import SliceRenderer
 
     docs = render(binaries, values)
-    _write_config_map(docs, "-config", tmp_path)
-    config = _load_traitlets_config(tmp_path / "aistack_config.py", {
-        "AISTACK_CHART_VALUES": str(tmp_path / "chart.yaml"), "AISTACK_JOB_TOKEN_SECRET": "s"})
-    classes = {"AIStackService": AIStackService, "KubernetesExecutor": KubernetesExecutor,
-               "SliceRenderer": SliceRenderer}
-    assert _unknown_traits(config, classes) == []
-    assert config["AIStackService"]["executor_class"] == repr("job_runner.executors.kubernetes.KubernetesExecutor")
-    assert config["KubernetesExecutor"]["create_namespaces"] == "False"
-    assert config["KubernetesExecutor"]["service_url"] == repr(
-        "http://aistack-hub-aistack.aistack.svc:10101/services/aistack/api/")
-    command = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-aistack"))
-    argv = command["spec"]["template"]["spec"]["containers"][0]["command"]
-    assert argv[:3] == ["python", "-m", "aistack_hub.service"]
-    assert "--config=/etc/aistack/aistack_config.py" in argv
+    deployment = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-aistack"))
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    argv = container["command"]
+    assert argv == ["python", "-m", "aistack_hub.service", "--config=/etc/aistack/config.yaml"]
+    assert not any(e["name"] in ("AISTACK_CONFIG", "AISTACK_DATA_DIR") for e in container["env"])
+    app = AIStackService()
+    app.parse_command_line([f"--config={config_file(docs, tmp_path)}"])
+    apply_config_file(app, app.config_file)
+    assert app.executor_class == "job_runner.executors.kubernetes.KubernetesExecutor"
+    assert app.ip == "0.0.0.0" and app.data_dir == "/srv/aistack" and app.validate_kernels is False
+    executor = KubernetesExecutor(parent=app)
+    assert executor.create_namespaces is False
+    assert executor.service_url == "http://aistack-hub-aistack.aistack.svc:10101/services/aistack/api/"

@@ -72,22 +72,79 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 {{- end -}}
 
-{{/* The deployment config the service and the hub read (aistack_hub/config.py). Chart-only tenant keys are dropped. */}}
-{{- define "aistack.deploymentConfig" -}}
+{{/* The deployment config file the hub and the service both load (aistack_hub/config.py): traitlets sections
+     (a class name, then its traits) that the chart derives from its values, with .Values.config merged
+     over them (yours win), and the data sections. Every tenant gets its namespace (its `namespace` value,
+     else tenantNamespaces.prefix + name), so servers, jobs, RBAC and quota all use the same one. */}}
+{{- define "aistack.config" -}}
+{{- $su := .Values.singleuser -}}
+{{- $a := .Values.aistack -}}
+{{- $hubName := include "aistack.component" (list $ "hub") -}}
+{{- $serviceName := include "aistack.component" (list $ "aistack") -}}
 {{- $tenants := list -}}
 {{- range .Values.tenants -}}
-{{- $tenants = append $tenants (omit . "namespace" "resourceQuota") -}}
+{{- $t := omit . "namespace" "resourceQuota" -}}
+{{- $_ := set $t "namespace" (include "aistack.tenantNamespace" (list $ .)) -}}
+{{- $tenants = append $tenants $t -}}
 {{- end -}}
-{{- $config := dict "tenants" $tenants "profiles" .Values.profiles "scheduler" .Values.scheduler -}}
+{{- $spawner := dict
+  "image" (include "aistack.singleuserImage" .)
+  "image_pull_policy" $su.image.pullPolicy
+  "uid" $su.uid "fs_gid" $su.fsGid
+  "namespace" .Release.Namespace
+  "automount_service_account_token" false
+  "extra_labels" (dict "hub.jupyter.org/network-access-hub" "true")
+  "enable_user_namespaces" $su.namespacePerTenant -}}
+{{- if eq $su.storage.type "dynamic" -}}
+{{- $_ := set $spawner "storage_pvc_ensure" true -}}
+{{- $_ := set $spawner "storage_capacity" $su.storage.capacity -}}
+{{- if $su.storage.storageClassName }}{{ $_ := set $spawner "storage_class" $su.storage.storageClassName }}{{ end -}}
+{{- $_ := set $spawner "pvc_name_template" "claim-{username}{servername}" -}}
+{{- $_ := set $spawner "volumes" (list (dict "name" "home" "persistentVolumeClaim" (dict "claimName" "{pvc_name}"))) -}}
+{{- $_ := set $spawner "volume_mounts" (list (dict "name" "home" "mountPath" "/home/jovyan")) -}}
+{{- end -}}
+{{- if not (kindIs "invalid" $su.cpu.guarantee) }}{{ $_ := set $spawner "cpu_guarantee" $su.cpu.guarantee }}{{ end -}}
+{{- if not (kindIs "invalid" $su.cpu.limit) }}{{ $_ := set $spawner "cpu_limit" $su.cpu.limit }}{{ end -}}
+{{- if not (kindIs "invalid" $su.memory.guarantee) }}{{ $_ := set $spawner "mem_guarantee" $su.memory.guarantee }}{{ end -}}
+{{- if not (kindIs "invalid" $su.memory.limit) }}{{ $_ := set $spawner "mem_limit" $su.memory.limit }}{{ end -}}
+{{- if $su.profileList }}{{ $_ := set $spawner "profile_list" $su.profileList }}{{ end -}}
+{{- $sections := dict
+  "AIStackHub" (dict
+    "service_url" (printf "http://%s:%v" $serviceName $a.port)
+    "data_dir" "/srv/jupyterhub")
+  "JupyterHub" (dict
+    "bind_url" "http://:8000"
+    "hub_bind_url" "http://:8081"
+    "hub_connect_url" (printf "http://%s:%v" $hubName .Values.hub.service.port)
+    "cleanup_servers" false
+    "spawner_class" "spawner.kube.KubeGPUSpawner")
+  "ConfigurableHTTPProxy" (dict
+    "should_start" false
+    "api_url" (printf "http://%s:8001" (include "aistack.component" (list $ "proxy-api"))))
+  "KubeSpawner" $spawner
+  "KubeGPUSpawner" (dict
+    "slice_backend" $su.sliceBackend
+    "tenant_namespaces" $su.namespacePerTenant
+    "create_tenant_namespaces" false)
+  "SliceRenderer" (dict "backend" $su.sliceBackend)
+  "AIStackService" (dict
+    "ip" "0.0.0.0"
+    "port" $a.port
+    "data_dir" "/srv/aistack"
+    "executor_class" (get (dict "kubernetes" "job_runner.executors.kubernetes.KubernetesExecutor" "local" "job_runner.executors.local.LocalExecutor" "noop" "job_runner.executors.noop.NoopExecutor") $a.executor)
+    "validate_kernels" false)
+  "KubernetesExecutor" (dict
+    "namespace_template" (printf "%s{tenant}" .Values.tenantNamespaces.prefix)
+    "create_namespaces" false
+    "image" ($a.jobs.image | default (include "aistack.singleuserImage" .))
+    "service_url" (printf "http://%s.%s.svc:%v/services/aistack/api/" $serviceName .Release.Namespace $a.port)
+    "ttl_seconds_after_finished" $a.jobs.ttlSecondsAfterFinished) -}}
+{{- $config := mergeOverwrite $sections (deepCopy (.Values.config | default dict)) -}}
+{{- $_ := set $config "tenants" $tenants -}}
+{{- $_ := set $config "profiles" .Values.profiles -}}
 {{- if .Values.inventory -}}
 {{- $_ := set $config "inventory" .Values.inventory -}}
 {{- end -}}
-{{- toYaml $config -}}
-{{- end -}}
-
-{{- define "aistack.hubDeploymentConfig" -}}
-{{- $config := include "aistack.deploymentConfig" . | fromYaml -}}
-{{- $_ := set $config "hub" .Values.hub.config -}}
 {{- toYaml $config -}}
 {{- end -}}
 
