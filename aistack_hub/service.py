@@ -1,12 +1,13 @@
 """The ``aistack`` JupyterHub service: ``python -m aistack_hub.service``.
 
 One tornado application under the service prefix (``$JUPYTERHUB_SERVICE_PREFIX``, default
-``/services/aistack/``): the REST API (``api/``), the admin page (``admin/``, from ``aistack_hub.admin`` when
-that package is installed), Prometheus metrics (``metrics``), and the scheduling loop
-(``job_runner.controller``) with its executor. The API's work is done by ``aistack_hub.services`` over one
-``Offload``: the thread pool and worker processes that keep blocking work off this process's event loop. Settings are traitlets: the deployment config file given by ``--config`` (YAML: traitlets
-sections such as ``AIStackService:``, and the tenants/profiles/inventory data; ``aistack_hub.config``), and
-command-line flags (``--AIStackService.db_url=...``), which win.
+``/services/aistack/``): the REST API (``api/``), the admin page (``admin/``, ``aistack_hub.admin``),
+Prometheus metrics (``metrics``), and the scheduling loop (``job_runner.controller``) with its executor.
+The API's work is done by ``aistack_hub.services`` over one ``Offload``: the thread pool and worker
+processes that keep blocking work off this process's event loop. Settings are traitlets: the deployment
+config file given by ``--config`` (YAML: traitlets sections such as ``AIStackService:``, and the
+tenants/profiles/inventory data; ``aistack_hub.config``), and command-line flags
+(``--AIStackService.db_url=...``), which win.
 """
 from __future__ import annotations
 
@@ -201,21 +202,12 @@ class AIStackService(Application):
         return "127.0.0.1" if self.ip in ("", "0.0.0.0") else ("[::1]" if self.ip == "::" else self.ip)
 
     def _admin_handlers(self, prefix):
-        try:
-            from aistack_hub import admin
-        except ImportError:
-            return []
-        out = []
-        try:
-            from jupyterhub.services.auth import HubOAuthCallbackHandler
+        from jupyterhub.services.auth import HubOAuthCallbackHandler
 
-            out.append((prefix + "oauth_callback", HubOAuthCallbackHandler))
-        except ImportError:
-            pass
-        for h in getattr(admin, "handlers", []):
-            pattern, rest = h[0], h[1:]
-            out.append((prefix + pattern.lstrip("/"), *rest))
-        return out
+        from aistack_hub import admin
+
+        return [(prefix + "oauth_callback", HubOAuthCallbackHandler)] + [
+            (prefix + pattern, *rest) for pattern, *rest in admin.handlers]
 
     def _log_request(self, handler):
         status = handler.get_status()

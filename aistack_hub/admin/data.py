@@ -24,15 +24,12 @@ class Endpoints:
     service_token: str  # the service's own token (hub groups)
 
     @classmethod
-    def from_env(cls, settings: dict | None = None) -> "Endpoints":
-        settings = settings or {}
-        api = settings.get("aistack_api_base")
-        if not api:
-            base = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8790").rstrip("/")
-            prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/aistack/")
-            api = base + prefix.rstrip("/") + "/api/"
+    def from_settings(cls, settings: dict) -> "Endpoints":
+        """The service's own API (``aistack_api_base``, set by aistack_hub.service), JupyterHub's from the
+        environment a hub-managed service gets."""
         hub_api = os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api").rstrip("/") + "/"
-        return cls(api=api, hub_api=hub_api, service_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""))
+        return cls(api=settings["aistack_api_base"], hub_api=hub_api,
+                   service_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""))
 
 
 async def call(base: str, token: str, method: str, path: str, body=None, query=None, timeout: float = 20):
@@ -54,37 +51,18 @@ async def call(base: str, token: str, method: str, path: str, body=None, query=N
     return data
 
 
-def _items(data, *keys):
-    """Lists come bare or wrapped ({"items": [...]}, {"jobs": [...]}, ...)."""
-    if isinstance(data, list):
-        return data
-    if isinstance(data, dict):
-        for k in keys + ("items", "results"):
-            if isinstance(data.get(k), list):
-                return data[k]
-    return []
+async def whoami(ep: Endpoints, token: str) -> dict:
+    """``GET me``: the viewer, and the tenants they administer."""
+    return await call(ep.api, token, "GET", "me")
 
 
-async def whoami(ep: Endpoints, token: str, hub_user: dict | None = None) -> dict:
-    """``GET me``; with a service that lacks it, the hub's user model and the tenants' admin lists."""
-    try:
-        return await call(ep.api, token, "GET", "me")
-    except APIError as e:
-        if e.status != 404 or not hub_user:
-            raise
-    name = hub_user.get("name")
-    tenants = _items(await call(ep.api, token, "GET", "tenants"), "tenants")
-    return {"name": name, "admin": bool(hub_user.get("admin")),
-            "tenants": [{"name": t["name"], "admin": name in (t.get("admins") or [])} for t in tenants]}
-
-
-async def gather(ep: Endpoints, token: str, hub_user: dict | None = None) -> dict:
+async def gather(ep: Endpoints, token: str) -> dict:
     """Everything the page shows for this viewer. Raises APIError(403) for non-admins."""
-    me = await whoami(ep, token, hub_user)
+    me = await whoami(ep, token)
     admin_of = {t["name"] for t in me.get("tenants", []) if t.get("admin")}
     if not me.get("admin") and not admin_of:
         raise APIError(403, f"{me.get('name')} is neither a JupyterHub admin nor a tenant admin")
-    tenants = _items(await call(ep.api, token, "GET", "tenants"), "tenants")
+    tenants = (await call(ep.api, token, "GET", "tenants"))["tenants"]
     if not me.get("admin"):
         tenants = [t for t in tenants if t.get("name") in admin_of]
     usage = await call(ep.api, token, "GET", "usage") or {}
@@ -94,10 +72,8 @@ async def gather(ep: Endpoints, token: str, hub_user: dict | None = None) -> dic
         if e.status != 403:
             raise
         inventory = {}  # tenant admins may not see the whole pool
-    queued = _items(await call(ep.api, token, "GET", "jobs", query={"state": "queued", "limit": 500}), "jobs")
-    running = _items(await call(ep.api, token, "GET", "jobs", query={"state": "running", "limit": 500}), "jobs")
-    for j in queued:
-        j.setdefault("position", j.get("queue_position"))
+    queued = (await call(ep.api, token, "GET", "jobs", query={"state": "queued", "limit": 500}))["jobs"]
+    running = (await call(ep.api, token, "GET", "jobs", query={"state": "running", "limit": 500}))["jobs"]
     tenants = [normalise_tenant(t) for t in tenants]
     members = {}
     for t in tenants:
@@ -117,7 +93,7 @@ async def gather(ep: Endpoints, token: str, hub_user: dict | None = None) -> dic
         "usage": usage_t,
         "users": users,
         "inventory": inventory,
-        "queue": sorted(queued, key=lambda j: (j.get("position") is None, j.get("position") or 0)),
+        "queue": sorted(queued, key=lambda j: (j["queue_position"] is None, j["queue_position"] or 0)),
         "running": running,
         "gpu_hours": hours,
         "alarms": alarms(inventory, usage_t, queued),
@@ -129,11 +105,9 @@ QUOTA_KEYS = ("gpu_milli", "cpu_milli", "memory_mib", "max_servers_per_user", "m
 
 
 def normalise_tenant(t: dict) -> dict:
-    """Every quota field present (None = unlimited), so the page can render any API answer."""
+    """Every quota field present (None = unlimited), so the page can render any tenant."""
     t = dict(t)
     quotas = t.get("quotas") or {"any": {}}
-    if isinstance(quotas, list):
-        quotas = {q.get("resource_group", "any"): q for q in quotas}
     t["quotas"] = {g: {k: (q or {}).get(k) for k in QUOTA_KEYS} for g, q in quotas.items()}
     for key, default in (("weight", 1.0), ("admins", []), ("emergency_users", []), ("idle_timeout_s", None),
                          ("cohort", None)):
@@ -150,7 +124,8 @@ async def group_members(ep: Endpoints, group: str) -> list[str]:
 
 
 def alarms(inventory: dict, usage: dict, queued: list) -> list[dict]:
-    """A GPU gone or unhealthy, a node unhealthy, low utilisation (measured, or allocated while jobs wait)."""
+    """A GPU or node unhealthy, low utilisation (measured where the inventory has it, or allocated while jobs
+    wait)."""
     out = []
     total = used = 0
     for node in inventory.get("nodes") or []:
@@ -159,15 +134,12 @@ def alarms(inventory: dict, usage: dict, queued: list) -> list[dict]:
         for g in node.get("gpus") or []:
             total += 1000
             used += sum(int(w.get("gpu_milli") or 0) for w in g.get("workloads") or [])
-            if g.get("healthy") is False or g.get("present") is False:
+            if g.get("healthy") is False:
                 out.append({"level": "danger", "text": f"GPU {g.get('index')} of {node['name']} is gone or unhealthy"})
             util = g.get("utilization_pct")
             if util is not None and g.get("workloads") and util < 10:
                 out.append({"level": "warning",
                             "text": f"GPU {g.get('index')} of {node['name']} is allocated but {util}% busy"})
-    expected = inventory.get("expected_gpus")
-    if expected and total // 1000 < expected:
-        out.append({"level": "danger", "text": f"{expected - total // 1000} GPU(s) missing from the inventory"})
     if total and used / total < 0.2 and queued:
         out.append({"level": "warning", "text": f"only {100 * used / total:.0f}% of GPU capacity is allocated "
                                                  f"while {len(queued)} job(s) wait"})

@@ -49,7 +49,7 @@ class AdminBase(HubOAuthenticated, web.RequestHandler):
 
     @property
     def endpoints(self) -> Endpoints:
-        return Endpoints.from_env(self.settings)
+        return Endpoints.from_settings(self.settings)
 
     def viewer_token(self) -> str:
         token = self.hub_auth.get_token(self)
@@ -75,7 +75,7 @@ class AdminBase(HubOAuthenticated, web.RequestHandler):
 
     async def require_tenant_admin(self, tenant: str) -> dict:
         try:
-            me = await whoami(self.endpoints, self.viewer_token(), self.current_user)
+            me = await whoami(self.endpoints, self.viewer_token())
         except APIError as e:
             raise web.HTTPError(e.status if 400 <= e.status < 500 else 502, e.message) from e
         if me.get("admin"):
@@ -89,7 +89,7 @@ class AdminPageHandler(AdminBase):
     @web.authenticated
     async def get(self):
         try:
-            data = await gather(self.endpoints, self.viewer_token(), self.current_user)
+            data = await gather(self.endpoints, self.viewer_token())
         except APIError as e:
             raise web.HTTPError(e.status if 400 <= e.status < 500 else 502, e.message) from e
         html = _env.get_template("admin.html").render(

@@ -47,16 +47,20 @@ class JobLogsHandler(APIHandler):
         q = self.query(LogsQuery)
         chunks = self.services.jobs.logs(self.identity, job_id, q.offset, q.follow)
         self.set_header("Content-Type", "text/plain; charset=utf-8")
-        if not q.follow:
-            data, offset = await anext(chunks)
-            self.set_header("X-Aistack-Log-Offset", str(offset))
-            return self.finish(data)
-        async for data, _ in chunks:
-            if self.request.connection.stream.closed():
-                break
-            self.write(data)
-            await self.flush()
-        self.finish()
+        try:
+            if not q.follow:
+                data, offset = await anext(chunks)
+                self.set_header("X-Aistack-Log-Offset", str(offset))
+                return self.finish(data)
+            async for data, _ in chunks:
+                if self.request.connection.stream.closed():
+                    return
+                if data:
+                    self.write(data)
+                    await self.flush()
+            self.finish()
+        finally:
+            await chunks.aclose()
 
 
 class InspectHandler(APIHandler):

@@ -1,8 +1,10 @@
 """The OpenAPI 3 description of the aistack API (served at api/openapi.json)."""
 from __future__ import annotations
 
+from aistack_hub.services.models import MAX_ALLOCATION_WAIT_S, MAX_RETRIES, MAX_TIMEOUT_S, RETRYABLE
 from job_runner.db import JOB_STATES
 from job_runner.failures import FAILURE_CLASSES
+from job_runner.scheduling import PRIORITIES
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -22,6 +24,7 @@ def _body(schema, required=True):
     return {"required": required, "content": {"application/json": {"schema": schema}}}
 
 
+SECONDS = {"type": "number", "minimum": 1, "maximum": MAX_TIMEOUT_S}
 ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}}
 NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[a-z0-9-]{1,63}$"}}
 
@@ -43,10 +46,10 @@ SCHEMAS = {
                       "description": "grid: name -> list of values; submits one job per combination"},
             "profile": {"type": "string"}, "tenant": {"type": "string"},
             "name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63},
-            "priority": {"type": "string", "enum": ["normal", "high", "emergency"]},
-            "timeout_s": {"type": "number", "minimum": 1}, "expected_duration_s": {"type": "number", "minimum": 1},
-            "max_retries": {"type": "integer", "minimum": 0, "maximum": 10},
-            "retry_on": {"type": "array", "items": {"type": "string", "enum": [c for c in FAILURE_CLASSES if c != "cancelled"]}},
+            "priority": {"type": "string", "enum": list(PRIORITIES)},
+            "timeout_s": SECONDS, "expected_duration_s": SECONDS,
+            "max_retries": {"type": "integer", "minimum": 0, "maximum": MAX_RETRIES},
+            "retry_on": {"type": "array", "items": {"type": "string", "enum": list(RETRYABLE)}},
             "kernel_name": {"type": "string"},
         }},
     "Job": {"type": "object", "required": ["id", "state", "user", "tenant"], "properties": {
@@ -66,8 +69,9 @@ SCHEMAS = {
     "AllocationRequest": {"type": "object", "required": ["user", "tenant", "profile"], "additionalProperties": False,
                           "properties": {"user": {"type": "string"}, "tenant": {"type": "string"},
                                          "profile": {"type": "string"}, "server_name": {"type": "string"},
-                                         "wait": {"oneOf": [{"type": "boolean"}, {"type": "number", "minimum": 0}]},
-                                         "priority": {"type": "string", "enum": ["normal", "high", "emergency"]}}},
+                                         "wait": {"oneOf": [{"type": "boolean"}, {"type": "number", "minimum": 0,
+                                                                                  "maximum": MAX_ALLOCATION_WAIT_S}]},
+                                         "priority": {"type": "string", "enum": list(PRIORITIES)}}},
     "Allocation": {"type": "object", "properties": {
         "id": {"type": "integer"}, "state": {"type": "string", "enum": ["pending", "allocated", "released"]},
         "assignment": {"type": ["object", "null"]},

@@ -134,7 +134,8 @@ class JobService:
 
     async def logs(self, ident: Identity, job_id: str, offset: int, follow: bool, poll_s: float = 0.25,
                    max_s: float = 6 * 3600):
-        """Chunks of the job's log from ``offset``: (bytes, next offset). ``follow``: until the job ends."""
+        """Chunks of the job's log from ``offset``: (bytes, next offset). ``follow``: until the job ends, with
+        an empty chunk at each idle poll (the caller may stop there: a client gone)."""
         spec, _ = await self.ctx.offload.io(self._spec_db, ident, job_id)
         data, offset = await self.ctx.executor.read_logs(spec, offset)
         yield data, offset
@@ -145,11 +146,10 @@ class JobService:
         while loop.time() < deadline:
             state, spec.attempt = await self.ctx.offload.io(self._state_db, spec.id)
             data, offset = await self.ctx.executor.read_logs(spec, offset)
-            if data:
-                yield data, offset
-            elif state in FINAL_STATES:
+            if not data and state in FINAL_STATES:
                 return
-            else:
+            yield data, offset
+            if not data:
                 await asyncio.sleep(poll_s)
 
     # ---------------------------------------------------------------------------------- submit
