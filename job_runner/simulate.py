@@ -1,10 +1,12 @@
 """Allocator benchmark on Alibaba-format GPU traces (cluster-trace-gpu-v2023).
 
 Inflation mode (default), as the FGD paper's public simulator replays the trace (Weng et al.,
-USENIX ATC'23): the trace's tasks plus tasks sampled from it with replacement (seeded) until the
-requested GPU reaches ``--inflate`` (130%) of the cluster's GPU capacity, shuffled (seeded), placed
-one by one with none departing. The allocated GPU share of capacity is recorded each time the
-arrived request crosses 1%, 2%, ... of capacity::
+USENIX ATC'23): the trace's tasks shuffled (seeded), then tasks sampled from it with replacement
+(seeded) until the requested GPU reaches 130% of the cluster's GPU capacity, placed one by one with
+none departing. The allocated GPU share of capacity is recorded each time the arrived request
+crosses 1%, 2%, ... of capacity, with the floor of :func:`~.simulate_bounds.allocation_floor_milli`
+at 100%. ``fgd`` is given the whole trace's target workload (the paper's simulator's offline
+knowledge); ``default`` learns it online from the tasks as they arrive, as in the product::
 
     python -m job_runner.simulate --nodes NODES.csv --pods PODS.csv --policy first-fit,fgd,default [--seeds N] [--json]
 
@@ -31,8 +33,11 @@ import numpy as np
 
 from .scheduling import (POLICIES, ClusterState, Inventory, Quota, Scheduler, SliceRequest, TargetWorkload, Tenant,
                          Workload, make_policy)
+from .simulate_bounds import allocation_floor_milli
 
 DEFAULT_SEEDS = 10
+# policies given the trace's full target workload (the paper's simulator's offline knowledge)
+OFFLINE_TARGET = {"fgd"}
 FIRST_SEED = 42
 
 
@@ -77,45 +82,42 @@ def read_pods(path: str) -> list[Task]:
 
 
 def inflate(tasks: list[Task], capacity_milli: int, ratio: float, seed: int) -> list[int]:
-    """Indices of the trace's tasks plus ones sampled with replacement until the requested GPU reaches
-    ``ratio`` of capacity, shuffled; both with ``seed``."""
+    """Arrival order of one experiment, as the FGD paper's simulator builds it (``SortClusterPods``
+    then ``TunePodsByNodeTotalResource``): the trace's tasks shuffled; then, if they ask more GPU than
+    ``ratio`` x capacity, random ones removed until they do not; else tasks sampled from the trace with
+    replacement appended until the next one would pass ``ratio`` x capacity. Seeded by ``seed``."""
     rng = np.random.default_rng(seed)
     gpu = np.array([t.gpu_milli for t in tasks], dtype=np.int64)
-    idx = np.arange(len(tasks))
-    need = ratio * capacity_milli - gpu.sum()
-    if need > 0 and gpu.sum() > 0:
-        extra = []
-        while need > 0:
-            draw = rng.integers(0, len(tasks), size=max(64, len(tasks) // 4))
-            cum = np.cumsum(gpu[draw])
-            cut = int(np.searchsorted(cum, need)) + 1
-            extra.append(draw[:cut])
-            need -= cum[min(cut, len(cum)) - 1]
-        idx = np.concatenate([idx] + extra)
-    return list(idx[rng.permutation(len(idx))])
-
-
-def share_floor_milli(shares) -> int:
-    """GPU milli left over when the shares alone are packed offline, largest first, best fit (BFD):
-    what any placement leaves unallocated as slivers on shared GPUs, near enough (BFD is within a few
-    GPUs of optimal packing for these sizes). A floor on ``unallocated_gpus_at_100`` for context."""
-    bins = np.zeros(1001, dtype=np.int64)  # GPUs opened so far, by free milli
-    for s in sorted(shares, reverse=True):
-        room = np.flatnonzero(bins[s:])
-        if len(room):
-            r = s + int(room[0])  # the tightest open GPU that fits
-            bins[r] -= 1
-        else:
-            r = 1000  # open a fresh GPU
-        bins[r - s] += 1
-    return int((bins * np.arange(1001)).sum())
+    order = rng.permutation(len(tasks))
+    target = ratio * capacity_milli
+    total = int(gpu.sum())
+    if total > target:
+        drop = rng.permutation(len(order))
+        over = total - np.cumsum(gpu[order[drop]])
+        k = int(np.argmax(over <= target)) + 1  # remove until within the target
+        keep = np.ones(len(order), dtype=bool)
+        keep[drop[:k]] = False
+        return [int(i) for i in order[keep]]
+    extra = []
+    while gpu.sum() > 0:
+        draw = rng.integers(0, len(tasks), size=max(64, len(tasks) // 4))
+        cum = total + np.cumsum(gpu[draw])
+        past = np.flatnonzero(cum > target)
+        if len(past):
+            extra.append(draw[:past[0]])
+            break
+        extra.append(draw)
+        total = int(cum[-1])
+    return [int(i) for i in np.concatenate([order] + extra)]
 
 
 def run_inflation(inventory: Inventory, tasks: list[Task], policy_name: str, seed: int, ratio: float = 1.3) -> dict:
     """One experiment: returns the allocation curve and timing."""
     state = ClusterState(inventory)
     capacity = state.total_gpus * 1000
-    target = TargetWorkload.from_requests([t.request for t in tasks])
+    # published-FGD mode: fgd is given the whole trace's classes up front, as the paper's simulator
+    # does; default learns its classes online from the tasks as they arrive (observe), as in the product
+    target = TargetWorkload.from_requests([t.request for t in tasks]) if policy_name in OFFLINE_TARGET else None
     policy = make_policy(policy_name, target, seed=seed)
     order = inflate(tasks, capacity, ratio, seed)
     steps = int(round(ratio * 100))
@@ -123,18 +125,19 @@ def run_inflation(inventory: Inventory, tasks: list[Task], policy_name: str, see
     arrived = allocated = 0
     next_pct = 1
     failed = 0
-    shares_by_100 = []
+    by_100 = []  # the requests that arrived until 100% of capacity was asked
     t0, c0 = time.perf_counter(), time.process_time()
     for k in order:
         task = tasks[k]
+        policy.observe(task.request)
         p = policy.place(state, task.request)
         if p is None:
             failed += 1
         else:
             state.allocate(task.request, p)
             allocated += task.gpu_milli
-        if arrived < capacity and task.request.kind == "share":
-            shares_by_100.append(task.gpu_milli)
+        if arrived < capacity:
+            by_100.append(task.request)
         arrived += task.gpu_milli
         while next_pct <= steps and arrived >= next_pct * capacity / 100:
             curve[next_pct] = 100.0 * allocated / capacity
@@ -143,30 +146,47 @@ def run_inflation(inventory: Inventory, tasks: list[Task], policy_name: str, see
     while next_pct <= steps:  # the sampled workload stops just past the ratio
         curve[next_pct] = 100.0 * allocated / capacity
         next_pct += 1
-    return {"curve": curve, "share_floor_milli": share_floor_milli(shares_by_100), "seconds": elapsed, "cpu_seconds": cpu, "decisions": len(order), "failed": failed,
+    floor = allocation_floor_milli(inventory, by_100)
+    return {"curve": curve, "floor_milli": floor["floor_milli"], "share_floor_milli": floor["share_sliver_milli"],
+            "seconds": elapsed, "cpu_seconds": cpu, "decisions": len(order), "failed": failed,
             "gpus": state.total_gpus}
 
 
 def inflation_summary(inventory, tasks, policy_name, seeds) -> dict:
     runs = [run_inflation(inventory, tasks, policy_name, s) for s in seeds]
-    a100 = float(np.mean([r["curve"][100] for r in runs]))
-    a130 = float(np.mean([r["curve"][130] for r in runs]))
+    a100 = np.array([r["curve"][100] for r in runs])
+    a130 = np.array([r["curve"][130] for r in runs])
     gpus = runs[0]["gpus"]
     return {
         "policy": policy_name,
-        "alloc_pct_at_100": round(a100, 2),
-        "alloc_pct_at_130": round(a130, 2),
-        "unallocated_gpus_at_100": round(gpus * (1 - a100 / 100), 1),
+        "alloc_pct_at_100": round(float(a100.mean()), 2),
+        "alloc_pct_at_130": round(float(a130.mean()), 2),
+        # spread over seeds: standard deviation, and the range
+        "alloc_pct_at_100_std": round(float(a100.std()), 2),
+        "alloc_pct_at_130_std": round(float(a130.std()), 2),
+        "alloc_pct_at_100_range": [round(float(a100.min()), 2), round(float(a100.max()), 2)],
+        "unallocated_gpus_at_100": round(gpus * (1 - a100.mean() / 100), 1),
+        "unallocated_gpus_at_130": round(gpus * (1 - a130.mean() / 100), 1),
+        "floor_gpus_at_100": round(float(np.mean([r["floor_milli"] for r in runs])) / 1000, 1),
         "share_floor_gpus_at_100": round(float(np.mean([r["share_floor_milli"] for r in runs])) / 1000, 1),
         # per CPU-second of this process: the figure does not depend on what else the machine runs
         "decisions_per_s": round(sum(r["decisions"] for r in runs) / max(sum(r["cpu_seconds"] for r in runs), 1e-9)),
         "decisions_per_wall_s": round(sum(r["decisions"] for r in runs) / sum(r["seconds"] for r in runs)),
         "seconds_per_experiment": round(float(np.mean([r["seconds"] for r in runs])), 2),
+        "max_seconds_per_experiment": round(float(max(r["seconds"] for r in runs)), 2),
         "cpu_seconds_per_experiment": round(float(np.mean([r["cpu_seconds"] for r in runs])), 2),
         "seeds": list(seeds),
         "gpus": gpus,
         "failed_tasks_mean": round(float(np.mean([r["failed"] for r in runs])), 1),
     }
+
+
+def waste_removed(policy: dict, base: dict) -> float | None:
+    """Share of ``base``'s unallocated GPUs above the floor (at 100% arrived) that ``policy`` removes."""
+    above = base["unallocated_gpus_at_100"] - base["floor_gpus_at_100"]
+    if above <= 0:
+        return None
+    return (base["unallocated_gpus_at_100"] - policy["unallocated_gpus_at_100"]) / above
 
 
 # ---- replay mode ------------------------------------------------------------------------------------
@@ -331,20 +351,23 @@ def main(argv=None) -> int:
 def print_table(args, results) -> None:
     if args.mode == "inflation":
         print(f"nodes={args.nodes} pods={args.pods} seeds={FIRST_SEED}..{FIRST_SEED + args.seeds - 1}")
-        print(f"{'policy':<10} {'alloc%@100':>10} {'alloc%@130':>10} {'unalloc GPUs@100':>17} {'decisions/s':>12} "
-              f"{'s/exp':>6}  (decisions per CPU-second; s/exp wall)")
+        print(f"{'policy':<10} {'alloc%@100':>10} {'(std)':>6} {'alloc%@130':>10} {'(std)':>6} {'unalloc GPUs@100':>17} "
+              f"{'decisions/s':>12} {'s/exp':>6}  (decisions per CPU-second; s/exp wall)")
         base = next((r for r in results if r["policy"] == "fgd"), None)
         for r in results:
-            print(f"{r['policy']:<10} {r['alloc_pct_at_100']:>10.2f} {r['alloc_pct_at_130']:>10.2f} "
-                  f"{r['unallocated_gpus_at_100']:>17.1f} {r['decisions_per_s']:>12d} {r['seconds_per_experiment']:>6.2f}")
+            print(f"{r['policy']:<10} {r['alloc_pct_at_100']:>10.2f} {r['alloc_pct_at_100_std']:>6.2f} "
+                  f"{r['alloc_pct_at_130']:>10.2f} {r['alloc_pct_at_130_std']:>6.2f} {r['unallocated_gpus_at_100']:>17.1f} "
+                  f"{r['decisions_per_s']:>12d} {r['seconds_per_experiment']:>6.2f}")
         if results:
-            print(f"share sliver floor at 100% (offline best-fit-decreasing packing of the shares that arrived): "
-                  f"{results[0]['share_floor_gpus_at_100']:.1f} GPUs")
+            print(f"floor at 100% (no placement can leave fewer GPUs unallocated, see allocation_floor_milli): "
+                  f"{results[0]['floor_gpus_at_100']:.1f} GPUs (share slivers alone: {results[0]['share_floor_gpus_at_100']:.1f})")
         if base:
             for r in results:
                 if r is not base and base["unallocated_gpus_at_100"]:
                     ratio = r["unallocated_gpus_at_100"] / base["unallocated_gpus_at_100"]
-                    print(f"{r['policy']}: unallocated GPUs at 100% = {ratio:.3f} x fgd ({(1 - ratio) * 100:+.1f}% fewer)")
+                    removed = waste_removed(r, base)
+                    print(f"{r['policy']}: unallocated GPUs at 100% = {ratio:.3f} x fgd ({(1 - ratio) * 100:+.1f}% fewer)"
+                          + (f"; removes {removed:.0%} of fgd's waste above the floor" if removed is not None else ""))
     elif args.mode == "replay":
         for r in results:
             print(f"policy {r['policy']}: {r['admitted']}/{r['tasks']} admitted ({r['never_started']} never started, "

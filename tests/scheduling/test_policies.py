@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from job_runner.scheduling import (POLICIES, ClusterState, Inventory, SliceRequest, TargetWorkload, make_policy)
@@ -94,6 +95,68 @@ def test_default_beats_or_matches_fgd_on_a_fragmenting_sequence():
                 n += r.charge().gpu_milli
         placed[name] = n
     assert placed["default"] >= placed["fgd"] * 0.98
+
+
+def two_model_inventory(first="a-t4", second="b-v100"):
+    return Inventory.from_config([
+        {"name": first, "cpu_milli": 32000, "memory_mib": 128000, "gpus": 1, "gpu_model": "T4"},
+        {"name": second, "cpu_milli": 32000, "memory_mib": 128000, "gpus": 1, "gpu_model": "V100"},
+    ])
+
+
+def test_target_classes_are_the_simulators_typical_pods():
+    """Memory is not part of a class, CPU-only tasks are classes, a CPU ask of 0 counts as 100 milli,
+    and the most popular classes covering 95% of the tasks are kept, renormalised."""
+    reqs = ([whole(1, memory_mib=1000)] * 50 + [whole(1, memory_mib=3000)] * 50  # one class, mean memory 2000
+            + [SliceRequest("cpu", cpu_milli=0)] * 40 + [share(250, gpu_models=("T4",))] * 15
+            + [whole(8)] * 5)  # 5 of 160 tasks: past the 95% cut
+    t = TargetWorkload.from_requests(reqs)
+    assert len(t.weight) == 3
+    assert t.weight == pytest.approx([100 / 155, 40 / 155, 15 / 155])
+    assert list(t.mem) == [2000, 0, 0] and list(t.cpu) == [100, 100, 100]
+    assert t.models[2] == ("T4",) and t.share[2] and t.milli[2] == 250
+    assert not t.whole[1] and not t.share[1]  # the CPU-only class
+
+
+def test_fgd_keeps_a_constrained_model_for_the_tasks_that_need_it():
+    """Target: half the tasks need a T4, half take any GPU. An unconstrained GPU placed on the V100
+    node lowers F by 0.5 x 1000 (the T4-only class can never use that GPU: all of it was fragment);
+    on the T4 node F stays 0. Scores int(100 sigmoid(500/1000)) = 62 vs 50: the V100 node, although
+    the T4 node comes first."""
+    target = TargetWorkload.from_requests([whole(1, gpu_models=("T4",)), whole(1)])
+    for name in ("fgd", "default"):
+        state = ClusterState(two_model_inventory())
+        p = make_policy(name, target).place(state, whole(1))
+        assert state.inventory.nodes[p.node].name == "b-v100", name
+    state = ClusterState(two_model_inventory())
+    assert make_policy("first-fit").place(state, whole(1)).node == 0  # a naive policy takes the T4
+
+
+def test_default_learns_the_constrained_class_online():
+    """Without a given target, ``default`` learns the classes from the requests it observes."""
+    pol = make_policy("default")
+    state = ClusterState(two_model_inventory())
+    for _ in range(3):
+        pol.observe(whole(1, gpu_models=("T4",)))
+        pol.observe(whole(1))
+    p = pol.place(state, whole(1))
+    assert state.inventory.nodes[p.node].name == "b-v100"
+
+
+def test_fgd_equal_scores_go_to_the_first_node_by_name():
+    """The simulator's Kubernetes breaks equal scores by the smallest node name, not at random."""
+    state = ClusterState(two_model_inventory(first="z-t4", second="b-v100"))
+    target = TargetWorkload.from_requests([whole(1)])
+    for seed in range(5):
+        p = make_policy("fgd", target, seed=seed).place(state, whole(1))
+        assert state.inventory.nodes[p.node].name == "b-v100"
+
+
+def test_fgd_scores_are_quantised_like_kubernetes():
+    """Score = int(100 sigmoid(-increase / 1000)): no change scores 50; increases of 5 and 20 milli both
+    score 49 (they tie, and the first node by name wins); a decrease of one GPU scores 73."""
+    pol = make_policy("fgd", TargetWorkload.from_requests([share(500)]))
+    assert list(-pol.cost(np.array([0.0, 5.0, 20.0, -1000.0]))) == [50, 49, 49, 73]
 
 
 def test_unknown_policy_is_a_clear_error():

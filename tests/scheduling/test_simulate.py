@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from job_runner import simulate
-from job_runner.scheduling import Inventory
+from job_runner.scheduling import Inventory, SliceRequest
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "traces" / "alibaba-gpu-v2023"
@@ -51,14 +51,46 @@ def test_read_pods_maps_kinds(small_trace):
 
 
 def test_inflate_is_seeded_and_reaches_the_ratio(small_trace):
+    """As the paper's simulator: the trace's tasks first (shuffled), then sampled ones until the next
+    would pass the ratio."""
     tasks = simulate.read_pods(small_trace[1])
     cap = 16 * 1000
     a = simulate.inflate(tasks, cap, 1.3, 42)
     b = simulate.inflate(tasks, cap, 1.3, 42)
     c = simulate.inflate(tasks, cap, 1.3, 43)
     assert a == b and a != c
-    assert sum(tasks[i].gpu_milli for i in a) >= 1.3 * cap
-    assert set(range(len(tasks))) <= set(a)  # the trace's own tasks are all there
+    asked = sum(tasks[i].gpu_milli for i in a)
+    assert 1.3 * cap - max(t.gpu_milli for t in tasks) < asked <= 1.3 * cap
+    assert sorted(a[:len(tasks)]) == list(range(len(tasks)))  # the trace's own tasks come first
+
+
+def test_inflate_trims_a_trace_above_the_ratio(small_trace):
+    tasks = simulate.read_pods(small_trace[1])  # 9.72 GPUs asked
+    order = simulate.inflate(tasks, 4000, 1.3, 42)  # 5.2 GPUs of capacity x 1.3
+    assert len(set(order)) == len(order) < len(tasks)
+    assert 5200 - 4000 < sum(tasks[i].gpu_milli for i in order) <= 5200
+
+
+def test_allocation_floor_counts_models_node_sizes_and_slivers():
+    """2 T4 GPUs on one node, 2 V100 GPUs on another (4,000 milli). Three whole T4-only tasks and one
+    unconstrained: only two T4 tasks fit the T4s, the free one takes a V100, so 1,000 is left at best
+    (a fractional relaxation can do no better). A 4-GPU task fits no 2-GPU node. Two 0.6 shares can
+    never share a GPU: 800 of slivers."""
+    inv = Inventory.from_config([
+        {"name": "t4", "cpu_milli": 8000, "memory_mib": 8000, "gpus": 2, "gpu_model": "T4"},
+        {"name": "v100", "cpu_milli": 8000, "memory_mib": 8000, "gpus": 2, "gpu_model": "V100"},
+    ])
+    t4 = SliceRequest("whole", gpus=1, gpu_models=("T4",))
+    r = simulate.allocation_floor_milli(inv, [t4, t4, t4, SliceRequest("whole", gpus=1)])
+    assert r["floor_milli"] == pytest.approx(1000) and r["unplaceable_milli"] == pytest.approx(1000)
+    r = simulate.allocation_floor_milli(inv, [SliceRequest("whole", gpus=4)])
+    assert r["floor_milli"] == pytest.approx(4000)
+    r = simulate.allocation_floor_milli(inv, [SliceRequest("share", gpu_milli=600)] * 2 + [SliceRequest("whole", gpus=2)])
+    assert r["share_sliver_milli"] == 800
+    # the whole task takes one node; the shares (1,200 + 800 of slivers) fill the other: 2,000 milli
+    # of capacity allocates 1,200, so 800 stay unallocated
+    assert r["floor_milli"] == pytest.approx(800)
+    assert simulate.allocation_floor_milli(inv, [SliceRequest("cpu", cpu_milli=100)])["floor_milli"] == 4000
 
 
 def test_cli_json_for_every_policy(small_trace, capsys):
@@ -69,7 +101,9 @@ def test_cli_json_for_every_policy(small_trace, capsys):
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["policy"] for r in rows] == ["first-fit", "best-fit", "fgd", "default"]
     for r in rows:
-        assert {"alloc_pct_at_100", "alloc_pct_at_130", "unallocated_gpus_at_100", "decisions_per_s"} <= set(r)
+        assert {"alloc_pct_at_100", "alloc_pct_at_130", "alloc_pct_at_100_std", "unallocated_gpus_at_100",
+                "floor_gpus_at_100", "decisions_per_s"} <= set(r)
+        assert 0 <= r["floor_gpus_at_100"] <= r["unallocated_gpus_at_100"] + 0.1
         assert 0 < r["alloc_pct_at_100"] <= r["alloc_pct_at_130"] <= 100
         assert r["unallocated_gpus_at_100"] == pytest.approx(16 * (1 - r["alloc_pct_at_100"] / 100), abs=0.1)
         assert r["seeds"] == [42, 43, 44]

@@ -1,0 +1,85 @@
+"""The product policy ``default`` (:class:`PackedFGD`)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .frag import FragmentationPolicy
+
+
+class PackedFGD(FragmentationPolicy):
+    """The product policy ("default"): FGD's fragmentation plus the capacity a node would waste if it
+    were filled with each task class, classes weighted by popularity x scarcity, ties to the fullest
+    node. Its classes are learned online (:class:`~.target.OnlineTarget`) unless a target is given.
+
+    1. *Capacity waste* of a node for class m: its free GPU milli minus what instances of m could use
+       there, the number of instances limited by GPU (whole free GPUs, or per-GPU room for shares),
+       CPU and memory alike. FGD's F_n(m) is all-or-nothing in CPU and memory (one instance fits => no
+       CPU fragment) and blind to the remainder a share leaves on a GPU that still fits it; the waste
+       term sees a node whose CPU runs out before its GPUs do, and a 0.47 share that spoils a GPU for a
+       second 0.47. The score is FGD's F + waste.
+    2. *Scarcity*: a class that may use only part of the cluster's GPUs (a ``gpu_spec`` naming some
+       models; k whole GPUs, which need a node with k) weighs its popularity x (all GPUs / GPUs it may
+       use). A model few tasks may use but which only those tasks may use (T4-only tasks on the T4
+       nodes) is then left to them: other tasks' placements there raise its fragments by more than
+       elsewhere. Nothing here is fitted: both factors come from the learned classes and the inventory.
+    3. Nodes whose score increase is equal are ordered best-fit style: the fullest node wins, which
+       keeps empty nodes for multi-GPU and large-CPU tasks.
+    """
+
+    name = "default"
+
+    def fragmentation(self, state, cpu, mem, free, model):
+        k = self.tables(state)
+        n = k["n"]
+        # one gather from a per-free-value table gives, per class: share instances, FGD's partial
+        # sums; and the node's free total and number of whole free GPUs
+        per_gpu = k["lut"][np.maximum(free, 0)].sum(1)  # [H, 2K+2]
+        share_inst, partial = per_gpu[:, :n], per_gpu[:, n:2 * n]
+        tot = per_gpu[:, 2 * n:2 * n + 1]
+        gpu_inst = share_inst + k["whole_lut"][per_gpu[:, -1].astype(np.int64)]
+        cm = np.minimum(cpu[:, None] * k["inv_cpu"], mem[:, None] * k["inv_mem"])
+        inst = np.minimum(np.floor(cm + 1e-9), gpu_inst) * k["allowed"][model]
+        waste = tot - np.minimum(inst * k["per"], tot)
+        fgd = np.where(inst == 0, tot, partial)
+        return (waste + fgd) @ k["weight"]
+
+    def build_tables(self, state, t):
+        big = 1e12
+        v = np.arange(1001, dtype=np.float64)[:, None]
+        milli = np.maximum(t.milli, 1)
+        thresh = np.where(t.share, t.milli, np.where(t.whole, 1000, 0))
+        lut = np.concatenate([np.where(t.share, np.floor(v / milli + 1e-9), 0),
+                              np.where(v < thresh, v, 0), v, (v == 1000)], axis=1)
+        cpu_only = ~(t.share | t.whole)
+        full = np.arange(state.gpu_free.shape[1] + 1, dtype=np.float64)[:, None]
+        whole_lut = np.where(t.whole, np.floor(full / np.maximum(t.ngpu, 1)), np.where(cpu_only, big, 0))
+        # a class asking no CPU (memory) is never limited by it: a huge multiplier does that
+        inv_cpu = np.where(t.cpu > 0, 1.0 / np.maximum(t.cpu, 1), big)
+        inv_mem = np.where(t.mem > 0, 1.0 / np.maximum(t.mem, 1), big)
+        # scarcity: a class that may use only some of the GPUs (some models; for k whole GPUs, nodes
+        # with at least k) weighs (all GPUs / GPUs it may use) more: its fragments are capacity the
+        # rest of the workload should leave to it
+        plain = state.gpu_exists & ~state.mig_gpu
+        per_node = plain.sum(1)
+        need = np.where(t.whole, t.ngpu, 1)
+        usable = np.array([(plain & allowed[state.gpu_model] & (per_node >= k)[:, None]).sum()
+                           for allowed, k in zip((state.allowed_models(m) for m in t.models), need)], dtype=np.float64)
+        weight = t.weight * plain.sum() / np.maximum(usable, 1)
+        weight = weight / weight.sum()
+        return {
+            "n": len(t.weight), "lut": lut, "whole_lut": whole_lut, "inv_cpu": inv_cpu, "inv_mem": inv_mem,
+            # CPU-only classes: one instance that fits makes the waste 0, else all free GPU
+            "per": np.where(t.share, t.milli, np.where(t.whole, t.ngpu * 1000, big)).astype(np.float64),
+            "weight": weight,
+        }
+
+    def pick(self, state, req, cost):
+        best = cost.min()
+        if not np.isfinite(best):
+            return None
+        tied = np.flatnonzero(cost == best)
+        if len(tied) == 1:
+            return int(tied[0])
+        free_gpu = np.maximum(state.gpu_free[tied], 0).sum(1)
+        cpu_share = state.cpu_free[tied] / np.maximum(state.cpu_cap[tied], 1)
+        return int(tied[np.argmin(free_gpu + cpu_share)])
