@@ -19,6 +19,7 @@ from job_runner.binding.discovery import discover, model_name
 from spawner.allocation import over_quota_message, slice_label
 from spawner.form import check_user_options, render_profile_form
 from spawner.local import LocalGPUSpawner
+from tests.k8s_workloads.conftest import offline_kubeconfig  # noqa: F401  (a fixture)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -147,7 +148,8 @@ def test_admin_alarms_and_plot():
 # -- the spawner's parts against the real aistack service (no hub: the spawner calls it with the hub's token)
 
 SERVICE_DEPLOYMENT = {
-    "tenants": [{"name": "team-a", "quotas": {"any": {"gpu_milli": 500}}, "idle_timeout_s": 3600}],
+    "tenants": [{"name": "team-a", "quotas": {"any": {"gpu_milli": 500}}, "idle_timeout_s": 3600,
+                 "namespace": "research"}],
     "profiles": [
         {"slug": "quarter", "request": {"kind": "share", "gpu_milli": 250, "gpu_mem_mib": 4096, "cpu_milli": 500,
                                         "memory_mib": 1024}},
@@ -248,3 +250,42 @@ async def test_a_server_that_outlived_a_hub_restart_is_watched_again():
     finally:
         server.kill()
         server.wait()
+
+
+async def test_kube_spawner_runs_servers_in_the_tenants_namespace(service, offline_kubeconfig):
+    # Real kubespawner rendering (no cluster: the manifest only) of a slice allocated by the real service.
+    from types import SimpleNamespace
+
+    from kubernetes_asyncio.client import ApiClient
+    from traitlets.config import Config
+
+    from spawner.kube import KubeGPUSpawner
+
+    c = Config()
+    c.KubeSpawner.k8s_api_host = offline_kubeconfig
+    c.SliceRenderer.backend = "time-slice"
+    c.KubeGPUSpawner.tenant_namespaces = True
+    c.KubeGPUSpawner.create_tenant_namespaces = False
+    c.GPUSliceSpawnerMixin.aistack_api_url = service["api"]
+    c.GPUSliceSpawnerMixin.aistack_token = service["token"]
+    s = KubeGPUSpawner(_mock=True, config=c)
+    s.user.name = "kate"
+    s.user.groups = [SimpleNamespace(name="team-a")]
+    s.user_options = {"tenant": "team-a", "profile": "quarter"}
+    await s.allocate()
+    try:
+        await s.load_user_options()
+        async with ApiClient() as api:
+            pod = api.sanitize_for_serialization(await s.get_pod_manifest())
+        # the tenant's own namespace setting (the chart's), not one derived from its name
+        assert s.namespace == "research"  # where KubeSpawner creates the pod (and its PVC, service)
+        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+        assert not any(k.startswith("CUDA_") for k in env), env  # the device plugin binds, never host indices
+        assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu.shared"] == "1"
+        # read at each start: an admin's edit applies to the next one; no namespace is refused, never guessed
+        _svc(service, "PATCH", "tenants/team-a", json={"namespace": None})
+        with pytest.raises(web.HTTPError, match="no Kubernetes namespace"):
+            await s.load_user_options()
+    finally:
+        _svc(service, "PATCH", "tenants/team-a", json={"namespace": "research"})
+        await s.release()
