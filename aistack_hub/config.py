@@ -194,6 +194,19 @@ def _import_named_classes(sections: Config) -> None:
                     pass  # the section check (or the hub itself) says what is missing
 
 
+def _type_problem(trait, value) -> str:
+    """Why ``value`` is not a valid value of ``trait`` ('' if it is), as traitlets would say at start-up."""
+    from traitlets import HasTraits, TraitError
+
+    try:
+        trait.validate(HasTraits(), value)
+    except TraitError as e:
+        return str(e).replace("'HasTraits' object", "the").replace("of a HasTraits instance ", "")
+    except Exception:  # noqa: BLE001 - a validator that needs its real owner: traitlets checks it at start-up
+        return ""
+    return ""
+
+
 def check_sections(sections: Config, where: str = "the deployment config") -> None:
     """Every section is a configurable class and every key one of its config traits, else ConfigError."""
     _import_named_classes(sections)
@@ -206,12 +219,15 @@ def check_sections(sections: Config, where: str = "the deployment config") -> No
             near = difflib.get_close_matches(name, KNOWN_CLASSES, n=1)
             hint = f" (did you mean {near[0]}?)" if near else ""
             raise ConfigError(f"{where}: {name} is not a configurable class{hint}")
-        traits = set(klass.class_trait_names(config=True))
-        for key in values:
+        traits = klass.class_traits(config=True)
+        for key, value in values.items():
             if key not in traits:
                 near = difflib.get_close_matches(key, traits, n=1)
                 hint = f" (did you mean {near[0]}?)" if near else ""
                 raise ConfigError(f"{where}: {name}.{key} is not a configurable trait of {name}{hint}")
+            problem = _type_problem(traits[key], value)
+            if problem:
+                raise ConfigError(f"{where}: {name}.{key}: {problem}")
 
 
 def load_config(path: str | None, check: bool = False) -> tuple[Config, DeploymentConfig]:

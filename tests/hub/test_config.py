@@ -66,6 +66,8 @@ def test_known_classes_are_where_the_table_says():
     ({"GPUSliceSpawnerMixin": {"wait_for_gpus": True}}, "did you mean wait_for_gpu"),
     ({"JupyterHubb": {"bind_url": "x"}}, "JupyterHubb is not a configurable class (did you mean JupyterHub?)"),
     ({"Authenticator": ["admin"]}, "must be a mapping"),
+    ({"JupyterHub": {"named_server_limit_per_user": "three"}}, "expected an int"),
+    ({"GPUSliceSpawnerMixin": {"wait_for_gpu": "sometimes"}}, "expected a boolean"),
     ({"hub": {"admin_users": ["x"]}}, "unknown top-level keys: ['hub']"),
     ({"scheduler": {"policy": "fgd"}}, "unknown top-level keys: ['scheduler']"),
     ({"tenants": [{"name": "a", "colour": "blue"}]}, "unknown fields ['colour']"),
