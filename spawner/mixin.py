@@ -88,7 +88,6 @@ class GPUSliceSpawnerMixin(LoggingConfigurable):
     profile_slug = Unicode("")
     idle_warning = Unicode("", help="Current idle warning text ('' = none); shown by the hub templates.")
 
-
     # ------------------------------------------------------------------ parts
     @property
     def service(self) -> ServiceClient:
