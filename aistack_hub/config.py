@@ -254,3 +254,33 @@ def apply_config_file(app, path: str | None) -> DeploymentConfig:
     if cli:
         app.update_config(cli)
     return deployment
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m aistack_hub.config --check FILE`` / ``python -m aistack_hub.config CLASS ...`` (its traits)."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m aistack_hub.config",
+                                description="Check a deployment config file, or list the traits of classes.")
+    p.add_argument("--check", metavar="FILE", help="check FILE as aistack-hub up does (exit 2 with the message)")
+    p.add_argument("classes", nargs="*", help="class names (e.g. GPUSliceSpawnerMixin Controller): their traits")
+    args = p.parse_args(argv)
+    if args.check:
+        try:
+            load_config(args.check, check=True)
+        except ConfigError as e:
+            print(e, file=sys.stderr)
+            return 2
+        print(f"{args.check}: ok")
+    for name in args.classes:
+        klass = find_class(name)
+        if klass is None:
+            print(f"{name} is not a configurable class", file=sys.stderr)
+            return 2
+        print(klass.class_get_help())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -163,6 +163,16 @@ def test_up_refuses_a_bad_config_clearly(tmp_path):
     assert "JupyterHub.colour is not a configurable trait of JupyterHub" in out.stderr
 
 
+def test_the_config_command_checks_files_and_lists_traits(tmp_path):
+    bad = config_file(tmp_path, {"Controller": {"tick_interval": 1}})
+    out = subprocess.run([sys.executable, "-m", "aistack_hub.config", "--check", bad], capture_output=True,
+                         text=True, timeout=60, cwd=REPO)
+    assert out.returncode == 2 and "did you mean tick_interval_s?" in out.stderr, out.stderr
+    out = subprocess.run([sys.executable, "-m", "aistack_hub.config", "AIStackHub"], capture_output=True,
+                         text=True, timeout=60, cwd=REPO)
+    assert out.returncode == 0 and "--AIStackHub.service_url" in out.stdout and "$AISTACK_SERVICE_TOKEN" in out.stdout
+
+
 def test_the_service_applies_its_sections_and_flags_win(tmp_path):
     from aistack_hub.service import AIStackService
 
