@@ -28,7 +28,8 @@ import nbformat
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from job_runner.executors.base import JobSpec, slice_env  # noqa: E402
+from job_runner.binding.local import local_env  # noqa: E402
+from job_runner.executors.base import JobSpec  # noqa: E402
 from job_runner.executors.local import LocalExecutor  # noqa: E402
 from job_runner.scheduling import Inventory, Quota, Scheduler, SliceRequest, Tenant, Workload  # noqa: E402
 from job_runner.binding.discovery import discover, inventory_fields  # noqa: E402
@@ -87,9 +88,9 @@ def stop_mps(pipe_dir: str, log_dir: str) -> None:
 
 
 async def run_job(executor: LocalExecutor, job_id: int, assignment: dict, request: dict, params: dict) -> dict:
-    env = slice_env(assignment, request)
+    env = local_env(assignment)  # what the executor binds at start (reported below)
     spec = JobSpec(id=job_id, name=f"gpu-check-{job_id}", user="alice", tenant="t", profile="p", attempt=1,
-                   notebook=notebook_json(), parameters=params, kernel_name="python3", request=request, env=env)
+                   notebook=notebook_json(), parameters=params, kernel_name="python3", request=request)
     t0 = time.monotonic()
     handle = await executor.start(spec, assignment)
     state = await executor.poll(handle)

@@ -100,7 +100,10 @@ class Jobs:
     def db_specs(self, ids) -> list[tuple[int, JobSpec, dict]]:
         with self.db.read() as s:
             rows = [r for part in chunks(ids) for r in s.query(Job).filter(Job.id.in_(part))]
-            return [(r.id, JobSpec.from_row(r, self.ctl.profile(r.profile)), r.assignment or {}) for r in rows]
+            return [(r.id, self.spec(r), r.assignment or {}) for r in rows]
+
+    def spec(self, row) -> JobSpec:
+        return JobSpec.from_row(row, self.ctl.profile(row.profile), self.ctl.scheduler.tenants.get(row.tenant))
 
     def db_write_started(self, started) -> set[int]:
         """``admitted -> running`` with the executor's handle, for [(job id, attempt, handle)]."""
@@ -200,7 +203,7 @@ class Jobs:
     def db_active(self):
         """Admitted and running jobs (to adopt after becoming leader)."""
         with self.db.read() as s:
-            return [(r.id, r.state, r.handle, JobSpec.from_row(r, self.ctl.profile(r.profile)), r.assignment or {})
+            return [(r.id, r.state, r.handle, self.spec(r), r.assignment or {})
                     for r in s.query(Job).filter(Job.state.in_((ADMITTED, RUNNING))).order_by(Job.id)]
 
     def db_set_handle(self, job_id: int, handle: dict) -> None:

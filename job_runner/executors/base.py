@@ -39,15 +39,18 @@ class JobSpec:
     request: dict = field(default_factory=dict)
     image: str | None = None  # the profile's image (Kubernetes)
     extra: dict = field(default_factory=dict)  # the profile's extra settings (node selectors, ...)
+    namespace: str | None = None  # the tenant's Kubernetes namespace (its record's), if it names one
 
     @classmethod
-    def from_row(cls, row, profile=None) -> "JobSpec":
-        """A copy of a job row (``job_runner.db.Job``); ``profile``: the core ``Profile`` (image, extra)."""
+    def from_row(cls, row, profile=None, tenant=None) -> "JobSpec":
+        """A copy of a job row (``job_runner.db.Job``); ``profile``: the core ``Profile`` (image, extra);
+        ``tenant``: the core ``Tenant`` (namespace)."""
         return cls(
             id=row.id, name=row.name, user=row.user, tenant=row.tenant, profile=row.profile, attempt=row.attempt,
             notebook=row.notebook, parameters=dict(row.parameters or {}), kernel_name=row.kernel_name,
             timeout_s=row.timeout_s, request=dict(row.request or {}),
             image=getattr(profile, "image", None), extra=dict(getattr(profile, "extra", None) or {}),
+            namespace=getattr(tenant, "namespace", None),
         )
 
 

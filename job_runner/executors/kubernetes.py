@@ -37,7 +37,8 @@ class KubernetesExecutor(Executor):
     kubeconfig = Unicode("", config=True,
         help="Path of a kubeconfig file. Empty: the in-cluster service account, else $KUBECONFIG / ~/.kube/config.")
     namespace_template = Unicode("aistack-{tenant}", config=True,
-        help="The namespace of a tenant's Jobs; '{tenant}' is the tenant's name made DNS-safe.")
+        help="""The namespace of the Jobs of a tenant whose record names no `namespace` (the tenant's
+        `namespace` wins: its servers, RBAC and quota live there); '{tenant}' is its name made DNS-safe.""")
     create_namespaces = Bool(True, config=True,
         help="Create a tenant's namespace on its first Job (needs the RBAC to create namespaces).")
     instance = Unicode(
@@ -156,8 +157,9 @@ class KubernetesExecutor(Executor):
 
     # -- names -----------------------------------------------------------------------------------
 
-    def namespace_for(self, tenant: str) -> str:
-        return dns_label(self.namespace_template.replace("{tenant}", dns_label(tenant)))
+    def namespace_of(self, job: JobSpec) -> str:
+        """The tenant's own namespace (its record's ``namespace``), else ``namespace_template``'s."""
+        return job.namespace or dns_label(self.namespace_template.replace("{tenant}", dns_label(job.tenant)))
 
     def job_name(self, job_id, attempt) -> str:
         return f"{dns_label(self.instance, 40)}-job-{job_id}-{attempt}"
@@ -243,7 +245,7 @@ class KubernetesExecutor(Executor):
     async def adopt(self, job: JobSpec) -> dict | None:
         """After a restart: the Job of this job's current attempt, found by labels (None if none)."""
         batch, _ = await self._apis()
-        ns = self.namespace_for(job.tenant)
+        ns = self.namespace_of(job)
         jobs = await batch.list_namespaced_job(ns, label_selector=self.selector(job.id),
                                                _request_timeout=self.request_timeout_s)
         for item in jobs.items:
@@ -380,7 +382,7 @@ class KubernetesExecutor(Executor):
             if got is not None:
                 return got
         _, core = await self._apis()
-        ns, name = self.namespace_for(job.tenant), self.job_name(job.id, job.attempt)
+        ns, name = self.namespace_of(job), self.job_name(job.id, job.attempt)
         pods = (await core.list_namespaced_pod(ns, label_selector=f"batch.kubernetes.io/job-name={name}",
                                                _request_timeout=self.request_timeout_s)).items
         if not pods:

@@ -36,7 +36,7 @@ from job_runner.failures import failure
 from job_runner.scheduling import Inventory, ProfileCatalog, Tenant, Workload
 
 TENANTS = [
-    {"name": "team-a", "quotas": {"any": {"gpu_milli": 4000}}, "emergency_users": ["erin"]},
+    {"name": "team-a", "quotas": {"any": {"gpu_milli": 4000}}, "emergency_users": ["erin"], "namespace": "research"},
     {"name": "team-b", "quotas": {"any": {"gpu_milli": 1000, "max_servers_per_user": 1}}},
 ]
 PROFILES = [
@@ -53,10 +53,11 @@ class HeldExecutor(Executor):
     def __init__(self, runs=None, **kw):
         super().__init__(**kw)
         self.runs = {} if runs is None else runs  # (job id, attempt) -> ExecState
-        self.started, self.cancelled, self.reconciled = [], [], []
+        self.started, self.cancelled, self.reconciled, self.specs = [], [], [], []
 
     async def start(self, job, assignment):
         self.started.append((job.id, job.attempt, dict(assignment)))
+        self.specs.append(job)
         self.runs.setdefault((job.id, job.attempt), ExecState(RUNNING))
         return {"job_id": job.id, "attempt": job.attempt}
 
@@ -139,8 +140,9 @@ def test_admission_within_capacity_and_the_rest_waits_with_its_position(env):
     assert sorted(s.assignment["gpu_indices"][0] for s in states[:2]) == [0, 1]
     assert info.position == 1 and info.reason == "capacity"
     assert [s[0] for s in ctl.executor.started] == ids[:2]
-    # the executor gets the stored assignment: it binds the slice itself
+    # the executor gets the stored assignment (it binds the slice itself) and the tenant's namespace
     assert ctl.executor.started[0][2] == states[0].assignment
+    assert ctl.executor.specs[0].namespace == "research"
 
 
 def test_quota_holds_jobs_back_and_a_finish_frees_the_slice(env):

@@ -77,15 +77,18 @@ def check_each_attempt_ran_once(tmp_path, jobs):
 
 
 def no_runner_left(tmp_path):
+    """Processes of this test's service still alive (runners, or anything else it started)."""
     left = []
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
                 with open(f"/proc/{pid}/environ", "rb") as f:
-                    if str(tmp_path / "runs.log").encode() in f.read():
+                    environ = f.read()
+                    if str(tmp_path / "runs.log").encode() in environ:
                         with open(f"/proc/{pid}/stat") as g:
                             if g.read().rsplit(")", 1)[1].split()[0] != "Z":
-                                left.append(int(pid))
+                                with open(f"/proc/{pid}/cmdline", "rb") as c:  # say what was left
+                                    left.append((int(pid), c.read().replace(b"\0", b" ")[:120].decode()))
             except OSError:
                 pass
     return left
