@@ -127,6 +127,11 @@ class AIStackService(Application):
     shutdown_grace_s = Float(5.0, help="Seconds to finish requests on SIGTERM.").tag(config=True)
     io_threads = Integer(8, help="Threads for the API's blocking work (database sessions, SQLite's write lock, "
                          "run-file reads); also the event loop's default executor.").tag(config=True)
+    switch_interval_s = Float(0.0005, help="The interpreter's thread switch interval (sys.setswitchinterval; "
+                              "Python's default is 0.005). The scheduling pass runs in a thread of this process: "
+                              "a thread that waited for I/O (the event loop, a database call) gets the GIL back "
+                              "after at most this long, so an answer is not delayed by 5 ms per wait "
+                              "while a long pass computes.").tag(config=True)
     notebook_workers = Integer(2, help="Worker processes for the CPU-heavy notebook work of the API (decoding "
                                "up to max_body_bytes, nbformat validation, papermill inspection); 0: in the "
                                "threads instead, where it holds the GIL against the event loop.").tag(config=True)
@@ -222,6 +227,7 @@ class AIStackService(Application):
         self.log.info("aistack service on http://%s:%d%s (db %s, executor %s)", self.ip, self.port,
                       self.service_prefix, self.db.engine.url.render_as_string(hide_password=True),
                       type(self.executor).__name__)
+        sys.setswitchinterval(self.switch_interval_s)
         loop = asyncio.get_running_loop()
         self.offload.install(loop)
         self.offload.warm(notebooks.warm)

@@ -20,8 +20,13 @@ from concurrent.futures.process import BrokenProcessPool
 from .errors import Unavailable
 
 
-def _watch_parent(parent_pid: int):
-    """Worker initializer: leave when the service is gone (SIGKILLed services leave no worker behind)."""
+WORKER_NICE = 10  # workers yield the CPU to the service's own process (the API, the scheduling pass)
+
+
+def _init_worker(parent_pid: int):
+    """Worker initializer: a lower CPU priority; leave when the service is gone (a SIGKILLed service leaves
+    no worker behind)."""
+    os.nice(WORKER_NICE)
 
     def watch():
         import time
@@ -65,7 +70,7 @@ class Offload:
             if self._procs is None:
                 # spawn, not fork: the service has threads (pools, sqlite), which fork does not copy safely
                 self._procs = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                                  initializer=_watch_parent, initargs=(os.getpid(),))
+                                                  initializer=_init_worker, initargs=(os.getpid(),))
             return self._procs
 
     def warm(self, fn) -> None:
