@@ -145,13 +145,18 @@ class Controller(LoggingConfigurable):
         finally:
             await self.in_worker(self.election.release)
             self._running = False
+            self._worker.shutdown(wait=False)
 
     def stop(self) -> None:
+        """Stop the loop and give the leadership back (at once, or as run_forever ends). Idempotent."""
+        if self._stopped:
+            return
         self._stopped = True
         if self._running:
-            self._wake.set()  # run_forever gives the leadership back as it ends
+            self._wake.set()
         else:
             self._worker.submit(self.election.release).result()
+            self._worker.shutdown(wait=False)
 
     # ------------------------------------------------------------------ used by the parts
     def in_worker(self, fn, *args):

@@ -2,10 +2,11 @@
 
 - ``pending_info``: each waiting workload's place, estimated start and reason, as the leader's last pass
   published it (an immutable snapshot swapped in whole after each pass; on other replicas: none).
-- ``view()``: a scheduler rebuilt from the database (running jobs, allocated and pending servers) for checks
-  and capacity figures (``check``, ``quota_left``, ``free_capacity``), cached up to ``ttl_s`` and dropped at
-  once by ``invalidate()`` (the controller calls it after a pass that changed something and when the API
-  says the database changed). Never used for admission.
+- ``view()``: a scheduler rebuilt from the database (running jobs, allocated and pending servers) for
+  capacity figures (``quota_left``, ``free_capacity``); ``check(w)`` uses a lighter one with the servers only
+  (a check looks at no usage but the user's servers: rebuilding it costs nothing even with thousands of
+  running jobs). Both are cached up to ``ttl_s`` and dropped at once by ``invalidate()`` (the controller
+  calls it when a pass changes placements, servers or tenants). Never used for admission.
 
 Thread-safe: the API may call these from worker threads while the controller's pass runs in its own.
 """
@@ -36,7 +37,7 @@ class ReadModel:
         self.log = log
         self.ttl_s = ttl_s
         self._lock = threading.Lock()
-        self._view: tuple[float, Scheduler] | None = None
+        self._views: dict[bool, tuple[float, Scheduler]] = {}  # with jobs? -> (built at, scheduler)
         self._pending: dict[WorkloadRef, PendingInfo] = {}
 
     # -- pending ---------------------------------------------------------------------------------
@@ -48,28 +49,29 @@ class ReadModel:
 
     # -- the view --------------------------------------------------------------------------------
     def invalidate(self) -> None:
-        self._view = None
+        self._views = {}
 
-    def view(self) -> Scheduler:
+    def view(self, jobs: bool = True) -> Scheduler:
         with self._lock:
-            cached = self._view
+            cached = self._views.get(jobs)
             if cached is not None and time.monotonic() - cached[0] < self.ttl_s:
                 return cached[1]
             at = time.monotonic()
-            sched = self._build()
-            self._view = (at, sched)
+            sched = self._build(jobs)
+            self._views[jobs] = (at, sched)
             return sched
 
     def check(self, w: Workload) -> Verdict:
-        return self.view().check(w)
+        return self.view(jobs=False).check(w)
 
-    def _build(self) -> Scheduler:
+    def _build(self, jobs: bool) -> Scheduler:
         sched = self.new_scheduler(load_tenants(self.db))
         refs = Registry()
         running, pending = [], []
         with self.db.read() as s:
-            for row in s.query(Job.id, Job.tenant, Job.user, Job.priority, Job.request, Job.created_at,
-                               Job.expected_duration_s, Job.assignment).filter(Job.state.in_(ACTIVE_STATES)):
+            rows = s.query(Job.id, Job.tenant, Job.user, Job.priority, Job.request, Job.created_at,
+                           Job.expected_duration_s, Job.assignment).filter(Job.state.in_(ACTIVE_STATES)) if jobs else []
+            for row in rows:
                 if row.assignment:
                     running.append((job_workload(row, refs.add(WorkloadRef(JOB, row.id))),
                                     Assignment.from_dict(row.assignment)))

@@ -362,3 +362,30 @@ async def test_spawn_through_the_real_service_quota_then_pod(cluster, reflectors
         finally:
             await first.stop(now=True)
         assert first.allocation is None  # released at the service
+
+
+async def test_reconcile_deletes_a_job_the_database_does_not_know(cluster, tmp_path, instance):
+    """A cancel whose delete was lost: the database says final, the Kubernetes Job still runs. The
+    controller's periodic reconcile (Executor.reconcile) deletes it; a live job's Job stays."""
+    from job_runner.controller import Controller
+    from job_runner.db import Job
+
+    deployment = _deployment(cluster)
+    db = _db(tmp_path, deployment)
+    ex = _executor(cluster, instance, extra_pod_annotations={"pod-complete.stage.kwok.x-k8s.io/delay": "300s"})
+    queue = Controller(db, deployment, ex, reconcile_interval_s=0.001)  # every pass
+    orphan, live = _submit(db, deployment), _submit(db, deployment)
+    try:
+        await _run_until(queue, db, orphan, ("running",))
+        await _run_until(queue, db, live, ("running",))
+        with db.session() as s:  # the state a lost delete leaves behind
+            s.get(Job, orphan).state = "cancelled"
+        await queue.tick()
+        deadline = time.monotonic() + 30
+        while _k8s_jobs(cluster, orphan, instance) and time.monotonic() < deadline:
+            await asyncio.sleep(0.3)
+        assert _k8s_jobs(cluster, orphan, instance) == []
+        assert len(_k8s_jobs(cluster, live, instance)) == 1
+    finally:
+        queue.stop()
+        await ex.close()
