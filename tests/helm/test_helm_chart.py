@@ -70,8 +70,10 @@ def test_helm_lint_strict(binaries, values):
     (["hub.unknownKey=1"], "unknownKey"),
     (["hub.cookieSecret=not-hex"], "cookieSecret"),
     (["aistack.replicas=3"], "postgres"),  # SQLite on a PVC is single-writer
+    (["config.jupyterhub.bind_url=x"], "jupyterhub"),  # a traitlets section is a class name
+    (["scheduler.policy=fgd"], "scheduler"),  # gone: Controller.policy in config
 ], ids=["backend", "postgres-without-url", "root", "escalation", "tenant-name", "unknown-key", "cookie-not-hex",
-         "sqlite-replicas"])
+         "sqlite-replicas", "config-section-not-a-class", "old-scheduler-section"])
 def test_bad_values_are_refused_with_a_message(binaries, sets, message):
     argv = [binaries["helm"], "template", "x", CHART]
     for s in sets:
