@@ -2,7 +2,7 @@
 answer time while heavy work goes on (``api``).
 
   .venv/bin/python benchmarks/jobs_latency.py [run] [--runs 5]
-  .venv/bin/python benchmarks/jobs_latency.py api [--requests 400] [--notebook-workers 2]
+  .venv/bin/python benchmarks/jobs_latency.py api [--requests 400] [--notebook-workers 2] [--switch-interval-s S]
 
 ``run``:
 Same small notebook (3 cells), same machine, same Python:
@@ -174,7 +174,7 @@ def pass_metrics(svc) -> tuple[float, float]:
     return float(found.get("count", 0)), float(found.get("sum", 0))
 
 
-def api_latency(tmp: str, n: int, workers: int) -> dict:
+def api_latency(tmp: str, n: int, workers: int, switch_interval_s: float | None = None) -> dict:
     from jobs_throughput import DEPLOYMENT as POOL, insert_jobs
 
     from job_runner.db import open_database
@@ -192,7 +192,8 @@ def api_latency(tmp: str, n: int, workers: int) -> dict:
     cfg = {"Controller": {"tick_interval_s": 0.2},
            "NoopExecutor": {"duration_s": 86400.0},
            "AIStackService": {"executor_class": "job_runner.executors.noop.NoopExecutor",
-                              "notebook_workers": workers}}
+                              "notebook_workers": workers,
+                              **({"switch_interval_s": switch_interval_s} if switch_interval_s else {})}}
     svc = ServiceProcess(os.path.join(tmp, "api-svc"), url, dep, config=cfg).start()
     s = requests.Session()
     s.headers["Authorization"] = f"token {SERVICE_TOKEN}"
@@ -254,10 +255,12 @@ def main():
     ap.add_argument("--requests", type=int, default=400, help="api: answers of GET jobs per phase")
     ap.add_argument("--notebook-workers", type=int, default=2,
                     help="api: AIStackService.notebook_workers (0: notebook work in threads, for comparison)")
+    ap.add_argument("--switch-interval-s", type=float, default=None,
+                    help="api: AIStackService.switch_interval_s (default: the service's)")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="aistack-latency-")
     if args.what == "api":
-        res = api_latency(tmp, args.requests, args.notebook_workers)
+        res = api_latency(tmp, args.requests, args.notebook_workers, args.switch_interval_s)
         print_api(res, args.notebook_workers)
         return res
     pm_total, pm_first = papermill_direct(tmp, args.runs)

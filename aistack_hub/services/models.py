@@ -74,6 +74,11 @@ class JobSubmit(NotebookSource):
     retry_on: list[Literal[RETRYABLE]] = Field(default_factory=lambda: list(DEFAULT_RETRY_ON))
     kernel_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")] | None = None
 
+    @field_validator("max_retries", mode="before")
+    @classmethod
+    def _no_retries(cls, v):
+        return 0 if v is None else v  # the lab's dialog sends null for an empty field
+
     @field_validator("name")
     @classmethod
     def _k8s_name(cls, v):

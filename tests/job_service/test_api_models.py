@@ -56,6 +56,7 @@ def test_job_submit_takes_json_types_as_sent():
                             "parameters": {"x": 3}, "priority": "high"})
     assert req.timeout_s == 10.0 and req.max_retries == 2 and req.priority == "high"
     assert req.retry_on == ["kernel_died", "infrastructure"] and req.path is None
+    assert parse(JobSubmit, {"path": "a.ipynb", "profile": "cpu", "max_retries": None}).max_retries == 0
     assert req.notebook.parameters["x"]["type"] == "int" and req.notebook.kernel_name == "python3"
 
 
