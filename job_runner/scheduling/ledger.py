@@ -4,13 +4,15 @@ Like Kueue's cache of admitted workloads, it is the single source of every usage
 the pending workloads (by id) and the running ones (:class:`~.workloads.Running`: where, since when, how
 much of it is borrowed), together with the cluster state their assignments take. The per-tenant figures
 the scheduler reads (what running work holds per resource group, borrowed GPU, running jobs, servers per
-user, queued jobs) are sums over those entries, kept as a materialised view: they change in one place
-only, :meth:`Ledger._count`, called with +1/-1 for each entry that enters or leaves, so they equal a
-recount at every moment (:meth:`Ledger.recount`; the tests compare the two after random operations).
-Admission would be O(running) per decision if it recounted, hence the view.
+user, queued jobs) are sums over those entries, and the running entries' expected ends are kept sorted
+for the estimates; both form a materialised view that changes in one place only, :meth:`Ledger._count`,
+called with +1/-1 for each entry that enters or leaves, so it equals a recount at every moment
+(:meth:`Ledger.consistent`; the tests check it after random operations). Admission would be O(running)
+per decision if it recounted, hence the view.
 """
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -56,17 +58,22 @@ class Ledger:
     """Pending and running workloads, the cluster state of the running ones, and the sums over both.
 
     ``pending`` and ``running`` are read-only views; change them through :meth:`queue`, :meth:`unqueue`,
-    :meth:`start`, :meth:`stop` and :meth:`restore`.
+    :meth:`start`, :meth:`stop` and :meth:`restore`. The durations are assumed for running work without
+    ``expected_duration_s`` (its expected end orders :attr:`ends`).
     """
 
-    def __init__(self, inventory: Inventory):
+    def __init__(self, inventory: Inventory, default_job_s: float, default_server_s: float):
         self.inventory = inventory
+        self.default_job_s = default_job_s
+        self.default_server_s = default_server_s
         self.state = ClusterState(inventory)
         self.capacity = Resources(int(self.state.gpu_exists.sum()) * 1000, int(self.state.cpu_cap.sum()),
                                   int(self.state.mem_cap.sum()))
         self._pending: dict[str, Workload] = {}
         self._running: dict[str, Running] = {}
         self._tallies: dict[str, Tally] = {}
+        # (expected end, GPU milli, tenant, id) of every running entry, sorted: estimates walk it each pass
+        self._ends: list[tuple[float, int, str, str]] = []
         self.pending = MappingProxyType(self._pending)
         self.running = MappingProxyType(self._running)
 
@@ -74,6 +81,17 @@ class Ledger:
     def tally(self, tenant: str) -> Tally:
         """The live sums of ``tenant`` (an empty tally if it has no entries)."""
         return self._tallies.get(tenant, _NOTHING)
+
+    @property
+    def ends(self) -> list[tuple[float, int, str, str]]:
+        """(expected end, GPU milli, tenant, id) of the running entries, earliest first (do not change it)."""
+        return self._ends
+
+    def expected_end(self, r: Running) -> float:
+        d = r.workload.expected_duration_s
+        if d is None:
+            d = self.default_server_s if r.workload.kind == "server" else self.default_job_s
+        return r.started_at + d
 
     def tenants(self) -> set[str]:
         """Tenants with at least one pending or running entry."""
@@ -150,12 +168,12 @@ class Ledger:
         self._running.update(entries)
         for wid in entries:
             self._pending.pop(wid, None)
-        self._tallies = self.recount()
+        self._tallies, self._ends = self._recount()
 
     # ---- the sums ------------------------------------------------------------------------------------
     def _count(self, w: Workload, r: Running | None, sign: int) -> None:
         """Add (+1) or remove (-1) one entry's share of its tenant's sums: a pending workload (``r`` None)
-        or a running one. The only code that changes a tally."""
+        or a running one. The only code that changes a tally or the ends."""
         x = self._tallies.get(w.tenant)
         if x is None:
             x = self._tallies[w.tenant] = Tally()
@@ -168,6 +186,11 @@ class Ledger:
                 x.queued_jobs += sign
             return
         c = r.charge
+        end = (self.expected_end(r), c.gpu_milli, w.tenant, w.id)
+        if sign > 0:
+            bisect.insort(self._ends, end)
+        else:
+            del self._ends[bisect.bisect_left(self._ends, end)]
         delta = Resources(sign * c.gpu_milli, sign * c.cpu_milli, sign * c.memory_mib)
         x.by_group[ANY] = x.group(ANY) + delta
         if r.group != ANY:
@@ -178,20 +201,22 @@ class Ledger:
         else:
             x.running_jobs += sign
 
-    def recount(self) -> dict[str, Tally]:
-        """The sums computed afresh from the entries (what the live view must equal)."""
-        live, self._tallies = self._tallies, {}
+    def _recount(self) -> tuple[dict[str, Tally], list]:
+        """The sums and the ends computed afresh from the entries (what the live view must equal)."""
+        live = self._tallies, self._ends
+        self._tallies, self._ends = {}, []
         try:
             for w in self._pending.values():
                 self._count(w, None, +1)
             for r in self._running.values():
                 self._count(r.workload, r, +1)
-            return self._tallies
+            return self._tallies, self._ends
         finally:
-            self._tallies = live
+            self._tallies, self._ends = live
 
     def consistent(self) -> bool:
-        """Whether the live sums equal a recount (a check for tests)."""
-        fresh = self.recount()
+        """Whether the live sums and ends equal a recount (a check for tests)."""
+        fresh, ends = self._recount()
         names = set(fresh) | set(self._tallies)
-        return all(self.tally(n).normalised() == fresh.get(n, _NOTHING).normalised() for n in names)
+        return ends == self._ends and all(self.tally(n).normalised() == fresh.get(n, _NOTHING).normalised()
+                                          for n in names)

@@ -41,9 +41,7 @@ class Scheduler:
                  default_job_duration_s: float = DEFAULT_JOB_DURATION_S,
                  default_server_duration_s: float = DEFAULT_SERVER_DURATION_S):
         self.inventory = inventory
-        self.default_job_duration_s = default_job_duration_s
-        self.default_server_duration_s = default_server_duration_s
-        self._ledger = Ledger(inventory)
+        self._ledger = Ledger(inventory, default_job_duration_s, default_server_duration_s)
         self._quotas = Quotas(self._ledger, tenants)
         policy = make_policy(policy) if isinstance(policy, str) else policy
         self._admission = Admission(self._ledger, self._quotas, policy, preemption)
@@ -79,6 +77,14 @@ class Scheduler:
     @property
     def tenants(self) -> dict[str, Tenant]:
         return self._quotas.tenants
+
+    @property
+    def default_job_duration_s(self) -> float:
+        return self._ledger.default_job_s
+
+    @property
+    def default_server_duration_s(self) -> float:
+        return self._ledger.default_server_s
 
     # ---- configuration -----------------------------------------------------------------------------
     def set_tenants(self, tenants) -> None:
@@ -153,8 +159,7 @@ class Scheduler:
             reason = self._admission.admit(w, now, failed_shapes, decision)
             if reason is not None:
                 waiting.append((w, reason))
-        decision.pending = estimate(waiting, now, self._ledger, tenants, self.default_job_duration_s,
-                                    self.default_server_duration_s)
+        decision.pending = estimate(waiting, now, self._ledger, tenants)
         return decision
 
     # ---- figures -----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from .helpers import inventory, job, scheduler, share, tenants, whole
 
 
 def test_ledger_sums_are_sums_over_its_entries():
-    led = Ledger(inventory(nodes=1, gpus=4, model="T4"))
+    led = Ledger(inventory(nodes=1, gpus=4, model="T4"), default_job_s=3600, default_server_s=7200)
     j, srv = job("a", whole(2)), job("a", share(250), kind="server", user="ann")
     led.queue(j)
     led.queue(j)  # the same id again replaces, never counts twice
