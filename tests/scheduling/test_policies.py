@@ -162,3 +162,16 @@ def test_fgd_scores_are_quantised_like_kubernetes():
 def test_unknown_policy_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown placement policy"):
         make_policy("random")
+
+
+def test_default_admits_cpu_jobs_on_a_pool_without_gpus():
+    # A CPU-only inventory (the Kubernetes pod tests' service has one): the scarcity weights of the
+    # default policy divided 0 by 0 and nothing was ever admitted.
+    from job_runner.scheduling import Inventory, Scheduler, SliceRequest, Tenant, Workload
+
+    inv = Inventory.from_config([{"name": "node1", "cpu_milli": 8000, "memory_mib": 16384}])
+    s = Scheduler(inv, [Tenant.from_config({"name": "team-a"})])
+    req = SliceRequest.from_dict({"kind": "cpu", "cpu_milli": 500, "memory_mib": 512})
+    s.submit(Workload("a", "team-a", "u", "job", "normal", req, 0.0))
+    d = s.schedule(1.0)
+    assert [w.id for w, _ in d.admitted] == ["a"]

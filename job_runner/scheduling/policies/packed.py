@@ -65,7 +65,8 @@ class PackedFGD(FragmentationPolicy):
         usable = np.array([(plain & allowed[state.gpu_model] & (per_node >= k)[:, None]).sum()
                            for allowed, k in zip((state.allowed_models(m) for m in t.models), need)], dtype=np.float64)
         weight = t.weight * plain.sum() / np.maximum(usable, 1)
-        weight = weight / weight.sum()
+        # no plain GPU at all (a CPU-only pool, or all MIG): scarcity says nothing, popularity alone weighs
+        weight = weight / weight.sum() if weight.sum() > 0 else t.weight
         return {
             "n": len(t.weight), "lut": lut, "whole_lut": whole_lut, "inv_cpu": inv_cpu, "inv_mem": inv_mem,
             # CPU-only classes: one instance that fits makes the waste 0, else all free GPU
