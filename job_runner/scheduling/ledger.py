@@ -72,8 +72,11 @@ class Ledger:
         self._pending: dict[str, Workload] = {}
         self._running: dict[str, Running] = {}
         self._tallies: dict[str, Tally] = {}
-        # (expected end, GPU milli, tenant, id) of every running entry, sorted: estimates walk it each pass
+        # (expected end, GPU milli, tenant, id) of every running entry: estimates walk them in order each
+        # pass. Sorted lazily: ends added since the last read wait in _new_ends, merged by one sort (cheap:
+        # a sorted run plus a short tail), so admitting thousands in one pass stays O(1) each.
         self._ends: list[tuple[float, int, str, str]] = []
+        self._new_ends: list[tuple[float, int, str, str]] = []
         self.pending = MappingProxyType(self._pending)
         self.running = MappingProxyType(self._running)
 
@@ -85,6 +88,10 @@ class Ledger:
     @property
     def ends(self) -> list[tuple[float, int, str, str]]:
         """(expected end, GPU milli, tenant, id) of the running entries, earliest first (do not change it)."""
+        if self._new_ends:
+            self._ends.extend(self._new_ends)
+            self._new_ends.clear()
+            self._ends.sort()
         return self._ends
 
     def expected_end(self, r: Running) -> float:
@@ -169,6 +176,7 @@ class Ledger:
         for wid in entries:
             self._pending.pop(wid, None)
         self._tallies, self._ends = self._recount()
+        self._new_ends = []
 
     # ---- the sums ------------------------------------------------------------------------------------
     def _count(self, w: Workload, r: Running | None, sign: int) -> None:
@@ -188,9 +196,13 @@ class Ledger:
         c = r.charge
         end = (self.expected_end(r), c.gpu_milli, w.tenant, w.id)
         if sign > 0:
-            bisect.insort(self._ends, end)
+            self._new_ends.append(end)
         else:
-            del self._ends[bisect.bisect_left(self._ends, end)]
+            i = bisect.bisect_left(self._ends, end)
+            if i < len(self._ends) and self._ends[i] == end:
+                del self._ends[i]
+            else:
+                self._new_ends.remove(end)
         delta = Resources(sign * c.gpu_milli, sign * c.cpu_milli, sign * c.memory_mib)
         x.by_group[ANY] = x.group(ANY) + delta
         if r.group != ANY:
@@ -203,20 +215,20 @@ class Ledger:
 
     def _recount(self) -> tuple[dict[str, Tally], list]:
         """The sums and the ends computed afresh from the entries (what the live view must equal)."""
-        live = self._tallies, self._ends
-        self._tallies, self._ends = {}, []
+        live = self._tallies, self._ends, self._new_ends
+        self._tallies, self._ends, self._new_ends = {}, [], []
         try:
             for w in self._pending.values():
                 self._count(w, None, +1)
             for r in self._running.values():
                 self._count(r.workload, r, +1)
-            return self._tallies, self._ends
+            return self._tallies, sorted(self._new_ends)
         finally:
-            self._tallies, self._ends = live
+            self._tallies, self._ends, self._new_ends = live
 
     def consistent(self) -> bool:
         """Whether the live sums and ends equal a recount (a check for tests)."""
         fresh, ends = self._recount()
         names = set(fresh) | set(self._tallies)
-        return ends == self._ends and all(self.tally(n).normalised() == fresh.get(n, _NOTHING).normalised()
+        return ends == self.ends and all(self.tally(n).normalised() == fresh.get(n, _NOTHING).normalised()
                                           for n in names)
