@@ -60,6 +60,12 @@ class AistackBaseHandler(APIHandler):
             raise web.HTTPError(400, "the request body must be a JSON object")
         return body
 
+    def relay(self, status, ctype, data):
+        """The service's answer, status and all; a 5xx of the service is its problem, not this server's:
+        it is reported as a bad gateway."""
+        self.set_status(status if status < 500 else 502)
+        self.finish(data, set_content_type=ctype)
+
     async def read_submitted_notebook(self, body):
         """The notebook to run: the unsaved model from the UI, else the saved file at ``path``."""
         return await read_notebook(self.contents_manager, body.get("path"), body.get("content"))
@@ -68,87 +74,65 @@ class AistackBaseHandler(APIHandler):
 class ForwardHandler(AistackBaseHandler):
     """Passes a request through to the service and its answer back, status and all."""
 
-    async def _forward(self, method, path):
+    @web.authenticated
+    @authorized
+    async def _forward(self, path):
         if not _FORWARD_PATH.match(path):
             return self.fail(400, "bad_path", f"not a service path: {path!r}")
+        method = self.request.method
         body = self.request.body if method in ("POST", "PUT", "PATCH") else None
         try:
-            status, ctype, data = await self.client.fetch(
-                method, path, query=self.request.query, body=body or None, request=self.request
-            )
+            answer = await self.client.fetch(method, path, query=self.request.query, body=body or None,
+                                             request=self.request)
         except ServiceError as e:
             return self.fail(e.status, e.code, e.message)
-        # a 5xx of the service is its problem, not this server's: report it as a bad gateway
-        self.set_status(status if status < 500 else 502)
-        self.finish(data, set_content_type=ctype)
+        self.relay(*answer)
+
+    # one handler for every verb: `authorized` takes the action from the request's method
+    get = post = put = patch = delete = _forward
+
+
+class NotebookPostHandler(AistackBaseHandler):
+    """POST {path, content?, ...}: the notebook (the unsaved model from the UI, else the saved file) goes to
+    the service as part of ``service_body`` (the service may not see this server's files: never the path)."""
+
+    service_path = ""
+
+    def service_body(self, body: dict, notebook: dict) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     @web.authenticated
     @authorized
-    async def get(self, path):
-        await self._forward("GET", path)
-
-    @web.authenticated
-    @authorized
-    async def post(self, path):
-        await self._forward("POST", path)
-
-    @web.authenticated
-    @authorized
-    async def put(self, path):
-        await self._forward("PUT", path)
-
-    @web.authenticated
-    @authorized
-    async def patch(self, path):
-        await self._forward("PATCH", path)
-
-    @web.authenticated
-    @authorized
-    async def delete(self, path):
-        await self._forward("DELETE", path)
+    async def post(self):
+        body = self.json_body()
+        try:
+            notebook = await self.read_submitted_notebook(body)
+        except NotebookError as e:
+            return self.fail(e.status, "bad_notebook", str(e))
+        try:
+            answer = await self.client.fetch("POST", self.service_path, body=self.service_body(body, notebook),
+                                             request=self.request)
+        except ServiceError as e:
+            return self.fail(e.status, e.code, e.message)
+        self.relay(*answer)
 
 
-class SubmitHandler(AistackBaseHandler):
+class SubmitHandler(NotebookPostHandler):
     """POST {path, content?, ...job fields} -> the service's POST jobs with the notebook attached."""
 
-    @web.authenticated
-    @authorized
-    async def post(self):
-        body = self.json_body()
-        try:
-            notebook = await self.read_submitted_notebook(body)
-        except NotebookError as e:
-            return self.fail(e.status, "bad_notebook", str(e))
-        # the service takes the notebook itself (it may not see this server's files): not the path
-        job = {k: v for k, v in body.items() if k not in ("content", "path")}
-        job["notebook"] = notebook
-        try:
-            status, ctype, data = await self.client.fetch("POST", "jobs", body=job, request=self.request)
-        except ServiceError as e:
-            return self.fail(e.status, e.code, e.message)
-        self.set_status(status if status < 500 else 502)
-        self.finish(data, set_content_type=ctype)
+    service_path = "jobs"
+
+    def service_body(self, body, notebook):
+        return {**{k: v for k, v in body.items() if k not in ("content", "path")}, "notebook": notebook}
 
 
-class InspectHandler(AistackBaseHandler):
+class InspectHandler(NotebookPostHandler):
     """POST {path, content?} -> the notebook's parameters (names, types, defaults, help)."""
 
-    @web.authenticated
-    @authorized
-    async def post(self):
-        body = self.json_body()
-        try:
-            notebook = await self.read_submitted_notebook(body)
-        except NotebookError as e:
-            return self.fail(e.status, "bad_notebook", str(e))
-        try:
-            status, ctype, data = await self.client.fetch(
-                "POST", "jobs/inspect", body={"notebook": notebook}, request=self.request
-            )
-        except ServiceError as e:
-            return self.fail(e.status, e.code, e.message)
-        self.set_status(status if status < 500 else 502)
-        self.finish(data, set_content_type=ctype)
+    service_path = "jobs/inspect"
+
+    def service_body(self, body, notebook):
+        return {"notebook": notebook}
 
 
 class OpenOutputHandler(AistackBaseHandler):
