@@ -39,12 +39,8 @@ def check_capacity(s: Scheduler):
     assert s.consistent()  # every figure of the ledger equals a recount of its entries
 
 
-@SETTINGS
-@given(ops=ops, policy=st.sampled_from(["first-fit", "best-fit", "fgd", "default"]),
-       quotas=st.lists(st.integers(500, 6000), min_size=3, max_size=3))
-def test_never_over_quota_nor_capacity(ops, policy, quotas):
-    ts = [Tenant(f"t{k}", {ANY: Quota(gpu_milli=q, cpu_milli=20000)}) for k, q in enumerate(quotas)]
-    s = Scheduler(inventory(nodes=2, gpus=4), ts, policy=policy)
+def play(s, ops):
+    """Apply ``ops`` to scheduler ``s`` one by one, yielding it after each (the checks run in between)."""
     now = 0.0
     for op, t, req, kind in ops:
         now += 1
@@ -54,6 +50,16 @@ def test_never_over_quota_nor_capacity(ops, policy, quotas):
             s.schedule(now)
         elif s.running:
             s.release(sorted(s.running)[t % len(s.running)])
+        yield s
+
+
+@SETTINGS
+@given(ops=ops, policy=st.sampled_from(["first-fit", "best-fit", "fgd", "default"]),
+       quotas=st.lists(st.integers(500, 6000), min_size=3, max_size=3))
+def test_never_over_quota_nor_capacity(ops, policy, quotas):
+    ts = [Tenant(f"t{k}", {ANY: Quota(gpu_milli=q, cpu_milli=20000)}) for k, q in enumerate(quotas)]
+    s = Scheduler(inventory(nodes=2, gpus=4), ts, policy=policy)
+    for s in play(s, ops):
         for k, q in enumerate(quotas):
             used = s.usage(f"t{k}").group(ANY)
             assert used.gpu_milli <= q and used.cpu_milli <= 20000
@@ -65,15 +71,7 @@ def test_never_over_quota_nor_capacity(ops, policy, quotas):
 def test_cohort_never_exceeds_its_quotas(ops, limit):
     ts = [Tenant(f"t{k}", {ANY: Quota(gpu_milli=2000)}, cohort="lab", borrowing_limit_milli=limit) for k in range(3)]
     s = Scheduler(inventory(nodes=2, gpus=4), ts)
-    now = 0.0
-    for op, t, req, kind in ops:
-        now += 1
-        if op == "submit":
-            s.submit(job(f"t{t}", req, kind=kind))
-        elif op == "schedule":
-            s.schedule(now)
-        elif s.running:
-            s.release(sorted(s.running)[t % len(s.running)])
+    for s in play(s, ops):
         table = s.usage()
         assert sum(table[f"t{k}"].group(ANY).gpu_milli for k in range(3)) <= 6000
         for k in range(3):
