@@ -12,7 +12,7 @@ from job_runner.scheduling import Workload
 from .context import Identity, ServiceContext
 from .errors import Conflict, Forbidden, Invalid, NotFound, refused
 from .jobs import utc_iso
-from .models import AllocationRequest
+from .models import AllocationRequest, row_id
 
 MAX_WAIT_S = 30.0  # the longest a numeric ``wait`` holds the answer
 DECISION_WAIT_S = 5.0  # how long ``wait: false/true`` waits for the scheduler's decision at most
@@ -43,7 +43,7 @@ class AllocationService:
         self.ctx = ctx
 
     def _row(self, s, alloc_id: str) -> Allocation:
-        n = int(alloc_id) if alloc_id.isdigit() and len(alloc_id) <= 18 else 0
+        n = row_id(alloc_id)
         row = s.get(Allocation, n) if n else None
         if row is None:
             raise NotFound(f"no allocation {alloc_id!r}")

@@ -25,7 +25,7 @@ from job_runner.scheduling import Workload
 from . import notebooks
 from .context import Identity, ServiceContext
 from .errors import Conflict, Forbidden, Invalid, NotFound, refused
-from .models import InspectRequest, JobQuery, JobSubmit, parse
+from .models import InspectRequest, JobQuery, JobSubmit, parse, row_id
 from .notebooks import PreparedNotebook
 
 # Columns of the list (everything but the notebook snapshot, which can be 16 MiB).
@@ -84,7 +84,7 @@ class JobService:
         return q.filter(Job.user == ident.name)
 
     def _row(self, s, ident: Identity, job_id: str) -> Job:
-        jid = int(job_id) if job_id.isdigit() and len(job_id) <= 18 else 0
+        jid = row_id(job_id)
         row = s.get(Job, jid) if jid else None
         if row is None or not self.ctx.may_see(ident, row.user, row.tenant):
             raise NotFound(f"no job {job_id!r}")

@@ -6,6 +6,8 @@ strict (JSON types as sent: ``true`` is not 1, ``1.0`` is not an integer), queri
 """
 from __future__ import annotations
 
+import re
+
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -30,9 +32,19 @@ Seconds = Annotated[float, Field(ge=1, le=MAX_TIMEOUT_S, allow_inf_nan=False)]
 Name255 = Annotated[str, Field(min_length=1, max_length=255)]
 
 
+_K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_ROW_ID = re.compile(r"[0-9]{1,18}")
+
+
 def is_k8s_name(name: str) -> bool:
-    return 0 < len(name) <= 63 and name[0].isalnum() and name[-1].isalnum() and \
-        all(c.isdigit() or "a" <= c <= "z" or c == "-" for c in name)
+    # ASCII only: str.isdigit()/isalnum() also accept digits and letters of other scripts ("¹", "é")
+    return len(name) <= 63 and _K8S_NAME.fullmatch(name) is not None
+
+
+def row_id(text: str) -> int:
+    """A path's id as a database row id; 0 (no such row) for anything but 1-18 ASCII digits (str.isdigit()
+    accepts "¹", which int() refuses: a 500 that the fuzz test found)."""
+    return int(text) if _ROW_ID.fullmatch(text) else 0
 
 
 class _Body(BaseModel):

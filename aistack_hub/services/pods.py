@@ -18,6 +18,7 @@ from job_runner.run_notebook import write_json_atomic
 from . import notebooks
 from .context import ServiceContext
 from .errors import Conflict, Forbidden, Invalid, NotFound
+from .models import row_id
 
 
 def _count(v) -> bool:
@@ -30,7 +31,7 @@ class PodService:
 
     def _attempt(self, job_id: str, token: str | None, active: bool = True):
         """The job's row (detached) if ``token`` is its current attempt's; ``active``: it must be running."""
-        n = int(job_id) if job_id.isdigit() and len(job_id) <= 18 else 0
+        n = row_id(job_id)
         with self.ctx.db.read() as s:
             row = s.get(Job, n) if n else None
             if row is None:

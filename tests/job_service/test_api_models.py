@@ -171,3 +171,14 @@ async def test_offload_runs_notebook_work_in_a_worker_and_survives_its_death():
         from multiprocessing import resource_tracker
 
         resource_tracker._resource_tracker._stop()
+
+
+def test_path_ids_and_names_are_ascii_only():
+    # str.isdigit() takes "¹" and int() refuses it: DELETE allocations/%C2%B9 answered 500 (found by
+    # tests/job_service/test_fuzz.py); names with non-ASCII letters are no Kubernetes names either.
+    from aistack_hub.services.models import is_k8s_name, row_id
+
+    assert row_id("42") == 42
+    assert [row_id(x) for x in ("¹", "٣", "", "1" * 19, "-1", "1.0")] == [0] * 6
+    assert is_k8s_name("team-a") and is_k8s_name("a")
+    assert not any(is_k8s_name(x) for x in ("té", "a¹", "-a", "a-", "A", "a" * 64, ""))
