@@ -10,11 +10,13 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as _dt
 import time
 
 from tornado import web
 
 from job_runner.scheduling import SliceRequest
+from job_runner.scheduling.estimates import describe_wait
 
 from .client import ServiceClient, message
 from .form import fmt_milli
@@ -79,6 +81,35 @@ def over_quota_message(tenant: str, user: str, profile: dict, usage: dict | None
             f" or pick a smaller profile.")
 
 
+def _seconds_from_now(iso: str | None, now: float) -> float | None:
+    if not iso:
+        return None
+    try:
+        at = _dt.datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if at.tzinfo is None:  # the service's timestamps are UTC
+        at = at.replace(tzinfo=_dt.timezone.utc)
+    return at.timestamp() - now
+
+
+def start_words(allocation: dict, now: float | None = None) -> str:
+    """When a waiting server should start, rounded ("starts in about 10 min", "starts in 10–20 min"), or
+    "start time unknown": never a timestamp to the microsecond."""
+    now = time.time() if now is None else now
+    mid = _seconds_from_now(allocation.get("estimated_start"), now)
+    if mid is None:
+        return "start time unknown"
+    low = _seconds_from_now(allocation.get("estimated_start_earliest"), now)
+    high = _seconds_from_now(allocation.get("estimated_start_latest"), now)
+    low = mid if low is None else low
+    high = mid if high is None else high
+    if high <= 1:
+        return "starts now"
+    words = describe_wait(max(0.0, low), high)
+    return f"starts {'' if words.startswith('within') else 'in '}{words}"
+
+
 class PendingEvents:
     """Progress events while waiting in line: one per change of queue position or estimated start."""
 
@@ -89,8 +120,7 @@ class PendingEvents:
         msg = f"Waiting in line for a GPU ({profile}, tenant {tenant})"
         if allocation.get("position") is not None:
             msg += f": position {allocation['position']}"
-        if allocation.get("estimated_start"):
-            msg += f", estimated start {allocation['estimated_start']}"
+        msg += f", {start_words(allocation)}"
         if not self.events or self.events[-1]["message"] != msg:
             self.events.append({"progress": 10, "message": msg})
 

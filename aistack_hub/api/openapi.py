@@ -58,8 +58,9 @@ SCHEMAS = {
         "state": {"type": "string", "enum": list(JOB_STATES)}, "group_id": {"type": ["string", "null"]},
         "parameters": {"type": "object"}, "attempt": {"type": "integer"},
         "progress": {"type": ["object", "null"]}, "failure": {"type": ["object", "null"],
-            "description": "{class: " + "|".join(FAILURE_CLASSES) + ", message, cell_index?, ename?, evalue?, link?}"},
+            "description": "{class: " + "|".join(FAILURE_CLASSES) + ", message, cell_label? (In [n]), code_cell?, input_cell_index?, cell_index? (in the output notebook), ename?, evalue?, link?}"},
         "queue_position": {"type": ["integer", "null"]}, "estimated_start": {"type": ["string", "null"]},
+        "estimated_start_earliest": {"type": ["string", "null"]}, "estimated_start_latest": {"type": ["string", "null"]},
         "pending_reason": {"type": ["string", "null"]},
         "created_at": {"type": "string"}, "started_at": {"type": ["string", "null"]},
         "finished_at": {"type": ["string", "null"]}, "events": {"type": "array", "items": {"type": "object"}},
@@ -76,6 +77,7 @@ SCHEMAS = {
         "id": {"type": "integer"}, "state": {"type": "string", "enum": ["pending", "allocated", "released"]},
         "assignment": {"type": ["object", "null"]},
         "position": {"type": ["integer", "null"]}, "estimated_start": {"type": ["string", "null"]},
+        "estimated_start_earliest": {"type": ["string", "null"]}, "estimated_start_latest": {"type": ["string", "null"]},
         "reason": {"type": ["string", "null"]}, "profile": {"type": "object"}}},
     "Tenant": {"type": "object", "properties": {
         "name": {"type": "string"}, "quotas": {"type": "object"}, "weight": {"type": "number", "exclusiveMinimum": 0},

@@ -27,10 +27,12 @@ def alloc_json(row: Allocation, ctx: ServiceContext) -> dict:
     out = {"id": row.id, "user": row.user, "tenant": row.tenant, "server_name": row.server_name,
            "state": row.state, "assignment": row.assignment, "created_at": iso(row.created_at),
            "allocated_at": iso(row.allocated_at), "released_at": iso(row.released_at), "position": None,
-           "estimated_start": None, "reason": None}
+           "estimated_start": None, "estimated_start_earliest": None, "estimated_start_latest": None,
+           "reason": None}
     info = ctx.controller.alloc_pending_info(row.id) if row.state == ALLOC_PENDING else None
     if info is not None:
-        out.update(position=info.position, reason=info.reason, estimated_start=utc_iso(info.estimated_start))
+        out.update(position=info.position, reason=info.reason, estimated_start=utc_iso(info.estimated_start),
+                   estimated_start_earliest=utc_iso(info.earliest_start), estimated_start_latest=utc_iso(info.latest_start))
     try:
         out["profile"] = profile_json(ctx.deployment.profiles.get(row.profile))
     except KeyError:  # a profile removed from the config since

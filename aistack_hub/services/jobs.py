@@ -49,17 +49,19 @@ def job_json(row, controller, detail: bool = False) -> dict:
         "id": row.id, "name": row.name, "user": row.user, "tenant": row.tenant, "profile": row.profile,
         "priority": row.priority, "state": row.state, "group_id": row.group_id,
         "parameters": row.parameters or {}, "kernel_name": row.kernel_name, "notebook_path": row.notebook_path,
-        "timeout_s": row.timeout_s, "max_retries": row.max_retries, "retry_on": row.retry_on or [],
+        "timeout_s": row.timeout_s, "expected_duration_s": row.expected_duration_s, "max_retries": row.max_retries, "retry_on": row.retry_on or [],
         "attempt": row.attempt, "progress": row.progress, "failure": row.failure,
         "cancel_requested": bool(row.cancel_requested),
         "created_at": iso(row.created_at), "admitted_at": iso(row.admitted_at), "started_at": iso(row.started_at),
         "finished_at": iso(row.finished_at), "updated_at": iso(row.updated_at),
-        "queue_position": None, "estimated_start": None, "pending_reason": None,
+        "queue_position": None, "estimated_start": None, "estimated_start_earliest": None,
+        "estimated_start_latest": None, "pending_reason": None,
     }
     info = controller.pending_info(row.id) if row.state == QUEUED else None
     if info is not None:
         out.update(queue_position=info.position, pending_reason=info.reason,
-                   estimated_start=utc_iso(info.estimated_start))
+                   estimated_start=utc_iso(info.estimated_start),
+                   estimated_start_earliest=utc_iso(info.earliest_start), estimated_start_latest=utc_iso(info.latest_start))
     if detail:
         out["assignment"] = row.assignment
         out["events"] = [

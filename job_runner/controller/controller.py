@@ -259,7 +259,8 @@ class Controller(LoggingConfigurable):
         """The core's pass (the long part with a big queue: here, off the event loop)."""
         decision = self.scheduler.schedule(time.time())
         ref = self.refs.ref
-        self.read.publish_pending({ref(p.workload.id): PendingInfo(p.position, p.estimated_start, p.reason)
+        self.read.publish_pending({ref(p.workload.id): PendingInfo(p.position, p.estimated_start, p.reason,
+                                                                         p.earliest_start, p.latest_start)
                                    for p in decision.pending})
         preempted_jobs, preempted_servers = [], []
         for wid in decision.preempt:

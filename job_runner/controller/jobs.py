@@ -13,6 +13,7 @@ import time
 from sqlalchemy import update
 
 from job_runner.db import ADMITTED, CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, utcnow
+from job_runner.db.history import HistoryLookup
 from job_runner.db.ops import epoch, transition, transition_many
 from job_runner.executors.base import JobSpec
 from job_runner.failures import CANCELLED as F_CANCELLED
@@ -53,12 +54,15 @@ class Jobs:
         sched, refs = self.ctl.scheduler, self.ctl.refs
         with self.db.session() as s:
             rows = (s.query(Job.id, Job.tenant, Job.user, Job.priority, Job.request, Job.created_at,
-                            Job.expected_duration_s).filter(Job.enqueued == 0, Job.state == QUEUED)
-                    .order_by(Job.id).all())
+                            Job.expected_duration_s, Job.profile, Job.notebook_path, Job.name)
+                    .filter(Job.enqueued == 0, Job.state == QUEUED).order_by(Job.id).all())
+            history = HistoryLookup(s)  # past run times stand in for a duration the user did not give
             for row in rows:
                 wid = refs.add(WorkloadRef(JOB, row.id))
                 try:
-                    w = job_workload(row, wid)
+                    past = None if row.expected_duration_s is not None else \
+                        history.range_for(row.user, row.profile, row.notebook_path, row.name)
+                    w = job_workload(row, wid, past)
                     verdict = sched.submit(w)
                     if not verdict.ok and verdict.reason == "queue_full":
                         # The queue limit was enforced at submission (under the tenant's row lock): a job

@@ -28,6 +28,8 @@ class PendingInfo:
     position: int
     estimated_start: float | None
     reason: str
+    earliest_start: float | None = None  # the likely range around estimated_start (estimates.py)
+    latest_start: float | None = None
 
 
 class ReadModel:

@@ -55,10 +55,15 @@ class Registry:
         return wid in self._refs
 
 
-def job_workload(row, wid: str) -> Workload:
+def job_workload(row, wid: str, history=None) -> Workload:
+    """``history``: (shortest, typical, longest) past run time (job_runner.db.history), used when the
+    submission gave no expected duration."""
+    expected, spread = row.expected_duration_s, None
+    if expected is None and history is not None:
+        expected, spread = history[1], (history[0], history[2])
     return Workload(wid, row.tenant, row.user, JOB, row.priority or "normal",
                     SliceRequest.from_dict(row.request or {"kind": "cpu"}), epoch(row.created_at) or time.time(),
-                    row.expected_duration_s)
+                    expected, spread)
 
 
 def server_workload(row, wid: str) -> Workload:

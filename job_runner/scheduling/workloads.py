@@ -23,6 +23,9 @@ class Workload:
     request: SliceRequest
     submitted_at: float
     expected_duration_s: float | None = None
+    # (shortest, longest) likely run time around expected_duration_s when it comes from past runs
+    # (estimates.history_range); None: the user's own figure, taken as a range around it (estimates.py)
+    duration_spread_s: tuple[float, float] | None = None
 
     @property
     def rank(self) -> int:
@@ -46,13 +49,16 @@ class Verdict:
 @dataclass(frozen=True)
 class Pending:
     """A workload still waiting: its place in the admission order (1 = next), when it is expected to
-    start (epoch seconds, an estimate from running workloads' expected ends), and why it waits:
+    start (epoch seconds, an estimate from running workloads' expected ends; None when it depends on a
+    duration nothing tells), the earliest and latest likely start, and why it waits:
     ``quota``, ``capacity``, ``window``, ``server_limit``, ``running_jobs``, or ``queued`` (behind others)."""
 
     workload: Workload
     position: int
     estimated_start: float | None
     reason: str
+    earliest_start: float | None = None
+    latest_start: float | None = None
 
 
 @dataclass

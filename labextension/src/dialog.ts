@@ -18,6 +18,7 @@ import {
   ParamValue,
   validateJobFields
 } from './params';
+import { waitText } from './jobs';
 
 export interface ITenantInfo {
   name: string;
@@ -62,6 +63,8 @@ export interface IJobRequest {
   kernel_name: string;
   priority: string;
   timeout_s: number | null;
+  /** The user's own guess of the run time: start estimates of the jobs behind this one use it. */
+  expected_duration_s: number | null;
   max_retries: number;
   output_location: string;
   parameters: Record<string, ParamValue>;
@@ -110,7 +113,7 @@ export function profileSummary(p: IProfileInfo, trans: TranslationBundle): strin
   if (p.fits_quota === false) {
     parts.push(trans.__('over your quota: waits until your jobs finish'));
   } else if (typeof p.estimated_wait_s === 'number') {
-    parts.push(p.estimated_wait_s <= 1 ? trans.__('starts now') : trans.__('estimated wait %1 min', Math.ceil(p.estimated_wait_s / 60)));
+    parts.push(p.estimated_wait_s <= 1 ? trans.__('starts now') : trans.__('wait %1', waitText(p.estimated_wait_s, p.estimated_wait_s)));
   } else if (typeof p.free === 'number') {
     parts.push(p.free > 0 ? trans.__('starts now') : trans.__('queues until a slice frees up'));
   }
@@ -136,11 +139,13 @@ export class RunJobForm extends Widget implements Dialog.IBodyWidget<IJobRequest
     const jobErrors = validateJobFields({
       name: this.nameInput.value,
       timeoutMinutes: this.timeoutInput.value,
+      expectedMinutes: this.expectedInput.value,
       retries: this.retriesInput.value,
       outputLocation: this.outputInput.value
     });
     this.setError(this.nameInput, jobErrors.name, showAll);
     this.setError(this.timeoutInput, jobErrors.timeoutMinutes, showAll);
+    this.setError(this.expectedInput, jobErrors.expectedMinutes, showAll);
     this.setError(this.retriesInput, jobErrors.retries, showAll);
     this.setError(this.outputInput, jobErrors.outputLocation, showAll);
     const profileMissing = !this.profileSelect.value ? trans.__('pick a profile') : undefined;
@@ -176,6 +181,7 @@ export class RunJobForm extends Widget implements Dialog.IBodyWidget<IJobRequest
       delete base[k];
     }
     const timeout = this.timeoutInput.value.trim();
+    const expected = this.expectedInput.value.trim();
     return {
       name: this.nameInput.value.trim(),
       tenant: this.tenantSelect.value,
@@ -183,6 +189,7 @@ export class RunJobForm extends Widget implements Dialog.IBodyWidget<IJobRequest
       kernel_name: this.kernelSelect.value,
       priority: this.prioritySelect.value,
       timeout_s: timeout ? Math.round(Number(timeout) * 60) : null,
+      expected_duration_s: expected ? Math.round(Number(expected) * 60) : null,
       max_retries: parseInt(this.retriesInput.value, 10),
       output_location: this.outputInput.value.trim(),
       parameters: base,
@@ -308,6 +315,9 @@ export class RunJobForm extends Widget implements Dialog.IBodyWidget<IJobRequest
     this.timeoutInput = el('input', { type: 'number', min: '1', step: 'any', name: 'timeout', class: 'jp-mod-styled' });
     this.timeoutInput.value = defaults.timeoutMinutes ? String(defaults.timeoutMinutes) : '';
     node.appendChild(this.field(trans.__('Timeout (minutes, empty = none)'), this.timeoutInput));
+    this.expectedInput = el('input', { type: 'number', min: '1', step: 'any', name: 'expected', class: 'jp-mod-styled' });
+    node.appendChild(this.field(trans.__('Expected run time (minutes, optional)'), this.expectedInput,
+      trans.__('tells others in the queue when this job frees its slice; empty: estimated from your past runs')));
     this.retriesInput = el('input', { type: 'number', min: '0', max: '10', step: '1', name: 'retries', class: 'jp-mod-styled' });
     this.retriesInput.value = String(defaults.retries);
     node.appendChild(this.field(trans.__('Retries'), this.retriesInput, trans.__('retried when the kernel dies or the node fails')));
@@ -315,7 +325,7 @@ export class RunJobForm extends Widget implements Dialog.IBodyWidget<IJobRequest
     this.outputInput.value = defaults.outputLocation;
     node.appendChild(this.field(trans.__('Output folder'), this.outputInput, trans.__('where the output notebook is saved in your files')));
 
-    for (const input of [this.nameInput, this.timeoutInput, this.retriesInput, this.outputInput]) {
+    for (const input of [this.nameInput, this.timeoutInput, this.expectedInput, this.retriesInput, this.outputInput]) {
       input.addEventListener('input', () => this.validate());
     }
     this.tenantSelect.addEventListener('change', () => void this.tenantChanged());
@@ -392,6 +402,7 @@ export class RunJobForm extends Widget implements Dialog.IBodyWidget<IJobRequest
   private kernelSelect!: HTMLSelectElement;
   private prioritySelect!: HTMLSelectElement;
   private timeoutInput!: HTMLInputElement;
+  private expectedInput!: HTMLInputElement;
   private retriesInput!: HTMLInputElement;
   private outputInput!: HTMLInputElement;
   private sweepNote!: HTMLElement;

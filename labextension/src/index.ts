@@ -94,7 +94,7 @@ function describeSubmission(res: any, trans: TranslationBundle): { jobs: IJob[];
     }
     const eta = estimatedStartText(j, new Date());
     const pos = j.position !== null ? trans.__('position %1 in the queue', j.position) : trans.__('queued');
-    return eta ? trans.__('%1, starts %2', pos, eta) : pos;
+    return eta ? trans.__('%1, %2', pos, trans.__(eta)) : pos;
   };
   if (jobs.length > 1) {
     return { jobs, text: trans.__('Sweep of %1 jobs submitted; first at %2', jobs.length, where(first)) };

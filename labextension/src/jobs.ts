@@ -10,7 +10,10 @@ export const FINAL_STATES = ['succeeded', 'failed', 'cancelled'];
 export interface IFailure {
   kind: string;
   message: string;
+  /** The cell in the output notebook (papermill's injected cells shift it): where "Open output" goes. */
   cellIndex?: number;
+  /** The cell as the user knows it, "In [3]": the 3rd code cell of their notebook. */
+  cellLabel?: string;
   ename?: string;
   evalue?: string;
   link?: string;
@@ -27,7 +30,10 @@ export interface IJob {
   groupId: string | null;
   parameters: Record<string, unknown>;
   position: number | null;
+  /** The expected start and the likely range around it; null when nothing tells (the panel says so). */
   estimatedStart: Date | null;
+  earliestStart: Date | null;
+  latestStart: Date | null;
   createdAt: Date | null;
   startedAt: Date | null;
   finishedAt: Date | null;
@@ -71,6 +77,8 @@ export function normalizeJob(raw: any): IJob {
     parameters: raw.parameters ?? {},
     position: typeof raw.position === 'number' ? raw.position : (raw.queue_position ?? null),
     estimatedStart: parseTime(raw.estimated_start),
+    earliestStart: parseTime(raw.estimated_start_earliest ?? raw.estimated_start),
+    latestStart: parseTime(raw.estimated_start_latest ?? raw.estimated_start),
     createdAt: parseTime(raw.created_at ?? raw.submitted_at),
     startedAt: parseTime(raw.started_at),
     finishedAt: parseTime(raw.finished_at),
@@ -82,6 +90,7 @@ export function normalizeJob(raw: any): IJob {
           kind: String(f.class ?? f.kind ?? 'failed'),
           message: String(f.message ?? ''),
           cellIndex: typeof f.cell_index === 'number' ? f.cell_index : undefined,
+          cellLabel: typeof f.cell_label === 'string' ? f.cell_label : undefined,
           ename: f.ename,
           evalue: f.evalue,
           link: f.link
@@ -169,23 +178,65 @@ export function progressFraction(job: IJob): number {
   return Math.min(1, job.cellsDone / job.cellsTotal);
 }
 
-/** "in 3m 05s" / "now" / null when unknown. */
-export function estimatedStartText(job: IJob, now: Date): string | null {
-  if (job.state !== 'queued' || !job.estimatedStart) {
-    return null;
+/** A duration rounded as people say it: [value, unit], "about 10 min" rather than "9m 37s". */
+function rough(seconds: number): [number, string] {
+  const m = seconds / 60;
+  if (m < 55) {
+    const step = m < 10 ? 1 : m < 30 ? 5 : 10;
+    return [Math.max(1, Math.round(m / step) * step), 'min'];
   }
-  const dt = (job.estimatedStart.getTime() - now.getTime()) / 1000;
-  return dt <= 1 ? 'now' : `in ${formatDuration(dt)}`;
+  const h = seconds / 3600;
+  if (h < 23.5) {
+    const step = h < 5 ? 0.5 : 1;
+    return [Math.max(1, Math.round(h / step) * step), 'h'];
+  }
+  const d = Math.round(h / 24);
+  return [d, d === 1 ? 'day' : 'days'];
 }
 
-/** One line that says why a job failed, naming the failing cell when a cell raised. */
+/** How long a wait of ``low``..``high`` seconds is, rounded: "about 10 min", "10–20 min", "45 min–2 h",
+ * "within 5 min" (when it may be now). Never a timestamp, never seconds. */
+export function waitText(low: number, high: number): string {
+  const hi = Math.max(low, high);
+  if (hi < 60) {
+    return 'within a minute';
+  }
+  const [b, ub] = rough(hi);
+  if (low < 60) {
+    return `within ${b} ${ub}`;
+  }
+  const [a, ua] = rough(low);
+  if (ua === ub) {
+    return a === b ? `about ${a} ${ua}` : `${a}–${b} ${ua}`;
+  }
+  return `${a} ${ua}–${b} ${ub}`;
+}
+
+/** When a queued job should start, as a phrase: "starts now", "starts in about 10 min", "starts in 10–20 min",
+ * or "start time unknown" when no duration it waits on is known; null for a job that is not queued. */
+export function estimatedStartText(job: IJob, now: Date): string | null {
+  if (job.state !== 'queued') {
+    return null;
+  }
+  if (!job.estimatedStart) {
+    return 'start time unknown';
+  }
+  const low = ((job.earliestStart ?? job.estimatedStart).getTime() - now.getTime()) / 1000;
+  const high = ((job.latestStart ?? job.estimatedStart).getTime() - now.getTime()) / 1000;
+  if (high <= 1) {
+    return 'starts now';
+  }
+  return `starts ${low < 60 ? '' : 'in '}${waitText(low, high)}`;
+}
+
+/** One line that says why a job failed, naming the failing cell as the user sees it ("In [3]"). */
 export function failureText(job: IJob): string | null {
   const f = job.failure;
   if (!f) {
     return null;
   }
-  if (f.kind === 'cell_error' && f.cellIndex !== undefined) {
-    return `Cell ${f.cellIndex} raised ${f.ename ?? 'an error'}${f.evalue ? `: ${f.evalue}` : ''}`;
+  if (f.kind === 'cell_error' && f.cellLabel) {
+    return `${f.cellLabel} raised ${f.ename ?? 'an error'}${f.evalue ? `: ${f.evalue}` : ''}`;
   }
   return f.message || f.kind;
 }

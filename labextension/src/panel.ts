@@ -144,7 +144,7 @@ export class JobsPanel extends Widget {
     if (job.state === 'queued') {
       const eta = estimatedStartText(job, now);
       const pos = job.position !== null ? trans.__('#%1 in queue', job.position) : trans.__('queued');
-      return eta ? `${pos} · ${trans.__('starts %1', eta)}` : pos;
+      return eta ? `${pos} · ${trans.__(eta)}` : pos;
     }
     const el = elapsedSeconds(job, now);
     return el === null ? '' : FINAL_STATES.includes(job.state) ? trans.__('ran %1', formatDuration(el)) : trans.__('running for %1', formatDuration(el));

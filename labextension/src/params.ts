@@ -309,6 +309,8 @@ export function evaluateForm(
 export interface IJobFields {
   name: string;
   timeoutMinutes: string;
+  /** How long the user expects the job to run (empty: not given; estimates then use past runs). */
+  expectedMinutes?: string;
   retries: string;
   outputLocation: string;
 }
@@ -326,6 +328,12 @@ export function validateJobFields(f: IJobFields): Record<string, string> {
     const t = Number(f.timeoutMinutes);
     if (!Number.isFinite(t) || t <= 0) {
       errors.timeoutMinutes = 'the timeout must be a positive number of minutes';
+    }
+  }
+  if ((f.expectedMinutes ?? '').trim() !== '') {
+    const t = Number(f.expectedMinutes);
+    if (!Number.isFinite(t) || t <= 0) {
+      errors.expectedMinutes = 'the expected run time must be a positive number of minutes';
     }
   }
   if (!/^\d+$/.test(f.retries.trim()) || parseInt(f.retries, 10) > 10) {

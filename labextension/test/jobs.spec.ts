@@ -3,6 +3,7 @@ import {
   estimatedStartText,
   failureText,
   formatDuration,
+  waitText,
   groupJobs,
   groupState,
   newlyFinished,
@@ -21,7 +22,7 @@ const running = normalizeJob({
 const failed = normalizeJob({
   id: 8, name: 'bad', state: 'failed', group_id: 'g1', created_at: '2026-11-26T05:50:00',
   started_at: '2026-11-26T05:50:10', finished_at: '2026-11-26T05:51:10',
-  failure: { class: 'cell_error', message: 'cell 3 raised ValueError: boom', cell_index: 3, ename: 'ValueError', evalue: 'boom' }
+  failure: { class: 'cell_error', message: 'In [2] raised ValueError: boom', cell_index: 4, cell_label: 'In [2]', ename: 'ValueError', evalue: 'boom' }
 });
 const queued = normalizeJob({ id: 9, name: 'q', state: 'queued', group_id: 'g1', position: 2, estimated_start: '2026-11-26T06:03:05Z' });
 
@@ -46,14 +47,34 @@ describe('jobs model', () => {
     expect(formatDuration(7620)).toBe('2h 07m');
     expect(Math.round(elapsedSeconds(running, NOW)!)).toBe(60);
     expect(elapsedSeconds(failed, NOW)).toBe(60);
-    expect(estimatedStartText(queued, NOW)).toBe('in 3m 05s');
+    expect(estimatedStartText(queued, NOW)).toBe('starts in about 3 min');
     expect(estimatedStartText(running, NOW)).toBeNull();
   });
 
   it('names the failing cell', () => {
-    expect(failureText(failed)).toBe('Cell 3 raised ValueError: boom');
+    // Closes: failure messages name the output notebook's cell index ("Cell 4"), not the user's cell ("In [2]")
+    expect(failureText(failed)).toBe('In [2] raised ValueError: boom');
+    expect(failed.failure!.cellIndex).toBe(4); // "Open output" still selects the cell in the output notebook
     expect(failureText(normalizeJob({ id: 1, failure: { class: 'timeout', message: 'a cell timed out' } }))).toBe('a cell timed out');
     expect(failureText(running)).toBeNull();
+  });
+
+  it('rounds estimates, shows ranges, and says when nothing is known', () => {
+    // Closes: estimates shown to the second or as a raw ISO timestamp ("estimated start 2026-12-02T04:48:22Z")
+    const at = (s: number) => new Date(NOW.getTime() + s * 1000).toISOString();
+    const q = (extra: Record<string, unknown>) => normalizeJob({ id: 3, name: 'w', state: 'queued', position: 1, ...extra });
+    expect(estimatedStartText(q({ estimated_start: at(577) }), NOW)).toBe('starts in about 10 min');
+    expect(estimatedStartText(q({ estimated_start: at(900), estimated_start_earliest: at(600), estimated_start_latest: at(1200) }), NOW)).toBe('starts in 10–20 min');
+    expect(estimatedStartText(q({ estimated_start: at(12) }), NOW)).toBe('starts within a minute');
+    expect(estimatedStartText(q({ estimated_start: at(0), estimated_start_latest: at(300) }), NOW)).toBe('starts within 5 min');
+    expect(estimatedStartText(q({ estimated_start: at(34620) }), NOW)).toBe('starts in about 10 h');
+    expect(estimatedStartText(q({ estimated_start: at(2400), estimated_start_latest: at(7200) }), NOW)).toBe('starts in 40 min–2 h');
+    expect(estimatedStartText(q({ estimated_start: null }), NOW)).toBe('start time unknown');
+    expect(waitText(3 * 86400, 3 * 86400)).toBe('about 3 days');
+    for (const s of [1, 12, 59, 61, 577, 3599, 3601, 34620, 200000]) {
+      const text = estimatedStartText(q({ estimated_start: at(s), estimated_start_latest: at(s * 1.5) }), NOW)!;
+      expect(text).not.toMatch(/\d{4}-\d\d-\d\dT|\d+s\b|\d+m \d/);
+    }
   });
 
   it('keeps sweep groups together', () => {
