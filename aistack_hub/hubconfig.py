@@ -42,6 +42,8 @@ SERVICE_PREFIX = f"/services/{SERVICE_NAME}/"
 SERVICE_SCOPES = [
     "list:users", "read:users", "read:users:groups", "read:users:name", "read:users:activity",
     "list:groups", "read:groups", "groups", "admin:groups",
+    # create the hub user of someone added to a tenant before their first login; list pending sign-ups
+    "admin:users",
     "read:servers", "read:hub", "list:services", "read:roles:users",
 ]
 # Users reach the service with their own tokens (API, lab extension, admin page through OAuth).
@@ -158,7 +160,8 @@ def _defaults(data_dir: str) -> Config:
     d.JupyterHub.template_paths = [os.path.join(HERE, "templates")]
     # Sign-up with admin approval. NativeAuthenticator only authenticates approved users, so every
     # authenticated user is allowed.
-    d.JupyterHub.authenticator_class = "nativeauthenticator.NativeAuthenticator"
+    # NativeAuthenticator plus the pending sign-ups endpoint the admin page reads (aistack_hub.admin.hubside)
+    d.JupyterHub.authenticator_class = "aistack_hub.admin.hubside.AIStackNativeAuthenticator"
     d.NativeAuthenticator.open_signup = False
     d.NativeAuthenticator.minimum_password_length = 8
     d.NativeAuthenticator.check_common_password = True
@@ -242,6 +245,7 @@ def configure(c, config_path: str | None = None, overrides: Config | None = None
         "aistack_admin_url": SERVICE_PREFIX + "admin/",
         "aistack_show_admin": TenantAdminLink(deployment.tenants, api_url, service_token),
         "aistack_idle_warnings": idle_warnings,
+        "aistack_home": _home_hints(deployment.tenants, api_url, service_token, final.Authenticator.admin_users),
         **(user_hub.get("template_vars") or {}),
     }
     # Where single-user servers (and the lab extension in them) reach the service directly.
@@ -344,6 +348,13 @@ class TenantAdminLink:
             self.names = {a for t in tenants for a in t.get("admins") or ()}
         except Exception:  # noqa: BLE001 - the link is a convenience; the page checks permissions itself
             pass
+
+
+def _home_hints(tenants, api_url, token, admin_users):
+    """The home and spawn pages' ``aistack_home`` (no tenant: whom to ask; server limits before Start)."""
+    from .admin.hubside import HomeHints, TenantDirectory
+
+    return HomeHints(TenantDirectory(tenants, api_url, token), admin_users)
 
 
 def idle_warnings(user) -> list[str]:

@@ -280,7 +280,7 @@ def run_admission_bench(inventory: Inventory, tasks: list[Task], policy_name: st
     rng = np.random.default_rng(seed)
     cap_gpu = sum(len(n.gpus) for n in inventory.nodes) * 1000
     tenants = [Tenant(f"tenant-{k:03d}", {"any": Quota(gpu_milli=int(3 * cap_gpu / n_tenants))},
-                      weight=1.0 + (k % 3), emergency_users={"oncall"}) for k in range(n_tenants)]
+                      weight=1.0 + (k % 3), emergency_users={"oncall"}, high_users={"u"}) for k in range(n_tenants)]
     sched = Scheduler(inventory, tenants, policy=policy_name, preemption=True)
     picks = rng.integers(0, len(tasks), size=n_pending)
     prio = rng.choice(["normal", "high", "emergency"], size=n_pending, p=[0.8, 0.18, 0.02])

@@ -75,9 +75,8 @@ async def gather(ep: Endpoints, token: str) -> dict:
     queued = (await call(ep.api, token, "GET", "jobs", query={"state": "queued", "limit": 500}))["jobs"]
     running = (await call(ep.api, token, "GET", "jobs", query={"state": "running", "limit": 500}))["jobs"]
     tenants = [normalise_tenant(t) for t in tenants]
-    members = {}
-    for t in tenants:
-        members[t["name"]] = await group_members(ep, t["name"])
+    groups = await hub_groups(ep)
+    members = {t["name"]: sorted(groups.get(t["name"], [])) for t in tenants}
     visible = {t["name"] for t in tenants}
     usage_t = {k: v for k, v in (usage.get("tenants") or {}).items() if me.get("admin") or k in visible}
     users = {}
@@ -86,6 +85,7 @@ async def gather(ep: Endpoints, token: str) -> dict:
             if me.get("admin") or tenant in visible:
                 users.setdefault(user, {})[tenant] = u
     hours = [r for r in usage.get("gpu_hours") or [] if me.get("admin") or r.get("tenant") in visible]
+    onboarding = await onboarding_facts(ep, groups, tenants) if me.get("admin") else {}
     return {
         "me": me,
         "tenants": tenants,
@@ -97,6 +97,57 @@ async def gather(ep: Endpoints, token: str) -> dict:
         "running": running,
         "gpu_hours": hours,
         "alarms": alarms(inventory, usage_t, queued),
+        **onboarding,
+    }
+
+
+async def hub_paged(ep: Endpoints, path: str) -> list:
+    """Every item of a JupyterHub list endpoint (it pages at ``api_page_max_limit``, 200 by default)."""
+    out, offset = [], 0
+    while True:
+        url = ep.hub_api + path + ("&" if "?" in path else "?") + f"offset={offset}&limit=200"
+        req = HTTPRequest(url, headers={"Authorization": f"token {ep.service_token}",
+                                        "Accept": "application/jupyterhub-pagination+json"}, request_timeout=20)
+        resp = await AsyncHTTPClient().fetch(req, raise_error=False)
+        if resp.code != 200:
+            raise APIError(502 if resp.code >= 500 or resp.code == 599 else resp.code,
+                           f"JupyterHub GET {path} answered {resp.code}")
+        data = json.loads(resp.body)
+        items = data.get("items", []) if isinstance(data, dict) else data
+        out += items
+        nxt = (data.get("_pagination") or {}).get("next") if isinstance(data, dict) else None
+        if not nxt or not items:
+            return out
+        offset = nxt.get("offset", offset + len(items))
+
+
+async def hub_groups(ep: Endpoints) -> dict[str, list[str]]:
+    """JupyterHub's groups and their members (tenants are the groups that have a tenant row)."""
+    try:
+        return {g["name"]: list(g.get("users") or []) for g in await hub_paged(ep, "groups")}
+    except APIError:
+        return {}
+
+
+async def onboarding_facts(ep: Endpoints, groups: dict, tenants: list) -> dict:
+    """For platform admins: sign-ups that wait for approval (NativeAuthenticator, through the hub
+    endpoint of ``hubside``), JupyterHub groups that are not tenants, people in no tenant."""
+    names = {t["name"] for t in tenants}
+    try:
+        signups = await call(ep.hub_api, ep.service_token, "GET", "aistack/signups")
+    except APIError:
+        signups = None  # another authenticator (LDAP, OAuth): no sign-ups to approve here
+    try:
+        hub_users = await hub_paged(ep, "users")
+    except APIError:
+        hub_users = []
+    in_tenant = {u for g, us in groups.items() if g in names for u in us}
+    people = {u["name"] for u in hub_users if not u.get("admin")}
+    people |= set((signups or {}).get("approved") or [])
+    return {
+        "signups": signups,
+        "other_groups": {g: sorted(us) for g, us in sorted(groups.items()) if g not in names},
+        "without_tenant": sorted(people - in_tenant),
     }
 
 
@@ -109,8 +160,8 @@ def normalise_tenant(t: dict) -> dict:
     t = dict(t)
     quotas = t.get("quotas") or {"any": {}}
     t["quotas"] = {g: {k: (q or {}).get(k) for k in QUOTA_KEYS} for g, q in quotas.items()}
-    for key, default in (("weight", 1.0), ("admins", []), ("emergency_users", []), ("idle_timeout_s", None),
-                         ("cohort", None)):
+    for key, default in (("weight", 1.0), ("admins", []), ("emergency_users", []), ("high_users", []),
+                         ("max_high_share", None), ("idle_timeout_s", None), ("cohort", None)):
         t.setdefault(key, default)
     return t
 

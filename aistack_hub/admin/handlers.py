@@ -73,6 +73,20 @@ class AdminBase(HubOAuthenticated, web.RequestHandler):
         except APIError as e:
             raise web.HTTPError(e.status if 400 <= e.status < 500 else 502, e.message) from e
 
+    async def hub(self, method, path, body=None, ok=()):
+        """JupyterHub's API with the service's token; a status in ``ok`` answers None (e.g. 404: absent)."""
+        ep = self.endpoints
+        try:
+            return await call(ep.hub_api, ep.service_token, method, path, body)
+        except APIError as e:
+            if e.status in ok:
+                return None
+            raise web.HTTPError(e.status if 400 <= e.status < 500 else 502, f"JupyterHub: {e.message}") from e
+
+    def back(self, notice: str, tenant: str | None = None):
+        """Back to the page after a change, with what happened (and at the tenant's section)."""
+        self.redirect(f"{self.base()}?notice=" + quote(notice) + (f"#tenant-{quote(tenant)}" if tenant else ""))
+
     async def require_tenant_admin(self, tenant: str) -> dict:
         try:
             me = await whoami(self.endpoints, self.viewer_token())
@@ -117,13 +131,13 @@ def _number(form, name, scale: float, allow_empty=True):
 
 
 class TenantQuotaHandler(AdminBase):
-    """Edit a tenant's quota in place (admins only; the API enforces it)."""
+    """Edit a tenant's quota and settings in place (admins only; the API enforces it)."""
 
     @web.authenticated
     async def post(self, tenant):
         form = {k: self.get_body_argument(k, "") for k in (
             "resource_group", "gpus", "cpus", "memory_gib", "max_servers_per_user", "max_running_jobs",
-            "max_queued_jobs", "idle_timeout_min", "weight")}
+            "max_queued_jobs", "idle_timeout_min", "weight", "high_cap_pct")}
         group = form["resource_group"] or "any"
         quota = {
             "gpu_milli": _number(form, "gpus", 1000),
@@ -144,54 +158,123 @@ class TenantQuotaHandler(AdminBase):
                 patch["weight"] = float(form["weight"])
             except ValueError:
                 raise web.HTTPError(400, f"weight: {form['weight']!r} is not a number") from None
+        cap = _number(form, "high_cap_pct", 1)
+        if cap is not None and cap > 100:
+            raise web.HTTPError(400, "high-priority cap: a percentage from 0 to 100")
+        patch["max_high_share"] = None if cap is None else cap / 100
         await self.api("PATCH", f"tenants/{quote(tenant, safe='')}", patch)
-        self.redirect(f"{self.base()}?notice=" + quote(f"quota of {tenant} saved") + f"#tenant-{tenant}")
+        self.back(f"quota of {tenant} saved", tenant)
+
+
+def _name(handler, field: str) -> str:
+    value = handler.get_body_argument(field, "").strip()
+    if not value:
+        raise web.HTTPError(400, f"{field.replace('_', ' ')} is required")
+    return value
+
+
+class TenantCreateHandler(AdminBase):
+    """Create a tenant (admins): its row in the service, and its JupyterHub group. Also "make this group a
+    tenant" for a group made in JupyterHub's own admin page (the group and its members stay)."""
+
+    @web.authenticated
+    async def post(self):
+        name = _name(self, "name")
+        try:
+            await self.api("GET", f"tenants/{quote(name, safe='')}")
+        except web.HTTPError as e:
+            if e.status_code != 404:
+                raise
+        else:
+            raise web.HTTPError(409, f"a tenant {name!r} exists already")
+        # no quota yet (unlimited within the pool): the page opens at the new tenant to set one
+        await self.api("PUT", f"tenants/{quote(name, safe='')}", {"name": name})
+        await self.hub("POST", f"groups/{quote(name, safe='')}", ok=(409,))
+        self.back(f"tenant {name} created: set its quota below and add members", name)
+
+
+class TenantRenameHandler(AdminBase):
+    """Rename a tenant without queued or running work (admins): the row, then the JupyterHub group (a new
+    group with the same members; the old one deleted)."""
+
+    @web.authenticated
+    async def post(self, tenant):
+        new = _name(self, "new_name")
+        if new == tenant:
+            return self.back(f"{tenant} keeps its name", tenant)
+        await self.api("PATCH", f"tenants/{quote(tenant, safe='')}", {"name": new})
+        old = await self.hub("GET", f"groups/{quote(tenant, safe='')}", ok=(404,))
+        users = sorted((old or {}).get("users") or [])
+        await self.hub("POST", f"groups/{quote(new, safe='')}", ok=(409,))
+        if users:
+            await self.hub("POST", f"groups/{quote(new, safe='')}/users", {"users": users})
+        if old:
+            await self.hub("DELETE", f"groups/{quote(tenant, safe='')}", ok=(404,))
+        self.back(f"tenant {tenant} renamed to {new}", new)
+
+
+class TenantDeleteHandler(AdminBase):
+    """Delete a tenant without queued or running work (admins), and its JupyterHub group."""
+
+    @web.authenticated
+    async def post(self, tenant):
+        await self.api("DELETE", f"tenants/{quote(tenant, safe='')}")
+        await self.hub("DELETE", f"groups/{quote(tenant, safe='')}", ok=(404,))
+        self.back(f"tenant {tenant} deleted")
 
 
 class TenantMembersHandler(AdminBase):
-    """Add or remove a member (JupyterHub group membership); tenant admins and admins."""
+    """Add or remove a member (JupyterHub group membership); tenant admins and admins. Someone who has not
+    logged in yet (approved, or not even signed up: LDAP) gets their JupyterHub user created first, so they
+    can start a server on their first login."""
 
     @web.authenticated
     async def post(self, tenant):
         await self.require_tenant_admin(tenant)
-        user = self.get_body_argument("user", "").strip()
+        # JupyterHub's authenticators store names lower-cased (Authenticator.normalize_username)
+        user = self.get_body_argument("user", "").strip().lower()
         action = self.get_body_argument("action", "add")
         if not user:
             raise web.HTTPError(400, "user is required")
         if action not in ("add", "remove"):
             raise web.HTTPError(400, "action must be add or remove")
-        ep = self.endpoints
+        created = False
+        group = f"groups/{quote(tenant, safe='')}"
         if action == "add":
-            try:
-                await call(ep.hub_api, ep.service_token, "GET", f"users/{quote(user, safe='')}")
-            except APIError as e:
-                raise web.HTTPError(404 if e.status == 404 else 502,
-                                    f"no JupyterHub user {user!r} (they must sign up and log in once)") from e
-        try:
-            await call(ep.hub_api, ep.service_token, "POST" if action == "add" else "DELETE",
-                       f"groups/{quote(tenant, safe='')}/users", {"users": [user]})
-        except APIError as e:
-            raise web.HTTPError(e.status if 400 <= e.status < 500 else 502, e.message) from e
+            if await self.hub("GET", f"users/{quote(user, safe='')}", ok=(404,)) is None:
+                await self.hub("POST", f"users/{quote(user, safe='')}", ok=(409,))
+                created = True
+            if await self.hub("GET", group, ok=(404,)) is None:  # a tenant made through the API: no group yet
+                await self.hub("POST", group, ok=(409,))
+            await self.hub("POST", f"{group}/users", {"users": [user]})
+        else:
+            await self.hub("DELETE", f"{group}/users", {"users": [user]})
         verb = "added to" if action == "add" else "removed from"
-        self.redirect(f"{self.base()}?notice=" + quote(f"{user} {verb} {tenant}") + f"#tenant-{tenant}")
+        note = " (their JupyterHub user was created: they sign in with their own account)" if created else ""
+        self.back(f"{user} {verb} {tenant}{note}", tenant)
 
 
-class TenantEmergencyHandler(AdminBase):
-    """Grant or revoke a user's emergency priority in a tenant (through PATCH tenants)."""
+GRANTS = {"admin": ("admins", "administers"), "high": ("high_users", "may use high priority in"),
+          "emergency": ("emergency_users", "may use emergency priority in")}
+
+
+class TenantGrantHandler(AdminBase):
+    """Grant or revoke, per user and tenant: tenant admin, high priority, emergency priority (admins; through
+    PATCH tenants, which enforces it)."""
 
     @web.authenticated
     async def post(self, tenant):
-        user = self.get_body_argument("user", "").strip()
-        grant = self.get_body_argument("grant", "1") == "1"
-        if not user:
-            raise web.HTTPError(400, "user is required")
+        user = _name(self, "user")
+        grant = self.get_body_argument("grant", "")
+        if grant not in GRANTS:
+            raise web.HTTPError(400, f"grant must be one of {sorted(GRANTS)}")
+        value = self.get_body_argument("value", "1") == "1"
+        field, says = GRANTS[grant]
         current = await self.api("GET", f"tenants/{quote(tenant, safe='')}")
-        users = set(current.get("emergency_users") or [])
-        users = users | {user} if grant else users - {user}
-        await self.api("PATCH", f"tenants/{quote(tenant, safe='')}", {"emergency_users": sorted(users)})
-        verb = "may now" if grant else "may no longer"
-        self.redirect(f"{self.base()}?notice=" + quote(f"{user} {verb} use emergency priority in {tenant}")
-                      + f"#tenant-{tenant}")
+        users = set(current.get(field) or [])
+        users = users | {user} if value else users - {user}
+        await self.api("PATCH", f"tenants/{quote(tenant, safe='')}", {field: sorted(users)})
+        self.back(f"{user} {'now' if value else 'no longer'} {says} {tenant}", tenant)
 
 
 class AdminStaticHandler(web.StaticFileHandler):
@@ -201,8 +284,11 @@ class AdminStaticHandler(web.StaticFileHandler):
 
 handlers = [
     (r"admin/?", AdminPageHandler),
+    (r"admin/tenants", TenantCreateHandler),
     (r"admin/tenants/([^/]+)/quota", TenantQuotaHandler),
+    (r"admin/tenants/([^/]+)/rename", TenantRenameHandler),
+    (r"admin/tenants/([^/]+)/delete", TenantDeleteHandler),
     (r"admin/tenants/([^/]+)/members", TenantMembersHandler),
-    (r"admin/tenants/([^/]+)/emergency", TenantEmergencyHandler),
+    (r"admin/tenants/([^/]+)/grants", TenantGrantHandler),
     (r"admin/static/(.*)", AdminStaticHandler),
 ]

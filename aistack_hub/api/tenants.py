@@ -35,6 +35,12 @@ class TenantHandler(APIHandler):
         self.services.ctx.require_admin(self.identity)
         self.write_json(await self.services.tenants.patch(self.identity, name, await self.json_object()))
 
+    async def delete(self, name):
+        self.services.ctx.require_admin(self.identity)
+        await self.services.tenants.delete(self.identity, name)
+        self.set_status(204)
+        self.finish()
+
 
 class ProfilesHandler(APIHandler):
     async def get(self):

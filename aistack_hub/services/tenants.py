@@ -4,12 +4,12 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 
-from job_runner.db import ACTIVE_STATES, ALLOC_ALLOCATED, QUEUED, Allocation, Job, TenantRow, utcnow
+from job_runner.db import ACTIVE_STATES, ALLOC_ALLOCATED, ALLOC_RELEASED, QUEUED, Allocation, Job, TenantRow, utcnow
 from job_runner.scheduling import Resources, SliceRequest, Tenant
 
 from .allocations import profile_json
 from .context import Identity, ServiceContext
-from .errors import Forbidden, Invalid, NotFound
+from .errors import Conflict, Forbidden, Invalid, NotFound
 from .models import ProfilesQuery, is_k8s_name
 
 RESOURCES = ("gpu_milli", "cpu_milli", "memory_mib")
@@ -121,19 +121,54 @@ class TenantService:
     def _patch_db(self, name: str, patch) -> dict:
         if not isinstance(patch, dict):
             raise Invalid("the tenant must be a JSON object")
+        new_name = patch.get("name", name)
+        if new_name != name and (not isinstance(new_name, str) or not is_k8s_name(new_name)):
+            raise Invalid("a tenant name must be a valid Kubernetes name", "bad_name")
         with self.ctx.db.session() as s:
             row = s.get(TenantRow, name) if len(name) <= 63 else None
             if row is None:
                 raise NotFound(f"no tenant {name!r}")
-            t = tenant_from(name, {**row.spec, **patch})
-            row.spec, row.updated_at = t.to_dict(), utcnow()
+            t = tenant_from(new_name, {**row.spec, **patch})
+            if new_name == name:
+                row.spec, row.updated_at = t.to_dict(), utcnow()
+            else:  # a rename: a new row under the new name, the old one gone, in one transaction
+                if s.get(TenantRow, new_name) is not None:
+                    raise Conflict(f"a tenant {new_name!r} exists already", "tenant_exists")
+                self._require_idle(s, name, "renamed")
+                s.delete(row)
+                s.flush()
+                s.add(TenantRow(name=new_name, spec=t.to_dict(), submit_seq=0, updated_at=utcnow()))
         self.ctx.controller.wake()
         return t.to_dict()
 
     async def patch(self, ident: Identity, name: str, patch) -> dict:
-        """Change some fields of a tenant."""
+        """Change some fields of a tenant; a different ``name`` renames it (only while it has no queued or
+        running work: jobs and servers name their tenant, and the scheduler would lose track of them)."""
         self.ctx.require_admin(ident)
         return await self._io(self._patch_db, name, patch)
+
+    @staticmethod
+    def _require_idle(s, name: str, verb: str):
+        jobs = s.query(Job.id).filter(Job.tenant == name, Job.state.in_(ACTIVE_STATES + (QUEUED,))).count()
+        servers = s.query(Allocation.id).filter(Allocation.tenant == name,
+                                                Allocation.state != ALLOC_RELEASED).count()
+        if jobs or servers:
+            raise Conflict(f"tenant {name!r} has {jobs} queued or running job(s) and {servers} server(s): it can be "
+                           f"{verb} once they have ended (cancel the jobs, stop the servers)", "tenant_busy")
+
+    def _delete_db(self, name: str) -> None:
+        with self.ctx.db.session() as s:
+            row = s.get(TenantRow, name) if len(name) <= 63 else None
+            if row is None:
+                raise NotFound(f"no tenant {name!r}")
+            self._require_idle(s, name, "deleted")
+            s.delete(row)
+        self.ctx.controller.wake()
+
+    async def delete(self, ident: Identity, name: str) -> None:
+        """Delete a tenant without queued or running work (finished jobs keep its name in their history)."""
+        self.ctx.require_admin(ident)
+        await self._io(self._delete_db, name)
 
     # ------------------------------------------------------------------------ usage, inventory
     def _usage_db(self, ident: Identity) -> dict:
@@ -214,9 +249,17 @@ class TenantService:
             c = p.request.charge()
             item = profile_json(p)
             item.update({"description": p.description, "free": view.free_capacity(p.request), "quota_left": left,
-                         "fits_quota": all(left[f] is None or getattr(c, f) <= left[f] for f in RESOURCES)})
+        t = ctx.tenant(tenant)
+        anyq = t.quota("any") if t is not None else None
+        # the per-user server limit and what the user holds against it (running and waiting servers), so
+        # the spawn form says it before Start rather than the allocation refusing after it
+        servers = {"max_servers_per_user": anyq.max_servers_per_user if anyq is not None else None,
+                   "servers": view.usage(tenant).servers_by_user.get(query.user or ident.name, 0)
+                   if tenant in view.tenants else 0}
+                         "fits_quota": all(left[f] is None or getattr(c, f) <= left[f] for f in RESOURCES),
+                         "server_limit": servers})
             out.append(item)
-        return {"tenant": tenant, "profiles": out}
+        return {"tenant": tenant, "profiles": out, "server_limit": servers}
 
     async def profiles(self, ident: Identity, query: ProfilesQuery) -> dict:
         """Profiles a user may pick in a tenant, with free capacity and quota left."""
@@ -224,7 +267,8 @@ class TenantService:
 
     def _me_db(self, ident: Identity) -> dict:
         tenants = [{"name": t.name, "admin": ident.is_admin or ident.name in t.admins,
-                    "emergency": ident.name in t.emergency_users, "member": t.name in ident.groups}
+                    "emergency": ident.name in t.emergency_users, "high": t.may_use("high", ident.name),
+                    "member": t.name in ident.groups}
                    # JupyterHub admins may charge any tenant (pick_tenant allows it); others their groups
                    for t in self.ctx.tenants() if ident.is_admin or t.name in ident.groups]
         return {"name": ident.name, "kind": ident.kind, "admin": ident.is_admin,

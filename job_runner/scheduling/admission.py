@@ -34,9 +34,16 @@ class Admission:
         tenant = self.quotas.tenants.get(w.tenant)
         if tenant is None:
             return Verdict(False, "unknown_tenant", f"unknown tenant {w.tenant!r}")
-        if w.priority == "emergency" and w.user not in tenant.emergency_users:
-            return Verdict(False, "forbidden", f"user {w.user!r} may not use emergency priority in {w.tenant!r}")
+        if not tenant.may_use(w.priority, w.user):
+            return Verdict(False, "forbidden",
+                           f"user {w.user!r} has no grant for {w.priority} priority in tenant {w.tenant!r}: "
+                           f"ask an admin of the platform to grant it, or submit with normal priority")
         charge = w.request.charge()
+        cap = self.high_cap(tenant, w)
+        if cap is not None and charge.gpu_milli > cap:
+            return Verdict(False, "high_share",
+                           f"tenant {w.tenant!r} may run at most {cap / 1000:g} GPU of high-priority work "
+                           f"at once; this asks {charge.gpu_milli / 1000:g}: submit it with normal priority")
         anyq = tenant.quota(ANY)
         lend = self.quotas.borrow_ceiling(tenant) if w.kind == "job" else 0
         if anyq is not None:
@@ -84,6 +91,9 @@ class Admission:
             if w.kind == "job" and anyq.max_running_jobs is not None and held.running_jobs >= anyq.max_running_jobs:
                 return "running_jobs"
         charge = w.request.charge()
+        cap = self.high_cap(tenant, w)
+        if cap is not None and self.high_held(w.tenant) + charge.gpu_milli > cap:
+            return "high_share"
         fit = self.quotas.fits(tenant, w, charge)
         if fit is None:
             return "quota"
@@ -118,6 +128,19 @@ class Admission:
         if victims:
             failed_shapes.clear()
         return None
+
+    def high_cap(self, tenant, w: Workload) -> int | None:
+        """The GPU milli ``tenant``'s running ``high`` work may hold at once (None: no cap, or ``w`` is
+        not ``high``). Emergency work is not capped: few hold that grant, and it exists to jump queues."""
+        if w.priority != "high" or tenant.max_high_share is None:
+            return None
+        return int(tenant.max_high_share * self.ledger.capacity.gpu_milli)
+
+    def high_held(self, tenant: str) -> int:
+        """GPU milli held by ``tenant``'s running ``high`` workloads. A walk over the running entries:
+        asked only for ``high`` work of a capped tenant, so the common path stays O(1)."""
+        return sum(r.charge.gpu_milli for r in self.ledger.running.values()
+                   if r.workload.tenant == tenant and r.workload.priority == "high")
 
     def _stop(self, victims) -> list[str]:
         for r in victims:

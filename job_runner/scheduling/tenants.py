@@ -112,8 +112,12 @@ def next_window_start(windows, when: float, horizon_s: float = 8 * 86400) -> flo
 class Tenant:
     """A team sharing the pool: quotas per resource group, fair-share weight, cohort for lending/borrowing
     idle quota (borrowing at most ``borrowing_limit_milli`` GPU beyond its own, None = what is idle),
-    users allowed the ``emergency`` priority, tenant admins, time windows and server idle timeout, and
-    the Kubernetes namespace of its servers and jobs (None = not on Kubernetes, or the deployment's one)."""
+    the priority grants (``high_users`` may submit ``high`` work, ``emergency_users`` ``emergency`` and
+    ``high``: priority ranks before fair share, so it is granted per user and per tenant), the cap on the
+    tenant's ``high`` work (``max_high_share``: the largest share, 0..1, of the pool's GPUs that its running
+    ``high`` workloads may hold at once; None = no cap), tenant admins, time windows and server idle
+    timeout, and the Kubernetes namespace of its servers and jobs (None = not on Kubernetes, or the
+    deployment's one)."""
 
     name: str
     quotas: dict = field(default_factory=dict)
@@ -121,14 +125,24 @@ class Tenant:
     cohort: str | None = None
     borrowing_limit_milli: int | None = None
     emergency_users: frozenset = frozenset()
+    high_users: frozenset = frozenset()
+    max_high_share: float | None = None
     admins: frozenset = frozenset()
     windows: tuple = ()
     idle_timeout_s: float | None = None
     namespace: str | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "emergency_users", frozenset(self.emergency_users))
-        object.__setattr__(self, "admins", frozenset(self.admins))
+        for name in ("emergency_users", "high_users", "admins"):
+            users = getattr(self, name)
+            if isinstance(users, str) or not all(isinstance(u, str) for u in users):
+                raise ValueError(f"tenant {self.name}: {name} must be a list of user names")
+            object.__setattr__(self, name, frozenset(users))
+        share = self.max_high_share
+        if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float))
+                                  or not 0 <= share <= 1):
+            raise ValueError(f"tenant {self.name}: max_high_share must be a number from 0 to 1 or null, "
+                             f"not {share!r}")
         object.__setattr__(self, "windows", tuple(TimeWindow.parse(w) for w in self.windows))
         quotas = {}
         for key, q in dict(self.quotas).items():
@@ -144,6 +158,15 @@ class Tenant:
 
     def quota(self, group: str) -> Quota | None:
         return self.quotas.get(group)
+
+    def may_use(self, priority: str, user: str) -> bool:
+        """Whether ``user`` holds the grant ``priority`` needs here (``normal`` needs none; the
+        emergency grant includes ``high``)."""
+        if priority == "emergency":
+            return user in self.emergency_users
+        if priority == "high":
+            return user in self.high_users or user in self.emergency_users
+        return True
 
     @classmethod
     def from_config(cls, d: dict) -> "Tenant":
@@ -163,7 +186,8 @@ class Tenant:
         return {
             "name": self.name, "quotas": {g: q.to_dict() for g, q in self.quotas.items()}, "weight": self.weight,
             "cohort": self.cohort, "borrowing_limit_milli": self.borrowing_limit_milli,
-            "emergency_users": sorted(self.emergency_users), "admins": sorted(self.admins),
+            "emergency_users": sorted(self.emergency_users), "high_users": sorted(self.high_users),
+            "max_high_share": self.max_high_share, "admins": sorted(self.admins),
             "windows": [{"days": [DAYS[d] for d in sorted(w.days)], "hours": f"{w.start_hour}-{w.end_hour}"}
                         for w in self.windows],
             "idle_timeout_s": self.idle_timeout_s,

@@ -85,7 +85,7 @@ def test_hubconfig(tmp_path, monkeypatch):
     o.JupyterHub.bind_url = "http://127.0.0.1:18123"
     facts = configure(c, None, o)
     assert facts["url"] == "http://127.0.0.1:18123/" and facts["inventory_source"] == "configured"
-    assert c.JupyterHub.authenticator_class == "nativeauthenticator.NativeAuthenticator"
+    assert c.JupyterHub.authenticator_class == "aistack_hub.admin.hubside.AIStackNativeAuthenticator"
     assert c.NativeAuthenticator.open_signup is False
     # every tenant is a group; the file's load_groups seeds members
     assert c.JupyterHub.load_groups == {"team-a": {"users": ["admin"]}, "team-b": {"users": []}}

@@ -36,7 +36,7 @@ def test_quota_is_hard_and_release_reuses_at_once():
 
 
 def test_emergency_first_then_high_then_normal():
-    s = scheduler(inv=inventory(nodes=1, gpus=2), ts=[Tenant("a", {}, emergency_users={"boss"})])
+    s = scheduler(inv=inventory(nodes=1, gpus=2), ts=[Tenant("a", {}, emergency_users={"boss"}, high_users={"u"})])
     n = job("a", whole(1), at=0)
     h = job("a", whole(1), priority="high", at=1)
     e = job("a", whole(1), user="boss", priority="emergency", at=2)

@@ -1,0 +1,89 @@
+"""The admin page's HTML is well formed: rendered from the real template with a viewer, tenants, members
+holding every role, pending sign-ups and groups that are not tenants, then parsed by html5lib in strict
+mode (any parse error fails: a ``<form>`` inside ``<tr>`` or ``<p>``, a stray end tag, a misnested element).
+"""
+from __future__ import annotations
+
+import html5lib
+import pytest
+
+from aistack_hub.admin.data import gpu_hours_svg, normalise_tenant
+from aistack_hub.admin.handlers import _env
+
+XSRF = '<input type="hidden" name="_xsrf" value="x">'
+
+
+def page(**over) -> str:
+    tenants = [normalise_tenant({"name": "team-a", "admins": ["carol", "zed"], "high_users": ["bob"],
+                                 "emergency_users": ["carol"], "max_high_share": 0.25,
+                                 "quotas": {"any": {"gpu_milli": 2000, "max_servers_per_user": 2},
+                                            "A100-80GB": {"gpu_milli": 1000}}}),
+               normalise_tenant({"name": "team-b"})]
+    data = {
+        "me": {"name": "admin", "admin": True, "tenants": []}, "tenants": tenants,
+        "members": {"team-a": ["alice", "bob", "carol"], "team-b": []},
+        "usage": {"team-a": {"servers": 1, "gpu_milli": 250}}, "users": {"alice": {"team-a": {"servers": 1}}},
+        "inventory": {"source": "configured", "nodes": [{"name": "n1", "cpu_milli": 1000, "memory_mib": 1024,
+                                                         "gpus": [{"index": 0, "model": "A100-80GB", "workloads": [
+                                                             {"kind": "server", "id": "server-1", "user": "alice",
+                                                              "tenant": "team-a", "gpu_milli": 250}]}]}]},
+        "queue": [{"id": 3, "name": "j", "user": "bob", "tenant": "team-a", "profile": "cpu", "priority": "high",
+                   "queue_position": 1, "estimated_start": None, "pending_reason": "high_share"}],
+        "running": [], "gpu_hours": [], "alarms": [{"level": "warning", "text": "w"}],
+        "signups": {"pending": [{"name": "newbie", "email": "n@example.org"}], "approved": ["dora"],
+                    "authorize_url": "/hub/authorize"},
+        "other_groups": {"made-in-hub": ["erin"]}, "without_tenant": ["dora", "erin"],
+    }
+    data.update(over)
+    return _env.get_template("admin.html").render(**data, base="/services/aistack/admin/",
+                                                  plot=gpu_hours_svg(data["gpu_hours"]), xsrf=XSRF,
+                                                  notice="saved", error="")
+
+
+def parse_strict(text: str):
+    return html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parse(text)
+
+
+@pytest.mark.parametrize("viewer", [{"name": "admin", "admin": True, "tenants": []},
+                                    {"name": "carol", "admin": False, "tenants": [{"name": "team-a", "admin": True}]}])
+def test_members_rows_parse_without_broken_nesting(viewer):
+    """Closes: the members row of the admin page is broken HTML."""
+    text = page(me=viewer)
+    doc = parse_strict(text)  # raises html5lib's ParseError on the first error
+    rows = doc.findall(".//table[@data-members='team-a']//tr[@class='member']")
+    assert [r.get("data-member") for r in rows] == ["team-a:alice", "team-a:bob", "team-a:carol", "team-a:zed"]
+    for row in rows:
+        cells = row.findall("td")
+        assert len(cells) == 3, [c.text for c in cells]
+        for form in row.iter("form"):  # every control is a whole form inside its cell
+            assert form.find("button") is not None
+    carol = rows[2].find("td[@class='roles']")
+    assert {s.get("data-role") for s in carol.iter("span")} == {"admin", "emergency"}
+    # each quota row's inputs belong to a form (by the form attribute), never a form straddling cells
+    for row in doc.findall(".//table[@class='quotas']//tr"):
+        ids = {f.get("id") for f in row.iter("form")}
+        assert all(i.get("form") in ids for i in row.iter("input") if i.get("form")), "input of another row's form"
+
+
+def test_the_strict_parser_catches_a_form_inside_a_table_row():
+    """Closes: the members row of the admin page is broken HTML (the check itself can fail)."""
+    with pytest.raises(html5lib.html5parser.ParseError):
+        parse_strict("<!doctype html><html><head><title>t</title></head><body><table><tr><form><td>x</td>"
+                     "</form></tr></table></body></html>")
+    with pytest.raises(html5lib.html5parser.ParseError):
+        parse_strict("<!doctype html><html><head><title>t</title></head><body><p>a<form></form></p></body></html>")
+
+
+def test_admin_controls_are_on_the_page():
+    """Closes: no control to make someone a tenant admin; tenants cannot be created in any UI; a group made
+    in JupyterHub is silently not a tenant; nothing tells an admin someone waits (rendered page)."""
+    doc = parse_strict(page())
+    buttons = {b.get("data-action") for b in doc.iter("button") if b.get("data-action")}
+    assert {"grant-admin", "revoke-admin", "grant-high", "revoke-high", "grant-emergency"} <= buttons
+    assert doc.find(".//form[@id='create-tenant']") is not None
+    assert doc.find(".//form[@class='inline rename-tenant']") is not None
+    assert doc.find(".//tr[@data-group='made-in-hub']//button").text == "make it a tenant"
+    link = doc.find(".//a[@id='authorize-link']")
+    assert link.get("href") == "/hub/authorize"
+    assert doc.find(".//span[@data-signup='newbie']") is not None
+    assert doc.find(".//input[@data-high-cap='team-a']").get("value") == "25.0"
