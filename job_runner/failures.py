@@ -1,7 +1,9 @@
 """Failure classes of a notebook job, and which of them are worth a retry.
 
-- ``cell_error``: a cell raised (cell index, execution count, exception name and message, a link to the
-  cell in the output notebook). Deterministic: retried only if the job's policy asks for it.
+- ``cell_error``: a cell raised (the cell as JupyterLab shows it to the user, ``In [3]``: the 3rd code cell of
+  *their* notebook; the cell's index in the output notebook, which papermill's injected cells shift; exception
+  name and message; a link to the cell in the output notebook). Deterministic: retried only if the job's
+  policy asks for it.
 - ``kernel_died``: the kernel process died (most often the OOM killer). May succeed on a retry.
 - ``timeout``: the job ran past its timeout. Retried only if asked.
 - ``cancelled``: a user cancelled it. Never retried.
@@ -41,7 +43,9 @@ def classify_exception(exc: BaseException, output_link: str | None = None) -> di
         link = f"{output_link}#cell={exc.cell_index}" if output_link else None
         return failure(
             CELL_ERROR,
-            f"cell {exc.cell_index} raised {exc.ename}: {exc.evalue}",
+            # named by locate_cell_error once the output notebook is read (the index here counts papermill's
+            # injected cells, not the user's)
+            f"a cell raised {exc.ename}: {exc.evalue}",
             cell_index=exc.cell_index,
             execution_count=exc.exec_count,
             ename=exc.ename,
@@ -53,6 +57,44 @@ def classify_exception(exc: BaseException, output_link: str | None = None) -> di
     if isinstance(exc, CellTimeoutError):
         return failure(TIMEOUT, f"a cell timed out: {exc}".splitlines()[0])
     return failure(INFRASTRUCTURE, f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
+
+
+# Cells papermill adds to the output notebook, by their tags: the injected parameters (a code cell, executed)
+# and the error banners (markdown, one at the top and one right before the failed cell). None is the user's,
+# so none counts when naming the user's cell.
+_PAPERMILL_TAGS = {"injected-parameters", "papermill-error-cell-tag"}
+
+
+def _added_by_papermill(cell: dict) -> bool:
+    return bool(set((cell.get("metadata") or {}).get("tags") or ()) & _PAPERMILL_TAGS)
+
+
+def locate_cell_error(fail: dict, nb: dict, link: str | None = None) -> dict:
+    """Name the cell that raised as the user knows it, from the output notebook ``nb``.
+
+    ``code_cell`` is the cell's place among the user's code cells (1-based): what JupyterLab shows as
+    ``In [n]`` after running the notebook from the top, the label the message uses; ``input_cell_index``
+    is its index in the user's own notebook; ``cell_index`` (and ``link``) point into the output notebook,
+    where papermill's added cells shift it (the Jobs panel opens the output there)."""
+    if fail.get("class") != CELL_ERROR:
+        return fail
+    code, added = 0, 0
+    for i, cell in enumerate(nb.get("cells", [])):
+        if _added_by_papermill(cell):
+            added += 1
+            continue
+        if cell.get("cell_type") == "code":
+            code += 1
+        if (cell.get("metadata", {}).get("papermill") or {}).get("exception"):
+            label = f"In [{code}]"
+            fail.update(cell_index=i, input_cell_index=i - added, code_cell=code, cell_label=label,
+                        message=f"{label} raised {fail.get('ename')}: {fail.get('evalue')}")
+            if cell.get("id"):
+                fail["cell_id"] = cell["id"]
+            if link:
+                fail["link"] = f"{link}#cell={i}"
+            break
+    return fail
 
 
 def should_retry(fail: dict | None, attempt: int, max_retries: int, retry_on) -> bool:
