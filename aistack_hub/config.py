@@ -56,6 +56,8 @@ KNOWN_CLASSES = {
     "Authenticator": "jupyterhub.auth",
     "DummyAuthenticator": "jupyterhub.auth",
     "NativeAuthenticator": "nativeauthenticator",
+    "LDAPAuthenticator": "ldapauthenticator",
+    "AIStackLDAPAuthenticator": "aistack_hub.ldap",
     "Spawner": "jupyterhub.spawner",
     "LocalProcessSpawner": "jupyterhub.spawner",
     "SimpleLocalProcessSpawner": "jupyterhub.spawner",

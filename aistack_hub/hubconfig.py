@@ -253,6 +253,9 @@ def configure(c, config_path: str | None = None, overrides: Config | None = None
                                  **_section(sections, "Spawner").get("environment", {})}
     final.GPUSliceSpawnerMixin.aistack_api_url = api_url
     final.GPUSliceSpawnerMixin.aistack_token = service_token
+    # directory sign-in writes tenant admins from LDAP groups to the service (aistack_hub.ldap, docs/ldap.md)
+    final.AIStackLDAPAuthenticator.aistack_api_url = api_url
+    final.AIStackLDAPAuthenticator.aistack_token = service_token
     if os.environ.get("AISTACK_HUB_DB_URL"):  # a database URL with a password, from a Secret
         final.JupyterHub.db_url = os.environ["AISTACK_HUB_DB_URL"]
     proxy = _section(sections, "ConfigurableHTTPProxy")
