@@ -53,9 +53,28 @@ def quota_text(quota_left) -> str:
     return str(quota_left)
 
 
+def server_limit(profiles: list[dict]) -> tuple[int | None, int]:
+    """(the tenant's per-user server limit or None, the servers the user holds there), as ``GET profiles``
+    reports them with every profile."""
+    info = next((p.get("server_limit") for p in profiles if isinstance(p.get("server_limit"), dict)), None) or {}
+    return info.get("max_servers_per_user"), int(info.get("servers") or 0)
+
+
+def limit_text(tenant: str, limit: int | None, held: int) -> str:
+    """The per-user server limit in words, before Start, and what to do when it is reached."""
+    if limit is None:
+        return ""
+    if held >= limit:
+        return (f"You already have {held} of the {limit} server(s) tenant {tenant} allows each user: stop one "
+                f"(on the Hub home page) before starting another here.")
+    return f"Tenant {tenant} allows each user {limit} server(s) at once; you have {held}."
+
+
 def render_profile_form(tenants: list[str], profiles_by_tenant: dict[str, list[dict]], chosen_tenant: str | None = None,
                         wait_for_gpu: bool = True) -> str:
-    """The spawn form: one fieldset per tenant with its profiles (radio ``profile`` = ``tenant/slug``).
+    """The spawn form: one fieldset per tenant with its profiles (radio ``profile`` = ``tenant/slug``), the
+    tenant's per-user server limit above them (a tenant at its limit offers nothing to pick; the hub's
+    spawn page template disables Start when nothing can be picked).
 
     Pure function of its inputs (the benchmark renders it with 100 tenants)."""
     out = ['<div class="aistack-profiles">']
@@ -66,6 +85,12 @@ def render_profile_form(tenants: list[str], profiles_by_tenant: dict[str, list[d
         profiles = profiles_by_tenant.get(tenant) or []
         t = html.escape(tenant)
         out.append(f'<fieldset class="mb-3" data-tenant="{t}"><legend>Tenant <strong>{t}</strong></legend>')
+        limit, held = server_limit(profiles)
+        full = limit is not None and held >= limit
+        if limit is not None:
+            cls = "alert alert-warning" if full else "text-muted"
+            out.append(f'<p class="aistack-server-limit {cls}" data-server-limit="{t}">'
+                       f'{html.escape(limit_text(tenant, limit, held))}</p>')
         if not profiles:
             out.append("<p class='text-muted'>No profile is available to this tenant.</p>")
         for p in profiles:
@@ -84,7 +109,7 @@ def render_profile_form(tenants: list[str], profiles_by_tenant: dict[str, list[d
             notes.append(f"quota left: {html.escape(quota_text(p.get('quota_left')))}")
             if not fits:
                 notes.append("<strong>over your tenant's quota</strong>")
-            disabled = "" if fits and (free or wait_for_gpu or free is None) else " disabled"
+            disabled = "" if fits and not full and (free or wait_for_gpu or free is None) else " disabled"
             checked = ""
             if first and not disabled and (chosen_tenant in (None, tenant)):
                 checked, first = " checked", False
@@ -139,6 +164,7 @@ async def options_form(spawner) -> str:
     by_tenant = await spawner.profiles_by_tenant()
     tenants = [t for t in user_tenants(spawner.user) if t in by_tenant]
     if not tenants:
-        return ("<p><strong>You are not in any tenant with GPU profiles yet.</strong> "
-                "Ask an administrator to add you to your team's tenant.</p>")
+        return ("<p id='aistack-no-tenant-form'><strong>You are not in any tenant with GPU profiles yet, so no "
+                "server can start.</strong> Ask an administrator to add you to your team's tenant, then reload "
+                "this page.</p>")
     return render_profile_form(tenants, by_tenant, spawner.default_tenant or None, spawner.wait_for_gpu)

@@ -86,6 +86,7 @@ async def gather(ep: Endpoints, token: str) -> dict:
                 users.setdefault(user, {})[tenant] = u
     hours = [r for r in usage.get("gpu_hours") or [] if me.get("admin") or r.get("tenant") in visible]
     onboarding = await onboarding_facts(ep, groups, tenants) if me.get("admin") else {}
+    service = await service_facts(ep, token) if me.get("admin") else {}
     return {
         "me": me,
         "tenants": tenants,
@@ -98,6 +99,32 @@ async def gather(ep: Endpoints, token: str) -> dict:
         "gpu_hours": hours,
         "alarms": alarms(inventory, usage_t, queued),
         **onboarding,
+        **service,
+    }
+
+
+async def _optional(ep: Endpoints, token: str, path: str, query=None):
+    """An admin-only read model the page shows when the service has it (None if absent or refused)."""
+    try:
+        return await call(ep.api, token, "GET", path, query=query)
+    except APIError:
+        return None
+
+
+async def service_facts(ep: Endpoints, token: str) -> dict:
+    """For platform admins: slices the service freed by itself (reconciliation, placements gone) with the
+    last reconciliation, the retention cleanup of finished jobs, and the scheduling loop's health."""
+    health_url = ep.api.rstrip("/").rsplit("/", 1)[0] + "/health"  # the service prefix's /health
+    req = HTTPRequest(health_url, headers={"Authorization": f"token {token}"}, request_timeout=10)
+    resp = await AsyncHTTPClient().fetch(req, raise_error=False)
+    try:
+        health = json.loads(resp.body) if resp.code in (200, 503) else None
+    except ValueError:
+        health = None
+    return {
+        "released": await _optional(ep, token, "allocations/released", {"limit": 20}),
+        "retention": await _optional(ep, token, "retention"),
+        "health": health,
     }
 
 
@@ -142,8 +169,9 @@ async def onboarding_facts(ep: Endpoints, groups: dict, tenants: list) -> dict:
     except APIError:
         hub_users = []
     in_tenant = {u for g, us in groups.items() if g in names for u in us}
-    people = {u["name"] for u in hub_users if not u.get("admin")}
-    people |= set((signups or {}).get("approved") or [])
+    admins = {u["name"] for u in hub_users if u.get("admin")}  # platform admins may charge any tenant
+    people = {u["name"] for u in hub_users} | set((signups or {}).get("approved") or [])
+    people -= admins
     return {
         "signups": signups,
         "other_groups": {g: sorted(us) for g, us in sorted(groups.items()) if g not in names},

@@ -87,3 +87,30 @@ def test_admin_controls_are_on_the_page():
     assert link.get("href") == "/hub/authorize"
     assert doc.find(".//span[@data-signup='newbie']") is not None
     assert doc.find(".//input[@data-high-cap='team-a']").get("value") == "25.0"
+
+
+def test_freed_slices_retention_and_a_failing_loop_are_shown():
+    """Closes: the service frees slices and prunes finished jobs by itself: the admin page says so (the
+    other helpers' ``GET allocations/released``, ``GET retention`` and ``/health``)."""
+    doc = parse_strict(page(
+        released={"released": [{"id": 7, "user": "ann", "tenant": "team-a", "server_name": "", "profile": "cpu",
+                                "released_at": "2026-12-02T01:00:00Z",
+                                "reason": "its server is not running in the hub (reconciliation)"}],
+                  "last_reconciliation": {"at": "2026-12-02T01:00:00Z", "released": [7], "error": None}},
+        retention={"finished_job_days": 30, "finished_jobs_kept": 4, "interval_s": 3600,
+                   "last_run": {"at": "2026-12-02T00:00:00Z", "jobs_removed": 2, "notebooks_removed": 2,
+                                "files_removed": 3, "bytes_freed": 2 * 1048576, "error": None},
+                   "totals": {"jobs_removed": 5, "notebooks_removed": 5, "files_removed": 9, "bytes_freed": 0,
+                              "runs": 3}},
+        health={"ok": False, "failing": {"reason": "node gone", "since": "2026-12-02T01:01:00Z", "failures": 4}}))
+    row = doc.find(".//tr[@data-released='7']")
+    assert "reconciliation" in "".join(row.itertext()) and "(default)" in "".join(row.itertext())
+    assert "freed 1 slice(s)" in "".join(doc.find(".//div[@id='released']").itertext())
+    retention = " ".join("".join(doc.find(".//div[@id='retention']").itertext()).split())
+    assert "kept 30 day(s)" in retention and "2 job(s), 2 notebook(s), 3 file(s) removed, 2.0 MiB freed" in retention
+    assert doc.find(".//span[@data-retention='jobs_removed']").text == "5"
+    assert "node gone" in "".join(doc.find(".//p[@id='health-failing']").itertext())
+    # absent (an older service, or refused): said so, the page still renders
+    doc = parse_strict(page(released=None, retention=None, health=None))
+    assert doc.find(".//p[@id='health-failing']") is None
+    assert "Not reported" in "".join(doc.find(".//div[@id='retention']").itertext())
