@@ -1,7 +1,8 @@
 """Base handler of the aistack API: JupyterHub token auth with scopes, request models, the error map.
 
-Auth: ``Authorization: token <JupyterHub token>``. The token is resolved by JupyterHub's ``HubAuth``
-(cached) and must carry the service's access scope (``access:services!service=aistack``, from
+Auth: ``Authorization: token <JupyterHub token>``. The token is resolved by JupyterHub's ``HubAuth`` on
+every request (``Limits.auth_cache_s``, default 0: a revoked token or a removed membership is refused on the
+next request; docs/limits.md) and must carry the service's access scope (``access:services!service=aistack``, from
 ``$JUPYTERHUB_OAUTH_ACCESS_SCOPES``). The hub itself calls with the service's own API token, compared in
 constant time without a round trip (docs/architecture.md, "Hub <-> service").
 
@@ -21,11 +22,15 @@ from aistack_hub.services import notebooks
 from aistack_hub.services.bundle import Services
 from aistack_hub.services.context import Identity
 from aistack_hub.services.errors import DomainError
+from aistack_hub.services.limits import mib
 from aistack_hub.services.models import parse
 
 from .errors import APIError, answer
 
 INLINE_JSON_BYTES = 256 * 1024  # larger bodies are decoded in a worker process (json.loads holds the GIL)
+# Submissions up to this size are validated and inspected in a thread: milliseconds, and never a wait for
+# worker processes that are still starting (the first "Run as job" after a start answered in 7-20 s).
+THREAD_SUBMISSION_BYTES = 64 * 1024
 
 
 @dataclass
@@ -36,6 +41,7 @@ class APISettings:
     hub_auth: object = None
     hub_token: str = ""
     user_groups_cache: dict = field(default_factory=dict)
+    token_cache: dict = field(default_factory=dict)  # token -> (checked at, model), Limits.auth_cache_s
 
 
 class APIHandler(RequestHandler):
@@ -90,13 +96,7 @@ class APIHandler(RequestHandler):
         auth = self.api.hub_auth
         if auth is None:
             raise APIError(403, "forbidden", "this token is not valid here")
-        try:
-            model = await auth.user_for_token(token, sync=False)
-        except HTTPError as e:
-            if e.status_code in (401, 403, 404):
-                model = None
-            else:
-                raise APIError(503, "hub_unavailable", "JupyterHub could not check the token; try again") from e
+        model = await self._check_token(auth, token)
         if not model:
             raise APIError(403, "forbidden", "invalid or expired token")
         required = auth.access_scopes
@@ -108,14 +108,39 @@ class APIHandler(RequestHandler):
         self.identity = Identity(name=model["name"], kind=model.get("kind", "user"), admin=bool(model.get("admin")),
                                  groups=frozenset(groups or ()), scopes=frozenset(model.get("scopes") or ()))
 
+    async def _check_token(self, auth, token: str) -> dict | None:
+        """The token's model from the hub (HubAuth's own 60 s cache bypassed: revocation must take effect
+        within ``Limits.auth_cache_s``)."""
+        ttl = self.services.ctx.limits.auth_cache_s
+        cache = self.api.token_cache
+        now = time.monotonic()
+        cached = cache.get(token) if ttl > 0 else None
+        if cached and now - cached[0] < ttl:
+            return cached[1]
+        try:
+            model = await auth.user_for_token(token, use_cache=False, sync=False)
+        except HTTPError as e:
+            if e.status_code in (401, 403, 404):
+                model = None
+            else:
+                raise APIError(503, "hub_unavailable", "JupyterHub could not check the token; try again") from e
+        if ttl > 0 and model:
+            if len(cache) > 10000:  # bounded: drop what expired
+                for k in [k for k, (at, _) in cache.items() if now - at >= ttl]:
+                    cache.pop(k, None)
+            cache[token] = (now, model)
+        return model
+
     async def _user_groups(self, name: str) -> list:
-        """The user's groups (= tenants) via the hub API with the service's token (cached 60 s)."""
+        """The user's groups (= tenants) via the hub API with the service's token (cached as tokens are)."""
+        ttl = self.services.ctx.limits.auth_cache_s
         cache = self.api.user_groups_cache
-        cached = cache.get(name)
-        if cached and time.time() - cached[0] < 60:
+        cached = cache.get(name) if ttl > 0 else None
+        if cached and time.monotonic() - cached[0] < ttl:
             return cached[1]
         groups = await user_groups(self.api.hub_auth, name)
-        cache[name] = (time.time(), groups)
+        if ttl > 0:
+            cache[name] = (time.monotonic(), groups)
         return groups
 
     # -------------------------------------------------------------------- input
@@ -123,7 +148,8 @@ class APIHandler(RequestHandler):
         body = self.request.body or b""
         limit = self.services.ctx.max_body_bytes
         if len(body) > limit:
-            raise APIError(413, "too_large", f"the body is larger than {limit} bytes")
+            raise APIError(413, "too_large", f"the body is too large ({mib(len(body))} > {mib(limit)}, "
+                           "AIStackService.max_body_bytes)")
         ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if ctype.startswith("multipart/"):
             raise APIError(415, "unsupported_media_type", "send a JSON body (application/json)")
@@ -144,8 +170,9 @@ class APIHandler(RequestHandler):
     async def submission(self, model):
         """A body with a notebook (POST jobs, jobs/inspect) as a validated ``model``: decoded, the notebook
         validated and inspected in a worker process."""
-        data = await self.services.ctx.offload.cpu(notebooks.decode_submission, self._raw_body())
-        return parse(model, data)
+        body, ctx = self._raw_body(), self.services.ctx
+        work = ctx.offload.io if len(body) <= THREAD_SUBMISSION_BYTES else ctx.offload.cpu
+        return parse(model, await work(notebooks.decode_submission, body, ctx.limits.max_notebook_bytes))
 
     def query(self, model, lists: tuple = ()):
         """The query arguments as a validated ``model`` (``lists``: arguments that may repeat or hold a

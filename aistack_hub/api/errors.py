@@ -7,13 +7,16 @@ from __future__ import annotations
 
 from tornado.web import HTTPError
 
-from aistack_hub.services.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, TooLarge, Unavailable
+from aistack_hub.services.errors import (Conflict, DomainError, Forbidden, Invalid, NotFound, RangeNotSatisfiable,
+                                         TooLarge, TooMany, Unavailable)
 
-STATUS = {Invalid: 400, Forbidden: 403, NotFound: 404, Conflict: 409, TooLarge: 413, Unavailable: 503}
+STATUS = {Invalid: 400, Forbidden: 403, NotFound: 404, Conflict: 409, TooLarge: 413, RangeNotSatisfiable: 416,
+          TooMany: 429, Unavailable: 503}
 
 # the ``error`` of answers tornado itself makes (a 405, a 404 of a route)
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-              405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type"}
+              405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
+              416: "range_not_satisfiable", 429: "too_many_requests"}
 
 
 class APIError(HTTPError):

@@ -1,9 +1,14 @@
 """Notebook jobs: submit (one, or a sweep), list, show, output, logs (follow), cancel, rerun, inspect."""
 from __future__ import annotations
 
-from aistack_hub.services.models import InspectRequest, JobQuery, JobSubmit, LogsQuery
+import re
+
+from aistack_hub.services.errors import Invalid, RangeNotSatisfiable
+from aistack_hub.services.models import InspectRequest, JobQuery, JobSubmit, LogsQuery, OutputQuery
 
 from .base import APIHandler
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
 class JobsHandler(APIHandler):
@@ -15,7 +20,10 @@ class JobsHandler(APIHandler):
         self.write_json(out, 201)
 
     async def get(self):
-        self.write_json(await self.services.jobs.list(self.identity, self.query(JobQuery, lists=("state",))))
+        out = await self.services.jobs.list(self.identity, self.query(JobQuery, lists=("state",)))
+        if out.get("next"):
+            self.set_header("Link", f'<jobs?{out["next"]}>; rel="next"')
+        self.write_json(out)
 
 
 class JobHandler(APIHandler):
@@ -35,11 +43,51 @@ class JobRerunHandler(APIHandler):
 
 
 class JobOutputHandler(APIHandler):
+    """The output notebook: whole (up to Limits.max_output_bytes), or a byte range (``Range: bytes=a-b``,
+    ``bytes=a-``, ``bytes=-n``; or ``?offset=&length=``) answered 206 with Content-Range; sent in chunks."""
+
+    def _range(self) -> tuple[int | None, int | None, int | None]:
+        header = self.request.headers.get("Range")
+        if header:
+            m = _RANGE.fullmatch(header.strip())
+            if not m or (m.group(1) == "" and m.group(2) == ""):
+                raise Invalid("the Range header must be one range: 'bytes=first-last', 'bytes=first-' or "
+                              "'bytes=-suffix'", "bad_range")
+            first, last = m.group(1), m.group(2)
+            if first == "":
+                return None, None, int(last)
+            if last != "" and int(last) < int(first):
+                raise Invalid("the Range's last byte is before its first", "bad_range")
+            return int(first), (int(last) if last != "" else None), None
+        q = self.query(OutputQuery)
+        if q.offset is None and q.length is None:
+            return None, None, None
+        first = q.offset or 0
+        return first, (first + q.length - 1 if q.length else None), None
+
     async def get(self, job_id):
-        text, state = await self.services.jobs.output(self.identity, job_id)
-        self.set_header("Content-Type", "application/x-ipynb+json")
-        self.set_header("X-Aistack-Job-State", state)
-        self.finish(text)
+        first, last, suffix = self._range()
+        try:
+            part = await self.services.jobs.output(self.identity, job_id, first, last, suffix)
+        except RangeNotSatisfiable as e:  # answered here: send_error would drop the Content-Range header
+            self.set_header("Content-Range", f"bytes */{e.size}")
+            return self.write_json({"error": e.code, "message": e.message}, 416)
+        try:
+            self.set_header("Content-Type", "application/x-ipynb+json")
+            self.set_header("X-Aistack-Job-State", part.state)
+            self.set_header("Accept-Ranges", "bytes")
+            self.set_header("Content-Length", str(part.end - part.start))
+            if part.partial:
+                self.set_status(206)
+                self.set_header("Content-Range", f"bytes {part.start}-{part.end - 1}/{part.size}")
+            async for data in part.chunks(self.services.ctx.offload.io):
+                if self.request.connection.stream.closed():
+                    return
+                self.write(data)
+                await self.flush()  # one chunk in memory at a time, and the loop is free meanwhile
+            self.finish()
+        finally:
+            part.close()
 
 
 class JobLogsHandler(APIHandler):
@@ -52,12 +100,14 @@ class JobLogsHandler(APIHandler):
                 data, offset = await anext(chunks)
                 self.set_header("X-Aistack-Log-Offset", str(offset))
                 return self.finish(data)
+            first = True
             async for data, _ in chunks:
                 if self.request.connection.stream.closed():
                     return
-                if data:
+                if data or first:  # the headers at once: the client knows it is following (not refused)
                     self.write(data)
                     await self.flush()
+                    first = False
             self.finish()
         finally:
             await chunks.aclose()

@@ -5,6 +5,7 @@ from .allocations import AllocationService
 from .context import ServiceContext
 from .jobs import JobService
 from .pods import PodService
+from .retention import RetentionService
 from .tenants import TenantService
 
 
@@ -15,3 +16,4 @@ class Services:
         self.allocations = AllocationService(ctx)
         self.tenants = TenantService(ctx)
         self.pods = PodService(ctx)
+        self.retention = RetentionService(ctx)

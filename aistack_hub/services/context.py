@@ -5,11 +5,12 @@ admin, or a token with the ``admin:users`` scope, everything.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from job_runner.db.tenants import load_tenant, load_tenants
 
 from .errors import Forbidden, Invalid
+from .limits import Limits
 from .offload import Offload
 
 
@@ -40,6 +41,8 @@ class ServiceContext:
     validate_kernels: bool = True
     jobs_dir: str = ""
     job_token_secret: str = ""
+    limits: Limits = field(default_factory=Limits)  # the API's limits (docs/limits.md)
+    followers: dict = field(default_factory=dict)  # user -> log streams open now (Limits.max_log_followers_per_user)
 
     # ------------------------------------------------------------------ tenants (database reads)
     def tenant(self, name: str):

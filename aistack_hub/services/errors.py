@@ -24,12 +24,25 @@ class DomainError(Exception):
 #   Conflict     the thing's state forbids it now (already final; no capacity; never fits)
 #   TooLarge     over a size limit
 #   Unavailable  a part the service needs is gone for the moment (a notebook worker died): try again
+#   TooMany      the caller holds too many of something at once (log streams): close one, or wait
 class Invalid(DomainError): code = "bad_request"  # noqa: E701
 class Forbidden(DomainError): code = "forbidden"  # noqa: E701
 class NotFound(DomainError): code = "not_found"  # noqa: E701
 class Conflict(DomainError): code = "conflict"  # noqa: E701
 class TooLarge(DomainError): code = "too_large"  # noqa: E701
 class Unavailable(DomainError): code = "unavailable"  # noqa: E701
+class TooMany(DomainError): code = "too_many_requests"  # noqa: E701
+
+
+class RangeNotSatisfiable(DomainError):
+    """A byte range outside what there is (HTTP 416; ``size``: what there is)."""
+
+    code = "range_not_satisfiable"
+
+    def __init__(self, message: str, size: int = 0):
+        super().__init__(message)
+        self.args = (message, size)
+        self.size = size
 
 
 # The scheduling core's verdict reasons (Scheduler.check) as domain errors.

@@ -7,26 +7,31 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import math
 import os
 import re
 import uuid
+from urllib.parse import urlencode
 
 from sqlalchemy import or_, update
 
 from job_runner.db import ACTIVE_STATES, CANCELLED, FINAL_STATES, QUEUED, Job, JobEvent, TenantRow, utcnow
 from job_runner.db.ops import iso, transition
+from job_runner.executors import runfiles
 from job_runner.executors.base import JobSpec
 from job_runner.failures import CANCELLED as F_CANCELLED
 from job_runner.failures import failure
-from job_runner.params import ParameterError, expand_sweep, validate_parameters
+from job_runner.params import ParameterError, SweepTooLarge, expand_sweep, validate_parameters
 from job_runner.scheduling import Workload
 
 from . import notebooks
 from .context import Identity, ServiceContext
-from .errors import Conflict, Forbidden, Invalid, NotFound, refused
+from .errors import Conflict, Forbidden, Invalid, NotFound, TooLarge, TooMany, refused
+from .limits import mib
 from .models import InspectRequest, JobQuery, JobSubmit, parse, row_id
 from .notebooks import PreparedNotebook
+from .outputs import OutputPart, Buffer
 
 # Columns of the list (everything but the notebook snapshot, which can be 16 MiB).
 LIST_COLUMNS = [c for c in Job.__table__.columns if c.name != "notebook"]
@@ -75,6 +80,14 @@ class JobService:
     def __init__(self, ctx: ServiceContext):
         self.ctx = ctx
         self._kernels: set | None = None
+        if ctx.validate_kernels:  # at start, in the background: the first submission finds the list ready
+            ctx.offload.threads.submit(self._scan_kernels)
+
+    def _scan_kernels(self) -> set:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        self._kernels = set(KernelSpecManager().find_kernel_specs())
+        return self._kernels
 
     # ------------------------------------------------------------------------------------ reads
     def _visible(self, ident: Identity, q):
@@ -92,7 +105,17 @@ class JobService:
             raise NotFound(f"no job {job_id!r}")
         return row
 
+    def _page_size(self, query: JobQuery) -> int:
+        lim = self.ctx.limits
+        if query.limit is None:
+            return min(lim.default_page_size, lim.max_page_size)
+        if query.limit > lim.max_page_size:
+            raise Invalid(f"'limit' is at most {lim.max_page_size} (Limits.max_page_size); follow 'next' for "
+                          "the following page", "page_too_large")
+        return query.limit
+
     def _list_db(self, ident: Identity, query: JobQuery) -> dict:
+        limit = self._page_size(query)
         with self.ctx.db.read() as s:
             q = self._visible(ident, s.query(Job).with_entities(*LIST_COLUMNS))
             for column, value in ((Job.user, query.user), (Job.tenant, query.tenant), (Job.group_id, query.group_id)):
@@ -102,10 +125,15 @@ class JobService:
                 q = q.filter(Job.state.in_(query.state))
             if query.before:
                 q = q.filter(Job.id < query.before)
-            rows = q.order_by(Job.id.desc()).limit(query.limit + 1).all()
-        more, rows = len(rows) > query.limit, rows[:query.limit]
-        return {"jobs": [job_json(r, self.ctx.controller) for r in rows],
-                "next": f"before={rows[-1].id}" if more and rows else None}
+            rows = q.order_by(Job.id.desc()).limit(limit + 1).all()
+        more, rows = len(rows) > limit, rows[:limit]
+        nxt = None
+        if more and rows:  # the query of the next page: the same filters, older than this page's last
+            args = [("limit", limit), ("before", rows[-1].id)] + [(k, v) for k, v in (
+                ("user", query.user), ("tenant", query.tenant), ("group_id", query.group_id)) if v]
+            args += [("state", ",".join(query.state))] if query.state else []
+            nxt = urlencode(args)
+        return {"jobs": [job_json(r, self.ctx.controller) for r in rows], "next": nxt}
 
     async def list(self, ident: Identity, query: JobQuery) -> dict:
         return await self.ctx.offload.io(self._list_db, ident, query)
@@ -122,37 +150,86 @@ class JobService:
             row = self._row(s, ident, job_id)
             return JobSpec.from_row(row), row.state
 
-    async def output(self, ident: Identity, job_id: str) -> tuple[str, str]:
-        """(the output notebook's text, the job's state)."""
+    async def output(self, ident: Identity, job_id: str, first: int | None = None,
+                     last: int | None = None, suffix: int | None = None) -> OutputPart:
+        """The output notebook, whole or the bytes ``first``..``last`` (inclusive; ``last`` None: to the end;
+        ``suffix``: the last N bytes), to be sent in chunks (``OutputPart.chunks``). Whole, it must be at most
+        ``Limits.max_output_bytes``; a range is at most that long."""
         spec, state = await self.ctx.offload.io(self._spec_db, ident, job_id)
-        text = await self.ctx.executor.read_output(spec) if spec.attempt else None
-        if text is None:
+        part = await self.ctx.offload.io(self._open_output, spec) if spec.attempt else None
+        if part is None and spec.attempt:  # an executor without run files here: its own read, in memory
+            text = await self.ctx.executor.read_output(spec)
+            part = None if text is None else OutputPart(Buffer(text.encode()), len(text.encode()))
+        if part is None:
             raise NotFound(f"job {spec.id} has no output yet (it is {state})", "no_output")
-        return text, state
+        part.state = state
+        try:
+            part.select(first, last, suffix, self.ctx.limits.max_output_bytes)
+        except BaseException:
+            part.close()
+            raise
+        return part
+
+    def _open_output(self, spec: JobSpec) -> OutputPart | None:
+        got = runfiles.open_output(self.ctx.jobs_dir, spec.id, spec.attempt)
+        return OutputPart(*got) if got else None
 
     def _state_db(self, job_id: int) -> tuple[str, int]:
         with self.ctx.db.read() as s:
             return s.query(Job.state, Job.attempt).filter(Job.id == job_id).one()
 
     async def logs(self, ident: Identity, job_id: str, offset: int, follow: bool, poll_s: float = 0.25,
-                   max_s: float = 6 * 3600):
-        """Chunks of the job's log from ``offset``: (bytes, next offset). ``follow``: until the job ends, with
-        an empty chunk at each idle poll (the caller may stop there: a client gone)."""
+                   idle_poll_s: float = 2.0):
+        """Chunks of the job's log from ``offset``: (bytes, next offset). ``follow``: until the job ends (or
+        ``Limits.max_log_follow_s``), with an empty chunk at each idle poll (the caller may stop there: a
+        client gone). A user holds at most ``Limits.max_log_followers_per_user`` follows at once (429).
+
+        An idle stream polls less and less often (``poll_s`` doubling up to ``idle_poll_s``), and reads the
+        job's state only when the log has nothing new: 150 idle streams cost ~100 small reads a second in
+        the thread pool, not 1,200 (they had pushed GET jobs to 5 s)."""
+        lim = self.ctx.limits
+        if follow and lim.max_log_followers_per_user <= 0:
+            raise Forbidden("following logs is turned off here (Limits.max_log_followers_per_user = 0): "
+                            "poll with ?offset= instead", "follow_disabled")
         spec, _ = await self.ctx.offload.io(self._spec_db, ident, job_id)
-        data, offset = await self.ctx.executor.read_logs(spec, offset)
-        yield data, offset
-        if not follow:
-            return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + max_s
-        while loop.time() < deadline:
-            state, spec.attempt = await self.ctx.offload.io(self._state_db, spec.id)
+        if follow:
+            held = self.ctx.followers.get(ident.name, 0)
+            if held >= lim.max_log_followers_per_user:
+                raise TooMany(f"you follow {held} logs already, the most one user may (Limits.max_log_followers_"
+                              "per_user); close one, or poll with ?offset= instead", "too_many_followers")
+            self.ctx.followers[ident.name] = held + 1
+        try:
             data, offset = await self.ctx.executor.read_logs(spec, offset)
-            if not data and state in FINAL_STATES:
-                return
             yield data, offset
-            if not data:
-                await asyncio.sleep(poll_s)
+            if not follow:
+                return
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + lim.max_log_follow_s
+            wait = poll_s
+            while loop.time() < deadline:
+                data, offset = await self.ctx.executor.read_logs(spec, offset)
+                if not data:
+                    state, attempt = await self.ctx.offload.io(self._state_db, spec.id)
+                    if attempt != spec.attempt:
+                        spec.attempt = attempt
+                        continue
+                    if state in FINAL_STATES:
+                        data, offset = await self.ctx.executor.read_logs(spec, offset)  # the last words
+                        if not data:
+                            return
+                yield data, offset
+                if data:
+                    wait = poll_s
+                else:
+                    await asyncio.sleep(wait)
+                    wait = min(idle_poll_s, wait * 2)
+        finally:
+            if follow:
+                left = self.ctx.followers.get(ident.name, 1) - 1
+                if left > 0:
+                    self.ctx.followers[ident.name] = left
+                else:
+                    self.ctx.followers.pop(ident.name, None)
 
     # ---------------------------------------------------------------------------------- submit
     async def _notebook(self, ident: Identity, req: InspectRequest | JobSubmit) -> PreparedNotebook:
@@ -162,10 +239,10 @@ class JobService:
         if not root_tpl:
             raise Invalid("this deployment takes notebook content, not paths: send 'notebook'", "path_unsupported")
         root = os.path.realpath(root_tpl.format(user=ident.name))
-        full = os.path.realpath(os.path.join(root, req.path.lstrip("/")))
-        if req.path.startswith("/") or ".." in req.path.split("/") or not (full + os.sep).startswith(root + os.sep):
+        if req.path.startswith("/") or ".." in req.path.split("/") or "\0" in req.path:
             raise Invalid("the path must stay inside your home directory", "bad_path")
-        return await self.ctx.offload.cpu(notebooks.prepare_file, full, req.path, self.ctx.max_body_bytes)
+        # opened once and checked on the opened file (notebooks.prepare_file): no check-then-open race
+        return await self.ctx.offload.cpu(notebooks.prepare_file, root, req.path, self.ctx.limits.max_notebook_bytes)
 
     async def inspect(self, ident: Identity, req: InspectRequest) -> dict:
         nb = await self._notebook(ident, req)
@@ -181,12 +258,23 @@ class JobService:
         if name and self.ctx.validate_kernels:
             if self._kernels is None or name not in self._kernels:
                 # a directory scan: cached, and rescanned only for a name not seen yet (a new kernel)
-                from jupyter_client.kernelspec import KernelSpecManager
-
-                self._kernels = set(KernelSpecManager().find_kernel_specs())
+                self._scan_kernels()
             if name not in self._kernels:
                 raise Invalid(f"no kernel {name!r} is installed here", "unknown_kernel")
         return name
+
+    def _check_sizes(self, req: JobSubmit) -> None:
+        """Parameters and the sweep grid within ``Limits.max_parameters_bytes`` (each job row stores its
+        parameters; its notebook is stored once for all, by content)."""
+        limit = self.ctx.limits.max_parameters_bytes
+        for field, value in (("parameters", req.parameters), ("sweep", req.sweep)):
+            try:
+                size = len(json.dumps(value, separators=(",", ":")).encode()) if value is not None else 0
+            except (TypeError, ValueError, RecursionError):
+                raise Invalid(f"'{field}' must be JSON values", "bad_parameters") from None
+            if size > limit:
+                raise TooLarge(f"'{field}' is too large ({mib(size)} > {mib(limit)}, Limits.max_parameters_bytes)",
+                               "parameters_too_large")
 
     def _submit_db(self, ident: Identity, req: JobSubmit, nb: PreparedNotebook) -> dict:
         ctx = self.ctx
@@ -194,13 +282,16 @@ class JobService:
         profile = ctx.offered_profile(req.profile, tenant)
         name = req.name or default_name(req.path or nb.name or "job")
         kernel = self._kernel(req, nb)
+        self._check_sizes(req)
         try:
             if req.sweep is not None:
                 if not isinstance(req.parameters, dict):
                     raise ParameterError("parameters must be a JSON object")
-                combos = expand_sweep(nb.parameters, req.parameters, req.sweep)
+                combos = expand_sweep(nb.parameters, req.parameters, req.sweep, ctx.limits.max_sweep_jobs)
             else:
                 combos = [validate_parameters(nb.parameters, req.parameters)]
+        except SweepTooLarge as e:
+            raise Invalid(str(e), "sweep_too_large") from None
         except ParameterError as e:
             raise Invalid(str(e), "bad_parameters") from None
         w = Workload("job-new", tenant, ident.name, "job", req.priority, profile.request, 0.0, req.expected_duration_s)
@@ -212,7 +303,7 @@ class JobService:
         rows = [Job(
             name=name if group is None else f"{name[:56].rstrip('-')}-{i}", user=ident.name, tenant=tenant,
             profile=req.profile, priority=req.priority, state=QUEUED, group_id=group, notebook=nb.text,
-            notebook_path=req.path, parameters=p, kernel_name=kernel, timeout_s=req.timeout_s,
+            notebook_path=req.path or req.notebook_path, parameters=p, kernel_name=kernel, timeout_s=req.timeout_s,
             max_retries=req.max_retries, retry_on=list(req.retry_on), expected_duration_s=req.expected_duration_s,
             request=profile.request.to_dict(), attempt=0, created_at=now, updated_at=now, cancel_requested=0,
             enqueued=0,

@@ -85,6 +85,16 @@ class JobSubmit(NotebookSource):
     max_retries: Annotated[int, Field(ge=0, le=MAX_RETRIES)] = 0
     retry_on: list[Literal[RETRYABLE]] = Field(default_factory=lambda: list(DEFAULT_RETRY_ON))
     kernel_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")] | None = None
+    # With 'notebook': where it lives in the user's home (the lab sends its path), recorded as the job's
+    # notebook_path; a local job runs in its folder (LocalExecutor.working_folder).
+    notebook_path: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+
+    @field_validator("notebook_path")
+    @classmethod
+    def _relative_path(cls, v):
+        if v is not None and (v.startswith("/") or "\0" in v or ".." in v.split("/")):
+            raise PydanticCustomError("bad_path", "'notebook_path' must be a path inside your home, without '..'")
+        return v
 
     @field_validator("max_retries", mode="before")
     @classmethod
@@ -100,7 +110,7 @@ class JobSubmit(NotebookSource):
 
 
 class JobQuery(_Query):
-    limit: Annotated[int, Field(ge=1, le=500)] = 50
+    limit: Annotated[int, Field(ge=1, le=2**31)] | None = None  # default and most: Limits.*_page_size
     before: Annotated[int, Field(ge=1, le=2**62)] | None = None
     state: list[Literal[JOB_STATES]] = Field(default_factory=list)
     user: str | None = None
@@ -111,6 +121,13 @@ class JobQuery(_Query):
 class LogsQuery(_Query):
     follow: bool = False
     offset: Annotated[int, Field(ge=0, le=2**62)] = 0
+
+
+class OutputQuery(_Query):
+    """A byte range of the output notebook (the Range header says the same: ``bytes=offset-``)."""
+
+    offset: Annotated[int, Field(ge=0, le=2**62)] | None = None
+    length: Annotated[int, Field(ge=1, le=2**62)] | None = None
 
 
 class ProfilesQuery(_Query):

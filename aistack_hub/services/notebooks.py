@@ -1,5 +1,7 @@
 """CPU-heavy notebook work, run in the service's worker processes (``Offload.cpu``): decoding a submission
-body of up to 16 MiB, nbformat validation, papermill's parameter inspection, the normalised snapshot.
+body of up to 16 MiB, nbformat validation, the parameter inspection, the normalised snapshot. Small bodies
+(``Offload.cpu_small``) are done in the service's threads instead: a few milliseconds, and no wait for a
+worker that is still starting (the first "Run as job" after a start).
 
 Each of these holds the GIL for seconds on a large notebook (json.loads alone holds it throughout), so in a
 thread it would still stall the event loop; in a process it does not. The functions take and return plain
@@ -7,10 +9,12 @@ data (bytes, str, dataclasses) and raise only ``errors`` (picklable).
 """
 from __future__ import annotations
 
+import errno
 import json
 from dataclasses import dataclass
 
 from .errors import Invalid, TooLarge
+from .limits import MIB, mib
 
 
 @dataclass(frozen=True)
@@ -29,21 +33,24 @@ def decode_object(body: bytes) -> dict:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise Invalid(f"the body is not valid JSON: {e}", "bad_json") from None
+    except RecursionError:  # json.loads recurses per nesting level: 100,000 '[' exhaust the stack
+        raise Invalid("the body's JSON is nested too deeply", "bad_json") from None
     if not isinstance(data, dict):
         raise Invalid("the body must be a JSON object")
     return data
 
 
-def decode_submission(body: bytes) -> dict:
+def decode_submission(body: bytes, max_notebook_bytes: int = 16 * MIB) -> dict:
     """A submission body (POST jobs, jobs/inspect): its fields, with ``notebook`` replaced by the prepared one."""
     data = decode_object(body)
     if data.get("notebook") is not None:
-        data["notebook"] = prepare(data["notebook"])
+        data["notebook"] = prepare(data["notebook"], max_notebook_bytes)
     return data
 
 
-def prepare(nb_json) -> PreparedNotebook:
-    """Validate nbformat JSON (a dict) and inspect its parameters."""
+def prepare(nb_json, max_bytes: int = 16 * MIB) -> PreparedNotebook:
+    """Validate nbformat JSON (a dict) and inspect its parameters (no papermill for Python notebooks:
+    ``job_runner.params``)."""
     import nbformat  # here, not at import: the service must start within JupyterHub's check
 
     from job_runner.params import inspect_parameters
@@ -55,42 +62,103 @@ def prepare(nb_json) -> PreparedNotebook:
         if nb.get("nbformat") != 4:
             raise ValueError("only nbformat 4 notebooks are supported")
         nbformat.validate(nb)
+        text = nbformat.writes(nb)
+    except RecursionError:
+        raise Invalid("not a valid notebook: nested too deeply", "bad_notebook") from None
     except Exception as e:  # noqa: BLE001 - nbformat raises many kinds; all mean "not a notebook"
-        raise Invalid(f"not a valid notebook: {str(e).splitlines()[0][:300]}", "bad_notebook") from None
+        raise Invalid(f"not a valid notebook: {str(e).splitlines()[0][:300] if str(e) else type(e).__name__}",
+                      "bad_notebook") from None
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise TooLarge(f"the notebook is too large ({mib(size)} > {mib(max_bytes)}, Limits.max_notebook_bytes)",
+                       "notebook_too_large")
     try:
         params = inspect_parameters(nb)
-    except Exception as e:  # noqa: BLE001 - papermill's parser raises many kinds
+    except Exception as e:  # noqa: BLE001 - a parameters cell papermill cannot read
         raise Invalid(f"cannot read the parameters cell: {e}", "bad_notebook") from None
-    return PreparedNotebook(text=nbformat.writes(nb), kernel_name=(nb.metadata.get("kernelspec") or {}).get("name"),
-                            name=nb.metadata.get("name"), parameters=params)
+    meta = nb.metadata
+    kernel = (meta.get("kernelspec") or {}).get("name")
+    name = meta.get("name")
+    # metadata is free-form: a non-string name or kernel name is not ours to trust (it was a 500)
+    return PreparedNotebook(text=text, kernel_name=kernel if isinstance(kernel, str) else None,
+                            name=name if isinstance(name, str) else None, parameters=params)
 
 
-def prepare_file(full_path: str, shown_path: str, max_bytes: int) -> PreparedNotebook:
-    """A notebook file (path submissions; the caller has checked the path is the user's)."""
+def prepare_file(root: str, rel: str, max_bytes: int) -> PreparedNotebook:
+    """The notebook at ``rel`` under ``root`` (path submissions; ``root``: the user's home, a real path).
+
+    Opened once, then checked: the check is on the opened file itself, so that a path swapped for a symlink
+    between a check and the open cannot make the service read another file. The last component must not be
+    a symlink (O_NOFOLLOW); what was opened must be a regular file whose real path (the kernel's, through
+    /proc/self/fd) is inside ``root``; its size is the fstat's."""
+    import os
+    import stat
+
+    shown = rel
+    if not rel.endswith(".ipynb"):
+        raise Invalid(f"no notebook at {shown!r} (a path must name an .ipynb file)", "bad_path")
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(os.path.join(root, rel), flags)
+    except OSError as e:
+        why = "a symlink (not followed)" if e.errno == errno.ELOOP else (e.strerror or "cannot open").lower()
+        raise Invalid(f"no notebook at {shown!r}: {why}", "bad_path") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Invalid(f"no notebook at {shown!r}: not a regular file", "bad_path")
+        if not _inside(fd, st, os.path.join(root, rel), root):
+            raise Invalid("the path must stay inside your home directory", "bad_path")
+        if st.st_size > max_bytes:
+            raise TooLarge(f"the notebook is too large ({mib(st.st_size)} > {mib(max_bytes)}, "
+                           "Limits.max_notebook_bytes)", "notebook_too_large")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(max_bytes + 1)
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:  # it grew since the fstat
+        raise TooLarge(f"the notebook is too large (> {mib(max_bytes)}, Limits.max_notebook_bytes)",
+                       "notebook_too_large")
+    try:
+        nb_json = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise Invalid(f"{shown} is not JSON: {e}", "bad_notebook") from None
+    except RecursionError:
+        raise Invalid(f"{shown} is nested too deeply", "bad_notebook") from None
+    return prepare(nb_json, max_bytes)
+
+
+def _inside(fd: int, st, path: str, root: str) -> bool:
+    """Whether the file open at ``fd`` lies inside ``root`` (by the opened file, not by the path)."""
     import os
 
-    if not full_path.endswith(".ipynb") or not os.path.isfile(full_path):
-        raise Invalid(f"no notebook at {shown_path!r}", "bad_path")
-    if os.path.getsize(full_path) > max_bytes:
-        raise TooLarge("the notebook is too large")
-    with open(full_path, encoding="utf-8") as f:
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:  # no /proc: the path's real location, and it must be the very file that is open
+        real = os.path.realpath(path)
         try:
-            nb_json = json.load(f)
-        except ValueError as e:
-            raise Invalid(f"{shown_path} is not JSON: {e}", "bad_notebook") from None
-    return prepare(nb_json)
+            same = os.stat(real)
+        except OSError:
+            return False
+        if (same.st_dev, same.st_ino) != (st.st_dev, st.st_ino):
+            return False
+    return real.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def prepare_text(text: str) -> PreparedNotebook:
     """A stored snapshot (rerun)."""
-    return prepare(json.loads(text))
+    return prepare(json.loads(text), max(16 * MIB, len(text) * 4))
 
 
 def warm() -> bool:
-    """Import what the work needs, so that the first request does not pay for it."""
-    import nbformat  # noqa: F401
-    import papermill  # noqa: F401
+    """Import and compile what the work needs (nbformat and its schema), so that the first request does not
+    pay for it. Python notebooks need no papermill here (job_runner.params)."""
+    import nbformat
 
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_code_cell("a = 1", metadata={"tags": ["parameters"]}))
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    prepare(json.loads(nbformat.writes(nb)))
     return True
 
 

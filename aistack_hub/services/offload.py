@@ -74,7 +74,11 @@ class Offload:
             return self._procs
 
     def warm(self, fn) -> None:
-        """Start the workers now and let them import what ``fn`` imports (at service start)."""
+        """At service start, in the background: start the workers and let each run ``fn`` (imports), and run
+        ``fn`` once in a thread too, for the small requests done in the threads. Nothing waits for it: a
+        request that comes first is served as it would have been (the import lock makes it wait for an
+        import under way, never twice)."""
+        self.threads.submit(fn)
         if self.workers:
             pool = self._pool()
             for _ in range(self.workers):
@@ -84,5 +88,10 @@ class Offload:
         with self._lock:
             procs, self._procs = self._procs, None
         if procs is not None:
+            workers = list((getattr(procs, "_processes", None) or {}).values())
             procs.shutdown(wait=wait, cancel_futures=True)
+            for p in workers:  # idle workers leave at once; one busy with a big notebook is not waited for long
+                p.join(timeout=2.0)
+                if p.is_alive():
+                    p.terminate()
         self.threads.shutdown(wait=wait, cancel_futures=True)

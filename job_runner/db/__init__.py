@@ -31,6 +31,8 @@ from .models import (  # noqa: F401  (re-exported)
     Job,
     JobEvent,
     Lease,
+    Notebook,
+    RetentionRun,
     TenantRow,
     utcnow,
 )

@@ -6,6 +6,7 @@ after a restart, and every state change is a row update (with an event) written 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 
 from sqlalchemy import (
     JSON,
@@ -18,7 +19,8 @@ from sqlalchemy import (
     String,
     Text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy import event, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 # Job states. "admitted" = the scheduler placed it and the executor is starting it.
 QUEUED = "queued"
@@ -36,6 +38,11 @@ ALLOC_PENDING = "pending"
 ALLOC_ALLOCATED = "allocated"
 ALLOC_RELEASED = "released"
 ALLOC_STATES = (ALLOC_PENDING, ALLOC_ALLOCATED, ALLOC_RELEASED)
+
+
+def notebook_sha(text: str) -> str:
+    """The key of a notebook snapshot: SHA-256 of its text."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def utcnow() -> _dt.datetime:
@@ -71,8 +78,9 @@ class Job(Base):
     state: Mapped[str] = mapped_column(String(16), nullable=False, default=QUEUED)
     group_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
-    # What to run: the notebook snapshotted at submission, where it came from, its parameters.
-    notebook: Mapped[str] = mapped_column(Text, nullable=False)
+    # What to run: the notebook snapshotted at submission (stored once per content in ``notebooks``: a
+    # sweep's rows share one), where it came from, its parameters.
+    notebook_sha: Mapped[str] = mapped_column(String(64), nullable=False)
     notebook_path: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     parameters: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
     kernel_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
@@ -105,6 +113,22 @@ class Job(Base):
     events: Mapped[list["JobEvent"]] = relationship(
         back_populates="job", order_by="JobEvent.id", cascade="all, delete-orphan"
     )
+    # Loaded on first use (within the session); rows of one sweep share one object in a session.
+    notebook_row: Mapped["Notebook"] = relationship(
+        primaryjoin="foreign(Job.notebook_sha) == Notebook.sha256", viewonly=True, lazy="select")
+
+    @property
+    def notebook(self) -> str:
+        """The notebook's nbformat JSON (the shared snapshot's text)."""
+        text = self.__dict__.get("_notebook_text")
+        return text if text is not None else self.notebook_row.text
+
+    @notebook.setter
+    def notebook(self, text: str) -> None:
+        # ``Job(notebook=text)``: the row points at the text's hash; the flush stores the text once
+        # (``_store_notebooks``), however many jobs of the session carry it.
+        self.notebook_sha = notebook_sha(text)
+        self.__dict__["_notebook_text"] = text
 
     __table_args__ = (
         Index("ix_jobs_state_id", "state", "id"),
@@ -113,7 +137,39 @@ class Job(Base):
         Index("ix_jobs_group", "group_id"),
         Index("ix_jobs_cancel", "cancel_requested"),
         Index("ix_jobs_enqueued", "enqueued", "state"),
+        Index("ix_jobs_notebook_sha", "notebook_sha"),
+        Index("ix_jobs_finished", "finished_at"),
     )
+
+
+class Notebook(Base):
+    """A notebook snapshot, stored once per content (SHA-256 of its text) however many jobs run it."""
+
+    __tablename__ = "notebooks"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    # The last submission that used it (bumped by each): retention removes a notebook no job points at
+    # only when this is older than its cut-off, so a submission reusing it meanwhile keeps it.
+    used_at: Mapped[_dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+
+
+class RetentionRun(Base):
+    """One cleanup of finished jobs (job_runner.controller.retention): what it removed."""
+
+    __tablename__ = "retention_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[_dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    replica: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    cutoff: Mapped[_dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    jobs_removed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    notebooks_removed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    files_removed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    bytes_freed: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    seconds: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class JobEvent(Base):
@@ -150,6 +206,8 @@ class Allocation(Base):
     created_at: Mapped[_dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
     allocated_at: Mapped[_dt.datetime | None] = mapped_column(DateTime, nullable=True)
     released_at: Mapped[_dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # NULL: released by the hub's spawner; else why the service released it by itself (migration 0004).
+    release_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (Index("ix_allocations_state", "state"),)
 
@@ -162,3 +220,28 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(255), nullable=False)
     expires_at: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+@event.listens_for(Session, "before_flush")
+def _store_notebooks(session: Session, _ctx, _instances) -> None:
+    """Store the notebook text of new jobs once per content, before the jobs that point at it."""
+    texts = {}
+    for obj in session.new:
+        if isinstance(obj, Job) and obj.__dict__.get("_notebook_text") is not None:
+            texts.setdefault(obj.notebook_sha, obj.__dict__["_notebook_text"])
+    if not texts:
+        return
+    now = utcnow()
+    rows = [{"sha256": sha, "text": text, "size": len(text.encode("utf-8", "surrogatepass")), "used_at": now}
+            for sha, text in texts.items()]
+    dialect = session.get_bind().dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        # An upsert: a notebook stored already is only marked used now (two replicas submitting the same
+        # notebook at once do not collide, and a cleanup running meanwhile keeps it: it waits on this row).
+        mod = __import__(f"sqlalchemy.dialects.{dialect}", fromlist=["insert"])
+        stmt = mod.insert(Notebook)
+        session.execute(stmt.on_conflict_do_update(index_elements=["sha256"], set_={"used_at": stmt.excluded.used_at}),
+                        rows)
+    else:
+        have = set(session.execute(select(Notebook.sha256).where(Notebook.sha256.in_(list(texts)))).scalars())
+        session.execute(Notebook.__table__.insert(), [r for r in rows if r["sha256"] not in have])

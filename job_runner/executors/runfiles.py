@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import os
 
+# An attempt's folder may belong to the job's account (LocalExecutor in accounts mode): read its files
+# only through open_regular (no symbolic link to a secret, no FIFO that blocks a thread).
+from job_runner.binding.sandbox import open_regular
+
 
 def job_dir(jobs_dir: str, job_id) -> str:
     return os.path.join(jobs_dir, str(int(job_id)))
@@ -25,15 +29,55 @@ def log_path(jobs_dir: str, job_id) -> str:
     return os.path.join(job_dir(jobs_dir, job_id), "job.log")
 
 
+def output_path(jobs_dir: str, job_id, attempt) -> str | None:
+    """The output notebook's path of the newest attempt (up to ``attempt``) that has one."""
+    for n in range(int(attempt), 0, -1):
+        path = os.path.join(attempt_dir(jobs_dir, job_id, n), "output.ipynb")
+        if os.path.isfile(path):
+            return path
+    return None
+
+
 def read_output(jobs_dir: str, job_id, attempt) -> str | None:
     """The output notebook of the newest attempt (up to ``attempt``) that has one."""
     for n in range(int(attempt), 0, -1):
         try:
-            with open(os.path.join(attempt_dir(jobs_dir, job_id, n), "output.ipynb")) as f:
+            with open_regular(os.path.join(attempt_dir(jobs_dir, job_id, n), "output.ipynb"), "r") as f:
                 return f.read()
         except OSError:
             continue
     return None
+
+
+def open_output(jobs_dir: str, job_id, attempt):
+    """(a binary file object, its size) of the newest output notebook, or None. The size is the open file's
+    (fstat): ranges read from this one file stay consistent while a new version replaces the path."""
+    path = output_path(jobs_dir, job_id, attempt) if jobs_dir else None
+    if path is None:
+        return None
+    try:
+        f = open_regular(path, "rb")
+    except OSError:
+        return None
+    return f, os.fstat(f.fileno()).st_size
+
+
+def read_at(f, offset: int, length: int) -> bytes:
+    """``length`` bytes of ``f`` from ``offset`` (fewer at its end)."""
+    return os.pread(f.fileno(), length, offset)
+
+
+def tree_size(path: str) -> tuple[int, int]:
+    """(files, bytes) under ``path`` (0, 0 if it is gone)."""
+    files = size = 0
+    for base, _dirs, names in os.walk(path):
+        for name in names:
+            try:
+                size += os.lstat(os.path.join(base, name)).st_size
+                files += 1
+            except OSError:
+                continue
+    return files, size
 
 
 def read_log(jobs_dir: str, job_id, offset: int = 0, limit: int = 1 << 20) -> tuple[bytes, int] | None:
