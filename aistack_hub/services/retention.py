@@ -29,7 +29,8 @@ class RetentionService:
                              func.count(RetentionRun.id)).one()
             finished = s.query(func.count(Job.id)).filter(Job.state.in_(FINAL_STATES)).scalar()
         return {
-            "finished_job_days": ret.finished_job_days if ret is not None else None,
+            # None: kept forever (0 days, or no cleanup in this service)
+            "finished_job_days": ret.finished_job_days if ret is not None and ret.finished_job_days > 0 else None,
             "interval_s": ret.interval_s if ret is not None else None,
             "finished_jobs_kept": finished,
             "last_run": rows[0] if rows else None,
