@@ -118,6 +118,10 @@ describe('validation', () => {
       ['name', 'outputLocation', 'retries', 'timeoutMinutes']
     );
     expect(validateJobFields({ ...good, timeoutMinutes: '' })).toEqual({});
+    // the optional expected run time (estimates of the jobs behind this one use it)
+    expect(validateJobFields({ ...good, expectedMinutes: '' })).toEqual({});
+    expect(validateJobFields({ ...good, expectedMinutes: '12.5' })).toEqual({});
+    expect(validateJobFields({ ...good, expectedMinutes: '0' }).expectedMinutes).toMatch(/positive number of minutes/);
     expect(validateJobFields({ ...good, name: 'Train_Model' }).name).toMatch(/lower-case/);
     expect(validateJobFields({ ...good, name: 'train-' }).name).toMatch(/lower-case/);
   });

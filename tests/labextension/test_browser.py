@@ -62,6 +62,9 @@ def test_run_as_job_in_chromium(lab_hub, ana):
     assert res["cancelledState"] == "cancelled", res
     # the failing notebook names and shows its failing cell
     assert "raised ValueError" in res["failureText"] and "bad scale" in res["failureText"], res["failureText"]
+    # as JupyterLab shows the cell to the user: the 3rd code cell, not the output notebook's index (Closes: the
+    # failure message names the output notebook's cell index ("Cell 4") instead of the user's cell ("In [3]"))
+    assert res["failureText"].startswith("In [3] raised ValueError"), res["failureText"]
     assert "raise ValueError" in res["failingCellSource"], res["failingCellSource"]
     assert res["failingCellActive"] is True, "Open output selects the cell that raised"
 
