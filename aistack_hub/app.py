@@ -8,6 +8,12 @@
         print a new API token for USER (like ``jupyterhub token``; the user must have logged in once).
 
 ``AISTACK_ADMIN_TOKEN`` in the environment of ``up`` is accepted as an admin API token (automation).
+
+Before anything starts, ``up`` makes the data folder the platform's alone: mode 0700, its files 0600 and
+owned by this account, and a umask of 077 for everything the hub, the proxy and the service write there
+(cookie secret, service token, job-token secret, databases). It checks the isolation the config asks for
+(``job_runner.binding.accounts.Isolation``): ``accounts`` without root is a start-up error; ``single-user``
+is said in the log and in the banner (docs/security.md).
 """
 from __future__ import annotations
 
@@ -21,6 +27,8 @@ import urllib.error
 import urllib.request
 
 from traitlets.config import Config
+
+from job_runner.binding.accounts import Isolation, IsolationError
 
 from .config import ConfigError, read_file, split
 from .hubconfig import DEFAULT_CONFIG, configure, free_port, reconcile_allocations
@@ -56,16 +64,47 @@ def overrides_of(args, sections: Config) -> Config:
     return o
 
 
+def secure_data_dir(data_dir: str) -> None:
+    """The data folder and what is in it are the platform's alone (0700; files 0600, owned by us)."""
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    me, gid = os.geteuid(), os.getegid()
+    for name in os.listdir(data_dir):
+        path = os.path.join(data_dir, name)
+        st = os.lstat(path)
+        if os.path.islink(path):
+            continue
+        if me == 0 and st.st_uid != 0:
+            os.chown(path, me, gid)
+        want = 0o700 if os.path.isdir(path) else 0o600
+        if st.st_mode & 0o7777 != want:
+            os.chmod(path, want)
+
+
+def isolation_of(sections: Config, data_dir: str) -> Isolation:
+    """The isolation the config asks for, checked (IsolationError says what is wrong and what to do)."""
+    iso = Isolation(config=sections)
+    iso.check()
+    iso.check_home_root(data_dir)
+    return iso
+
+
 def write_hub_config(args) -> tuple[str, dict]:
     config_path = os.path.abspath(args.config) if args.config else DEFAULT_CONFIG
     sections, _ = split(read_file(config_path))
     overrides = overrides_of(args, sections)
+    sections.merge(overrides)
+    os.umask(0o077)  # what the hub, the proxy and the service create in the data folder is ours alone
+    secure_data_dir(sections.AIStackHub.data_dir if "data_dir" in sections.AIStackHub
+                    else os.path.abspath(".aistack"))
     # Validate and learn the facts (URL, inventory) before starting anything.
     facts = configure(Config(), config_path, overrides)
+    facts["isolation"] = isolation_of(sections, facts["data_dir"]).describe()
     path = os.path.join(facts["data_dir"], CONFIG_FILE)
     plain = {name: dict(values) for name, values in overrides.items()}
     with open(path, "w") as f:
         f.write(_CONFIG_TEMPLATE.format(overrides=plain, config_path=config_path))
+    secure_data_dir(facts["data_dir"])
     return path, facts
 
 
@@ -106,6 +145,7 @@ def banner(facts: dict) -> str:
         f"  tenants:    {', '.join(facts['tenants']) or '(none)'}",
         f"  GPUs:       {gpu}",
         f"  data:       {facts['data_dir']}",
+        f"  isolation:  {facts.get('isolation', '')}",
         "  API token:  aistack-hub token USER",
         "",
     ])
@@ -114,9 +154,13 @@ def banner(facts: dict) -> str:
 def cmd_up(args) -> int:
     try:
         path, facts = write_hub_config(args)
-    except (ConfigError, ValueError, OSError, RuntimeError) as e:
+    except (ConfigError, ValueError, OSError, RuntimeError, IsolationError) as e:
         print(f"aistack-hub: cannot start: {e}", file=sys.stderr)
         return 2
+    if facts["isolation"].startswith("single-user"):
+        print(f"aistack-hub: WARNING: {facts['isolation']}", file=sys.stderr, flush=True)
+    else:
+        print(f"aistack-hub: isolation: {facts['isolation']}", flush=True)
     cmd = [sys.executable, "-m", "jupyterhub", "-f", path]
     if args.debug:
         cmd.append("--debug")

@@ -68,6 +68,7 @@ KNOWN_CLASSES = {
     "LocalGPUSpawner": "spawner.local",
     "KubeGPUSpawner": "spawner.kube",
     "SliceRenderer": "job_runner.binding.kube",
+    "Isolation": "job_runner.binding.accounts",
     "AIStackHub": "aistack_hub.hubconfig",
     "AIStackService": "aistack_hub.service",
     "Controller": "job_runner.controller",

@@ -16,13 +16,15 @@ import signal
 import sys
 import time
 
-from job_runner.failures import CANCELLED, classify_exception, failure, locate_cell_error
+from job_runner.binding.sandbox import open_regular
+from job_runner.failures import CANCELLED, INFRASTRUCTURE, classify_exception, failure, locate_cell_error
 
 
 def read_json(path: str):
-    """A JSON file of a run, or None while it is missing or half-written."""
+    """A JSON file of a run, or None while it is missing or half-written. Run files may belong to the job's
+    account: never read through a symbolic link or from anything but a regular file."""
     try:
-        with open(path) as f:
+        with open_regular(path, "r") as f:
             return json.load(f)
     except (OSError, ValueError):
         return None
@@ -152,6 +154,51 @@ def _point_at_output_cell(fail: dict, output: str, link: str | None) -> None:
     locate_cell_error(fail, nb, link)
 
 
+class _FolderError(Exception):
+    pass
+
+
+def _folder_size(path: str, limit: int) -> int:
+    total = 0
+    for base, dirs, names in os.walk(path):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(base, name)).st_size
+            except OSError:
+                continue
+            if total > limit:
+                return total
+    return total
+
+
+def enter_workdir(spec: dict, attempt_dir: str) -> str:
+    """Where the notebook runs: the notebook's folder under the user's home (``spec["workdir"]``, relative
+    to ``spec["home"]``), the home if that folder is gone, or (``copy_input``) a copy of it in the run files.
+    Resolved here, as the job's account inside its sandbox: a link cannot lead the service anywhere, and a
+    path that leaves the home falls back to the home. Without ``home`` (a job pod): the current folder."""
+    home = spec.get("home")
+    if not home:
+        return os.getcwd()
+    home = os.path.realpath(home)
+    folder = os.path.realpath(os.path.join(home, spec.get("workdir") or ""))
+    if not (folder == home or folder.startswith(home + os.sep)) or not os.path.isdir(folder):
+        logging.warning("the notebook's folder %r is not in the home (any more): running in %s",
+                        spec.get("workdir"), home)
+        folder = home
+    if spec.get("copy_input"):
+        import shutil
+
+        limit = int(spec.get("copy_limit_mib") or 1024) << 20
+        if _folder_size(folder, limit) > limit:
+            raise _FolderError(f"the input folder {folder} is larger than {limit >> 20} MiB "
+                               "(LocalExecutor.copy_limit_mib): not copied")
+        copy = os.path.join(attempt_dir, "input-folder")
+        shutil.copytree(folder, copy, symlinks=True, dirs_exist_ok=True)
+        folder = copy
+    os.chdir(folder)
+    return folder
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     attempt_dir = os.path.abspath(argv[0])
@@ -165,6 +212,13 @@ def main(argv=None) -> int:
     result_path = os.path.join(attempt_dir, "result.json")
     progress = _Progress(attempt_dir)
     output = os.path.join(attempt_dir, "output.ipynb")
+    try:
+        cwd = enter_workdir(spec, attempt_dir)
+    except (OSError, _FolderError) as e:
+        logging.error("job failed: %s", e)
+        write_json_atomic(result_path, {"state": "failed", "failure": failure(INFRASTRUCTURE, str(e))})
+        return 1
+    logging.info("running in %s", cwd)
     try:
         import papermill
 
@@ -180,6 +234,7 @@ def main(argv=None) -> int:
             request_save_on_cell_execute=True,
             start_timeout=spec.get("start_timeout", 60),
             execution_timeout=spec.get("cell_timeout"),
+            cwd=cwd,
         )
     except _Cancelled:
         write_json_atomic(result_path, {"state": "failed", "failure": failure(CANCELLED, "stopped by SIGTERM")})

@@ -40,6 +40,7 @@ class JobSpec:
     image: str | None = None  # the profile's image (Kubernetes)
     extra: dict = field(default_factory=dict)  # the profile's extra settings (node selectors, ...)
     namespace: str | None = None  # the tenant's Kubernetes namespace (its record's), if it names one
+    notebook_path: str | None = None  # where the notebook lives in the user's home (local jobs run in its folder)
 
     @classmethod
     def from_row(cls, row, profile=None, tenant=None) -> "JobSpec":
@@ -50,7 +51,7 @@ class JobSpec:
             notebook=row.notebook, parameters=dict(row.parameters or {}), kernel_name=row.kernel_name,
             timeout_s=row.timeout_s, request=dict(row.request or {}),
             image=getattr(profile, "image", None), extra=dict(getattr(profile, "extra", None) or {}),
-            namespace=getattr(tenant, "namespace", None),
+            namespace=getattr(tenant, "namespace", None), notebook_path=row.notebook_path,
         )
 
 

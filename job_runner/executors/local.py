@@ -1,17 +1,34 @@
 """LocalExecutor: each attempt of a job is ``python -m job_runner.run_notebook`` (papermill) in its own
 process group (its own session), bound to its slice by ``job_runner.binding.local.local_env`` (computed
-from the stored assignment at start), its log streamed to a file. It runs in its attempt directory.
+from the stored assignment at start), its log streamed to a file.
+
+Who runs it (``job_runner.binding.accounts.Isolation``, the same settings as the local spawner's):
+- ``accounts`` mode (root): the job's user's own account, in a bubblewrap sandbox
+  (``job_runner.binding.sandbox``): it sees the system, the Python environment, its home and its own run
+  files (the attempt folder at ``/aistack/run``, the checkpoints at ``/aistack/checkpoints``), never the
+  data folder, other jobs or other users; its own PID namespace, whose first process is the runner (its pid
+  on this side, from bwrap, is what is recorded and signalled; when it ends, its kernels end with it).
+- ``single-user`` mode: this service's account, as a plain child process.
+Either way the environment is an allow-list (``sandbox.scrub_env``): never the service's token or a secret.
+A local job needs no credential at all and gets none.
+
+The job runs in the notebook's own folder in the user's home (the folder of its ``notebook_path``), with
+``HOME`` the user's home, as in JupyterLab; ``working_folder = "copy"`` runs it in a copy of that folder
+instead (jupyter-scheduler's input folder). The runner resolves the folder inside the sandbox, as the user.
 
 Layout under ``jobs_dir``::
 
-    <job id>/job.log                 the log of all attempts (appended)
-    <job id>/checkpoints/            AISTACK_CHECKPOINT_DIR, the same for every attempt
-    <job id>/attempt-<n>/            spec.json, input.ipynb, launch.json, runner.json, progress.json,
-                                     output.ipynb (saved after every cell), result.json
+    <job id>/job.log                 the log of all attempts (appended by this service)
+    <job id>/launch-<n>.json         this executor's record of attempt n (pid on this side, start time)
+    <job id>/checkpoints/            AISTACK_CHECKPOINT_DIR, the same for every attempt (the user's)
+    <job id>/attempt-<n>/            spec.json, input.ipynb, runner.json, progress.json,
+                                     output.ipynb (saved after every cell), result.json (the user's)
 
-Runs survive a restart of the service (they are not its process group): ``adopt`` finds them again
-through ``launch.json``/``runner.json``, and a pid is trusted only with its recorded start time, so a
-reused pid is never mistaken for the run.
+The attempt folder belongs to the job's account, so this service reads files in it only through
+``sandbox.open_regular`` (no symbolic links, regular files only) and never trusts a pid found in it: the
+launch record it signals lives in the job's folder, which only the service can write. Runs survive a
+restart of the service (they are not its process group): ``adopt`` finds them again through the launch
+record, and a pid is trusted only with its recorded start time, so a reused pid is never mistaken for the run.
 """
 from __future__ import annotations
 
@@ -24,9 +41,11 @@ import sys
 import threading
 import time
 
-from traitlets import Float, List, Unicode, default
+from traitlets import CaselessStrEnum, Float, Integer, List, Unicode, default
 
+from job_runner.binding.accounts import Isolation
 from job_runner.binding.local import local_env
+from job_runner.binding.sandbox import BASE_ALLOW, Sandbox, scrub_env
 from job_runner.failures import INFRASTRUCTURE, failure
 from job_runner.run_notebook import process_start_time, write_json_atomic
 from job_runner.run_notebook import read_json as _read_json
@@ -76,9 +95,28 @@ class LocalExecutor(Executor):
         60.0, help="A launched attempt whose runner never reported its pid after this long counts as lost."
     ).tag(config=True)
 
+    working_folder = CaselessStrEnum(
+        ["notebook", "copy"], default_value="notebook",
+        help="""Where a job runs: 'notebook' = the notebook's own folder in the user's home (what it reads
+        beside it is there, what it writes stays there); 'copy' = a copy of that folder in the job's run files
+        (jupyter-scheduler's input folder: the job cannot change the user's files).""",
+    ).tag(config=True)
+    copy_limit_mib = Integer(1024, help="working_folder 'copy': the largest folder (MiB) copied; a larger "
+                             "one fails the job with a message.").tag(config=True)
+
+    # Inside the sandbox (accounts mode): where the attempt's run files and the checkpoints appear.
+    RUN_DIR = "/aistack/run"
+    CHECKPOINT_DIR = "/aistack/checkpoints"
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._children: dict[int, subprocess.Popen] = {}
+        self.isolation = Isolation(parent=self)
+        problem = self.isolation.problem()
+        if problem:  # the service's start-up error: never fall back to running jobs as this account
+            raise RuntimeError(problem)
+        self.isolation.check_home_root(self.jobs_dir, os.path.dirname(os.path.abspath(self.jobs_dir)))
+        self.log.info("local jobs: isolation %s", self.isolation.describe())
 
     # paths
     def job_dir(self, job_id: int) -> str:
@@ -93,58 +131,99 @@ class LocalExecutor(Executor):
     def checkpoint_dir(self, job_id: int) -> str:
         return os.path.join(self.job_dir(job_id), "checkpoints")
 
+    def launch_path(self, job_id: int, attempt: int) -> str:
+        return os.path.join(self.job_dir(job_id), f"launch-{int(attempt)}.json")
+
     def _handle(self, job_id: int, attempt: int) -> dict | None:
         adir = self.attempt_dir(job_id, attempt)
-        launch = _read_json(os.path.join(adir, "launch.json"))
+        launch = _read_json(self.launch_path(job_id, attempt))
         if launch is None:
             return None
         return {"job_id": job_id, "attempt": attempt, "dir": adir, **launch}
+
+    def _env(self, job: JobSpec, assignment: dict, account, checkpoints: str) -> dict:
+        """The job's whole environment: an allow-list of this process's, the binding, the job's facts."""
+        env = scrub_env(os.environ, BASE_ALLOW)
+        bindir = os.path.dirname(os.path.abspath(sys.executable))
+        env["PATH"] = os.pathsep.join([bindir, env.get("PATH") or "/usr/local/bin:/usr/bin:/bin"])
+        env.update(self.extra_env)
+        env.update(local_env(assignment, mps_pipe_directory=self.mps_pipe_directory or None))
+        env.update({
+            "HOME": account.home, "USER": account.name, "LOGNAME": account.name,
+            "AISTACK_USER": job.user, "AISTACK_TENANT": job.tenant,
+            "AISTACK_JOB_ID": str(job.id),
+            "AISTACK_JOB_ATTEMPT": str(job.attempt),
+            "AISTACK_CHECKPOINT_DIR": checkpoints,
+            "PYTHONUNBUFFERED": "1",
+        })
+        # Whatever extra_env says: never this service's own token (the hub's) in a workload.
+        return scrub_env(env, set(env), secrets=(os.environ.get("JUPYTERHUB_API_TOKEN", ""),))
+
+    def _workdir(self, job: JobSpec) -> str:
+        """The notebook's folder relative to the user's home ('' = the home); the runner resolves it."""
+        path = (getattr(job, "notebook_path", None) or "").strip("/")
+        folder = os.path.dirname(path)
+        if not folder or "\0" in folder or ".." in folder.split("/"):
+            return ""
+        return folder
 
     async def start(self, job: JobSpec, assignment: dict) -> dict:
         existing = self._handle(job.id, job.attempt)
         if existing is not None:  # idempotent: this attempt was launched already
             return existing
+        account = await asyncio.to_thread(self.isolation.account, job.user)
+        await asyncio.to_thread(self.isolation.prepare_home, account)
         adir = self.attempt_dir(job.id, job.attempt)
-        os.makedirs(adir, exist_ok=True)
-        os.makedirs(self.checkpoint_dir(job.id), exist_ok=True)
+        ckpt = self.checkpoint_dir(job.id)
+        os.makedirs(self.job_dir(job.id), mode=0o700, exist_ok=True)
+        os.makedirs(adir, mode=0o700, exist_ok=True)
+        os.makedirs(ckpt, mode=0o700, exist_ok=True)
+        sandboxed = account.switch
+        run_dir = self.RUN_DIR if sandboxed else adir
         with open(os.path.join(adir, "input.ipynb"), "w") as f:
             f.write(job.notebook)
         write_json_atomic(os.path.join(adir, "spec.json"), {
             "job_id": job.id, "attempt": job.attempt, "parameters": job.parameters,
             "kernel_name": job.kernel_name,
             "output_link": f"jobs/{job.id}/output",
+            "home": account.home, "workdir": self._workdir(job),
+            "copy_input": self.working_folder == "copy", "copy_limit_mib": self.copy_limit_mib,
         })
+        if sandboxed:  # the run files and checkpoints are the job's; the job's folder stays the service's
+            for path in (adir, ckpt, os.path.join(adir, "input.ipynb"), os.path.join(adir, "spec.json")):
+                os.chown(path, account.uid, account.gid)
         # The launch marker is written *before* the process exists: if the service dies in between,
         # a restart finds the marker and never launches the same attempt a second time; without a
-        # runner.json after lost_after_s the attempt counts as lost (an infrastructure failure).
+        # pid after lost_after_s the attempt counts as lost (an infrastructure failure).
         launched_at = time.time()
-        marker = os.path.join(adir, "launch.json")
+        marker = self.launch_path(job.id, job.attempt)
         try:
-            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         except FileExistsError:
             return self._handle(job.id, job.attempt)
         with os.fdopen(fd, "w") as f:
-            json.dump({"launched_at": launched_at}, f)
+            json.dump({"launched_at": launched_at, "sandbox": sandboxed}, f)
 
-        env = dict(os.environ)
-        env.update(self.extra_env)
-        env.update(local_env(assignment, mps_pipe_directory=self.mps_pipe_directory or None))
-        env.update({
-            "AISTACK_JOB_ID": str(job.id),
-            "AISTACK_JOB_ATTEMPT": str(job.attempt),
-            "AISTACK_CHECKPOINT_DIR": self.checkpoint_dir(job.id),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env = self._env(job, assignment, account, self.CHECKPOINT_DIR if sandboxed else ckpt)
         log = open(self.log_path(job.id), "ab")
         log.write(f"==> attempt {job.attempt} of job {job.id} starting at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n".encode())
         log.flush()
+        argv = [*self.runner_command, run_dir]
+        popen = dict(stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                     start_new_session=True,  # its own session and process group: cancel kills the group
+                     close_fds=True)
         try:
-            proc = subprocess.Popen(
-                [*self.runner_command, adir],
-                cwd=adir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own session and process group: cancel kills the group
-                close_fds=True,
-            )
+            if sandboxed:
+                box = Sandbox(account.uid, account.gid, account.name, account.home, cwd=account.home,
+                              ro=list(self.isolation.extra_ro_paths),
+                              rw=[(adir, self.RUN_DIR), (ckpt, self.CHECKPOINT_DIR)]
+                              + ([(self.mps_pipe_directory, self.mps_pipe_directory)] if self.mps_pipe_directory else []),
+                              hide=[self.jobs_dir, os.path.dirname(os.path.abspath(self.jobs_dir))],
+                              share_ipc=bool(self.mps_pipe_directory), packages=("job_runner",))
+                proc, pid = await asyncio.to_thread(box.launch, argv, env, **popen)
+            else:
+                proc = subprocess.Popen(argv, cwd=adir, env=env, **popen)
+                pid = proc.pid
         except OSError as e:
             write_json_atomic(os.path.join(adir, "result.json"),
                               {"state": FAILED, "failure": failure(INFRASTRUCTURE, f"could not start the runner: {e}")})
@@ -154,8 +233,21 @@ class LocalExecutor(Executor):
         self._children[proc.pid] = proc
         # A waiter thread tells the loop the moment the run ends (no waiting for the next tick).
         threading.Thread(target=self._wait_child, args=(proc,), daemon=True, name=f"wait-job-{job.id}").start()
-        write_json_atomic(marker, {"launched_at": launched_at, "pid": proc.pid, "pgid": proc.pid,
-                                   "start_time": process_start_time(proc.pid)})
+        if pid is None:  # bwrap could not set the sandbox up (it said why in the job's log)
+            await asyncio.to_thread(proc.wait)
+            write_json_atomic(os.path.join(adir, "result.json"), {"state": FAILED, "failure": failure(
+                INFRASTRUCTURE, "the job's sandbox could not be set up (see the job's log)")})
+            return self._handle(job.id, job.attempt)
+        # Sandboxed, the workload is PID 1 of its namespace and a session leader: its pid here is its
+        # process group too, and signalling it ends everything in there.
+        record = {"launched_at": launched_at, "sandbox": sandboxed, "pid": pid, "pgid": pid,
+                  "start_time": process_start_time(pid), "account": account.name}
+        if sandboxed:
+            try:  # the job's PID namespace: the run is over when no process is left in it
+                record["pid_ns"] = os.readlink(f"/proc/{pid}/ns/pid")
+            except OSError:
+                pass
+        write_json_atomic(marker, record)
         return self._handle(job.id, job.attempt)
 
     def _wait_child(self, proc):
@@ -168,6 +260,10 @@ class LocalExecutor(Executor):
             self._children.pop(pid, None)
 
     def _runner(self, handle: dict) -> dict:
+        if handle.get("sandbox"):
+            # never a pid from the job's own files: the job could name any process there
+            return {"pid": handle.get("pid"), "pgid": handle.get("pgid"), "start_time": handle.get("start_time"),
+                    "kernels": []}
         runner = _read_json(os.path.join(handle["dir"], "runner.json")) or {}
         if not runner.get("pid") and handle.get("pid"):
             runner = {"pid": handle["pid"], "pgid": handle.get("pgid"), "start_time": handle.get("start_time"), "kernels": []}

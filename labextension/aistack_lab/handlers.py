@@ -123,7 +123,11 @@ class SubmitHandler(NotebookPostHandler):
     service_path = "jobs"
 
     def service_body(self, body, notebook):
-        return {**{k: v for k, v in body.items() if k not in ("content", "path")}, "notebook": notebook}
+        # the path only says where the notebook lives (the job runs in its folder); the service never reads it
+        out = {**{k: v for k, v in body.items() if k not in ("content", "path")}, "notebook": notebook}
+        if isinstance(body.get("path"), str) and body["path"].strip("/"):
+            out["notebook_path"] = body["path"].strip("/")
+        return out
 
 
 class InspectHandler(NotebookPostHandler):

@@ -17,7 +17,7 @@ import time
 import nbformat
 import pytest
 
-from spawner.local import unreachable_paths
+from job_runner.binding.accounts import Isolation
 
 from .conftest import TEST_CONFIG, dump
 from .launcher import start_hub, stop_hub
@@ -116,17 +116,15 @@ def test_spawn_servers_with_different_profiles(hub):
     r = spawn(hub, "alice", "s1", "team-a", "quarter")
     assert r.status_code in (201, 202), r.text
     env1 = server_env(hub, "alice", "s1")
-    # the account: never root when an unprivileged account can run the interpreter (docs/hub.md)
-    if os.geteuid() == 0:
-        expected = 0 if unreachable_paths(sys.executable) else pwd.getpwnam("aistack").pw_uid
-    else:
-        expected = os.geteuid()
-    assert int(env1["uid"]) == expected, (env1, unreachable_paths(sys.executable))
+    # the account: as root, the user's own (docs/security.md; tests/isolation goes further)
+    iso = Isolation()
+    expected = pwd.getpwnam(iso.account_name("alice")).pw_uid if os.geteuid() == 0 else os.geteuid()
+    assert int(env1["uid"]) == expected, env1
     assert env1["AISTACK_TENANT"] == "team-a" and env1["AISTACK_PROFILE"] == "quarter"
     assert env1["CUDA_VISIBLE_DEVICES"] in ("0", "1")
     assert env1["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "25"
     assert env1["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == "0=12288M"
-    assert env1["HOME"].endswith("/homes/alice")
+    assert env1["HOME"] == iso.home("alice")
 
     r = spawn(hub, "alice", "s2", "team-a", "half")
     assert r.status_code in (201, 202), r.text

@@ -222,9 +222,26 @@ def test_timeout_and_cancel_stop_the_process_group(as_user, hub_service):
         pids = [runner["pid"]] + [k["pid"] for k in runner["kernels"]]
         if j is c:
             assert len(pids) == 2, runner  # the cancelled one was running a cell: its kernel was recorded
+        with open(os.path.join(hub_service.data_dir, "jobs", str(j["id"]), "launch-1.json")) as f:
+            launch = json.load(f)
+        if launch.get("sandbox"):  # pids of its own PID namespace: gone when nothing is left in there
+            wait_for(lambda: not _in_pid_namespace(launch["pid_ns"]), 15, what=f"job {j['id']}'s processes to be gone")
+            continue
         for pid in pids:
             wait_for(lambda: not _alive(pid), 15, what=f"process {pid} to be gone")
     assert s.post(f"{api}jobs/{cancelled['id']}/cancel").status_code == 409
+
+
+def _in_pid_namespace(ns: str) -> list[int]:
+    out = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                if os.readlink(f"/proc/{p}/ns/pid") == ns:
+                    out.append(int(p))
+            except OSError:
+                pass
+    return out
 
 
 def test_sweep_makes_one_group_and_rerun_and_queued_cancel(as_user, hub_service):

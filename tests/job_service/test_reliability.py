@@ -32,7 +32,9 @@ def db_url(request, tmp_path):
 def quick_service(tmp_path, db_url, deployment_path, name="svc", jobs_dir=None, run_max_s=1.0):
     d = tmp_path / name
     d.mkdir(exist_ok=True)
-    cfg = {"Controller": {"tick_interval_s": 0.1, "lease_ttl_s": 2},
+    # single-user mode: the stand-in runner and its run log live in this test's folders (isolation itself is
+    # tests/isolation's; restarts and adoption are the same code in both modes)
+    cfg = {"Controller": {"tick_interval_s": 0.1, "lease_ttl_s": 2}, "Isolation": {"mode": "single-user"},
            "LocalExecutor": {"runner_command": [PYTHON, "-S", os.path.join(HERE, "quick_runner.py")],
                              "lost_after_s": 5, "kill_grace_s": 1}}
     if jobs_dir:

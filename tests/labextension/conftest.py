@@ -22,12 +22,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ARTIFACTS = os.path.join(REPO, "test-artifacts", "labextension")
 
 LAB_CONFIG = {
-    # servers run as the hub's account: the venv's interpreter here lives under /root (mode 700), out of reach
-    # of the unprivileged account that run_as "auto" uses when the tests run as root; the hub's own e2e tests
-    # cover run_as "auto"
     "Authenticator": {"admin_users": ["admin"]},
     "JupyterHub": {"named_server_limit_per_user": 3},
-    "LocalGPUSpawner": {"run_as": "hub"},
     "tenants": [
         {"name": "team-a", "emergency_users": ["ana"], "quotas": {"any": {"gpu_milli": 1000, "cpu_milli": 8000}}},
         {"name": "team-b", "quotas": {"any": {"gpu_milli": 500}}},
