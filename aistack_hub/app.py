@@ -179,7 +179,7 @@ def cmd_up(args) -> int:
         current["proc"] = proc
         if wait_until_up(facts, proc, seen):
             try:
-                reconcile_allocations(facts["hub_api"], facts["api_url"], facts["service_token"],
+                reconcile_allocations(facts["api_url"], facts["service_token"],
                                       log=lambda m: print(f"aistack-hub: {m}", flush=True))
             except (OSError, ValueError) as e:  # never keep the hub from running for this
                 print(f"aistack-hub: could not reconcile allocations: {e}", file=sys.stderr, flush=True)

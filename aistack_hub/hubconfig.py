@@ -36,6 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CONFIG = os.path.join(HERE, "default-config.yaml")
 SERVICE_NAME = "aistack"
 SERVICE_PREFIX = f"/services/{SERVICE_NAME}/"
+METRICS_SCOPE = "custom:aistack:metrics"  # aistack_hub.metrics checks it
 
 # What the aistack service may do in the hub: read users and groups (tenant membership), edit group
 # membership (tenant admins on the admin page), read servers (usage) and the hub's info.
@@ -238,6 +239,10 @@ def configure(c, config_path: str | None = None, overrides: Config | None = None
     # Lists and dicts that combine ours with the file's (the file's entries are added, not replacing ours).
     final.JupyterHub.services = services + list(user_hub.get("services") or [])
     final.JupyterHub.load_roles = roles + list(user_hub.get("load_roles") or [])
+    # Who may read every series of the service's /metrics (a Prometheus service's role, say; docs/hub.md).
+    final.JupyterHub.custom_scopes = {
+        METRICS_SCOPE: {"description": "Read every tenant's series of the aistack service's /metrics."},
+        **(user_hub.get("custom_scopes") or {})}
     groups = {t.name: {"users": []} for t in deployment.tenants}  # tenants are groups
     groups.update(user_hub.get("load_groups") or {})
     final.JupyterHub.load_groups = groups
@@ -278,37 +283,24 @@ def configure(c, config_path: str | None = None, overrides: Config | None = None
     }
 
 
-def reconcile_allocations(hub_api: str, service_api: str, token: str, log=print) -> list[int]:
-    """Release the service's server allocations whose server is not running or starting in the hub.
+def reconcile_allocations(service_api: str, token: str, log=print) -> list[int]:
+    """Ask the service to release now the server slices whose server is neither running nor starting in the
+    hub (``POST allocations/reconcile``; the service also does it every
+    ``AIStackService.reconcile_interval_s``, over every page of the hub's users: ``aistack_hub.services.reconcile``).
 
-    Why: when JupyterHub shuts down it stops its services *before* its servers, so the servers' slices
-    cannot be released then; they would hold quota until their user starts that server again. Run after
-    the hub is up (``aistack-hub up`` does). Uses the service's own token (the hub's, for the service;
-    ``read:servers`` for the hub). Returns the released allocation ids."""
+    Why now: when JupyterHub shuts down it stops its services *before* its servers, so the servers' slices
+    cannot be released then. Run after the hub is up (``aistack-hub up`` does). Uses the hub's token for the
+    service. Returns the released allocation ids."""
     import urllib.request
 
-    def get(url):
-        req = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return json.loads(r.read())
-
-    users = get(hub_api.rstrip("/") + "/users?state=active&limit=10000")
-    if isinstance(users, dict):
-        users = users.get("items", [])
-    # an active user's "servers" holds exactly the servers that run or are starting
-    live = {(u["name"], name) for u in users for name in (u.get("servers") or {})}
-    released = []
-    for a in get(service_api.rstrip("/") + "/allocations").get("allocations", []):
-        if (a.get("user"), a.get("server_name") or "") in live:
-            continue
-        req = urllib.request.Request(service_api.rstrip("/") + f"/allocations/{a['id']}", method="DELETE",
-                                     headers={"Authorization": f"token {token}"})
-        with urllib.request.urlopen(req, timeout=30):
-            pass
-        released.append(a["id"])
+    req = urllib.request.Request(service_api.rstrip("/") + "/allocations/reconcile", data=b"{}", method="POST",
+                                 headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        released = json.loads(r.read()).get("released", [])
+    for a in released:
         log(f"released allocation {a['id']} of {a.get('user')}:{a.get('server_name') or '(default)'}: "
             f"its server is not running")
-    return released
+    return [a["id"] for a in released]
 
 
 class TenantAdminLink:

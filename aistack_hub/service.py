@@ -24,7 +24,7 @@ from tornado.httpserver import HTTPServer
 from traitlets import Bool, Float, Integer, Unicode, default
 from traitlets.config import Application, catch_config_error
 
-from aistack_hub import metrics
+from aistack_hub.metrics import HealthHandler, MetricsHandler
 from aistack_hub.api import api_handlers
 from aistack_hub.api.base import APISettings
 from aistack_hub.config import apply_config_file
@@ -32,25 +32,10 @@ from aistack_hub.services import notebooks
 from aistack_hub.services.bundle import Services
 from aistack_hub.services.context import ServiceContext
 from aistack_hub.services.offload import Offload
+from aistack_hub.services.reconcile import HubServers, HubUnavailable
 from job_runner.controller import Controller
 from job_runner.db import open_database
 from job_runner.db.tenants import seed_tenants
-
-
-class MetricsHandler(web.RequestHandler):
-    def get(self):
-        body, ctype = metrics.render()
-        self.set_header("Content-Type", ctype)
-        self.finish(body)
-
-
-class HealthHandler(web.RequestHandler):
-    def initialize(self, controller):
-        self.controller = controller
-
-    def get(self):
-        self.set_header("Content-Type", "application/json")
-        self.finish({"ok": True, "leader": self.controller.is_leader, "ticks": self.controller.ticks})
 
 
 def _env(name, fallback=""):
@@ -139,6 +124,26 @@ class AIStackService(Application):
                             "service) is gone, instead of living on as an orphan. Running local jobs go on and "
                             "are re-adopted by the next start.").tag(config=True)
 
+    metrics_token = Unicode(help="""A token Prometheus sends to read /metrics (``Authorization: Bearer <token>``;
+        it may also read /health). Default: $AISTACK_METRICS_TOKEN; empty: only JupyterHub tokens (the hub's,
+        an admin's, or one with the scope custom:aistack:metrics) read every series.""").tag(config=True)
+
+    @default("metrics_token")
+    def _metrics_token_default(self):
+        return _env("AISTACK_METRICS_TOKEN")
+
+    reconcile_interval_s = Float(60.0, help="""Seconds between reconciliations of server slices with the hub:
+        the leader releases every pending or allocated slice whose server is neither running nor starting in
+        the hub (all pages of its user list), logs it and records the reason (GET allocations/released).
+        0 turns it off (the spawner still releases on stop, on a failed or cancelled start, and when its
+        poll sees the server gone).""").tag(config=True)
+
+    reconcile_first_s = Float(5.0, help="""Seconds after the service starts before its first reconciliation
+        (a restarted service frees what no server holds any more).""").tag(config=True)
+
+    hub_page_size = Integer(200, help="Users per page asked of the hub's GET users (JupyterHub caps it at its "
+                            "api_page_max_limit; the reconciliation follows every page).").tag(config=True)
+
     @catch_config_error
     def initialize(self, argv=None):
         super().initialize(argv)
@@ -165,6 +170,9 @@ class AIStackService(Application):
             validate_kernels=self.validate_kernels, job_token_secret=self.job_token_secret, jobs_dir=self.jobs_dir,
         ))
         self.hub_auth = self._make_hub_auth()
+        if self.hub_auth is not None and self.hub_auth.api_token:
+            self.services.allocations.reconciler.hub = HubServers(self.hub_auth.api_url, self.hub_auth.api_token,
+                                                                  page_size=self.hub_page_size)
         self.api_settings = APISettings(
             services=self.services, hub_auth=self.hub_auth,
             hub_token=os.environ.get("JUPYTERHUB_API_TOKEN", "") if self.hub_token_is_admin else "",
@@ -190,9 +198,10 @@ class AIStackService(Application):
 
     def make_app(self) -> web.Application:
         prefix = self.service_prefix
+        guarded = {"api": self.api_settings, "controller": self.controller, "metrics_token": self.metrics_token}
         handlers = [
-            (prefix + "metrics", MetricsHandler),
-            (prefix + "health", HealthHandler, {"controller": self.controller}),
+            (prefix + "metrics", MetricsHandler, guarded),
+            (prefix + "health", HealthHandler, guarded),
         ]
         handlers += self._admin_handlers(prefix)
         handlers += api_handlers(prefix, self.api_settings)
@@ -245,9 +254,11 @@ class AIStackService(Application):
                     stop.set()
 
         watcher = asyncio.create_task(watch_parent()) if self.exit_with_parent and parent != 1 else None
+        reconciler = asyncio.create_task(self._reconcile_forever(stop)) if self.run_scheduler else None
         await stop.wait()
-        if watcher is not None:
-            watcher.cancel()
+        for t in (watcher, reconciler):
+            if t is not None:
+                t.cancel()
         self.log.info("stopping")
         server.stop()
         self.controller.stop()
@@ -258,6 +269,28 @@ class AIStackService(Application):
                 task.cancel()
         self.offload.shutdown()
         self.db.dispose()
+
+    async def _reconcile_forever(self, stop: asyncio.Event):
+        """Every reconcile_interval_s, on the leader: release the slices no hub server holds."""
+        rec = self.services.allocations.reconciler
+        if self.reconcile_interval_s <= 0 or rec.hub is None:
+            return
+        delay = self.reconcile_first_s
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+                return
+            except asyncio.TimeoutError:
+                pass
+            delay = self.reconcile_interval_s
+            if not self.controller.is_leader:
+                continue
+            try:
+                await rec.run_once()
+            except HubUnavailable as e:
+                self.log.warning("reconciliation skipped (nothing released): %s", e)
+            except Exception:  # noqa: BLE001 - the next run tries again
+                self.log.exception("reconciliation failed")
 
     def start(self):
         asyncio.run(self.serve())

@@ -169,7 +169,7 @@ class Inspections(threading.Thread):
 
 def pass_metrics(svc) -> tuple[float, float]:
     """(count, seconds) of the scheduling passes so far, from the service's /metrics."""
-    text = requests.get(svc.url + "metrics", timeout=30).text
+    text = requests.get(svc.url + "metrics", timeout=30, headers={"Authorization": f"token {SERVICE_TOKEN}"}).text
     found = dict(re.findall(r"^aistack_scheduler_tick_seconds_(count|sum) (\S+)$", text, re.M))
     return float(found.get("count", 0)), float(found.get("sum", 0))
 

@@ -226,17 +226,30 @@ class GPUSliceSpawnerMixin(LoggingConfigurable):
         if self.allocation:
             await self.release()  # a leftover from a failed release: give it back, then ask afresh
         t0 = time.perf_counter()
-        await self.allocate()
-        self.log.info("%s: slice allocated in %.3f s", self._log_name, time.perf_counter() - t0)
-        self.log.info("%s: tenant %s profile %s slice %s", self._log_name, self.tenant, self.profile_slug,
-                      self.aistack_labels["aistack.io/slice"])
         try:
+            await self.allocate()
+            self.log.info("%s: slice allocated in %.3f s", self._log_name, time.perf_counter() - t0)
+            self.log.info("%s: tenant %s profile %s slice %s", self._log_name, self.tenant, self.profile_slug,
+                          self.aistack_labels["aistack.io/slice"])
             result = await super().start()
         except BaseException:
-            await self.release()
+            # Refused, cancelled while waiting in line (DELETE of a pending spawn cancels this task), or the
+            # backend failed: JupyterHub calls stop() only for a server that polls as running, which this one
+            # never did, so this is where its slice (or its place in line) is given back.
+            await self.release_shielded()
             raise
         self.idle_culler.start()
         return result
+
+    async def release_shielded(self):
+        """``release`` that finishes even when the task awaiting it is cancelled (again)."""
+        try:
+            await asyncio.shield(self.release())
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the original error is what the user must see
+            self.log.error("%s: releasing the slice failed: %s (the service's reconciliation frees it)",
+                           self._log_name, e)
 
     async def stop(self, now=False):
         self.idle_culler.stop()
@@ -247,10 +260,20 @@ class GPUSliceSpawnerMixin(LoggingConfigurable):
 
     async def poll(self):
         status = await super().poll()
+        starting_or_stopping = self._spawn_pending or self._stop_pending
+        if status is not None:
+            if self.allocation and not self._spawn_pending:
+                # The server ended by itself (File > Shut Down, a crash, the OOM killer) or never started:
+                # JupyterHub only calls stop() for a server still running, so the slice is released here,
+                # the first time the hub's periodic poll (or its stop handler, or its start-up check) sees
+                # it gone.
+                self.log.info("%s: the server is gone (status %s): releasing its slice", self._log_name, status)
+                self.idle_culler.stop()
+                await self.release()
+            return status
         # A server that outlived a hub restart (cleanup_servers off) is watched again: the hub polls every
         # server it loads from its database, and the watch lived only in the old hub process.
-        starting_or_stopping = self._spawn_pending or self._stop_pending
-        if status is None and self.allocation and not starting_or_stopping and not self.idle_culler.watching:
+        if self.allocation and not starting_or_stopping and not self.idle_culler.watching:
             self.idle_culler.start()
         return status
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from aistack_hub.services.models import AllocationRequest
 
 from .base import APIHandler
+from .errors import APIError
 
 
 class AllocationsHandler(APIHandler):
@@ -22,3 +23,16 @@ class AllocationHandler(APIHandler):
 
     async def delete(self, alloc_id):
         self.write_json(await self.services.allocations.release(self.identity, alloc_id))
+
+
+class ReleasedAllocationsHandler(APIHandler):
+    async def get(self):
+        raw = self.get_argument("limit", "100")
+        if not raw.isdigit():
+            raise APIError(400, "bad_limit", "limit must be a whole number")
+        self.write_json(await self.services.allocations.released(self.identity, int(raw)))
+
+
+class ReconcileAllocationsHandler(APIHandler):
+    async def post(self):
+        self.write_json(await self.services.allocations.reconcile(self.identity))

@@ -5,7 +5,7 @@ import json
 
 from tornado.web import RequestHandler
 
-from .allocations import AllocationHandler, AllocationsHandler
+from .allocations import AllocationHandler, AllocationsHandler, ReconcileAllocationsHandler, ReleasedAllocationsHandler
 from .jobs import (
     InspectHandler,
     JobCancelHandler,
@@ -55,6 +55,8 @@ def api_handlers(prefix: str, settings) -> list:
         (api + job + "/pod/progress", PodProgressHandler, kw),
         (api + job + "/pod/result", PodResultHandler, kw),
         (api + "allocations", AllocationsHandler, kw),
+        (api + "allocations/released", ReleasedAllocationsHandler, kw),
+        (api + "allocations/reconcile", ReconcileAllocationsHandler, kw),
         (api + r"allocations/([^/]+)", AllocationHandler, kw),
         (api + "tenants", ViewHandler, {**kw, "view": "administered"}),
         (api + r"tenants/([^/]+)", TenantHandler, kw),

@@ -10,9 +10,10 @@ from job_runner.db.ops import iso
 from job_runner.scheduling import Workload
 
 from .context import Identity, ServiceContext
-from .errors import Conflict, Forbidden, Invalid, NotFound, refused
+from .errors import Conflict, Forbidden, Invalid, NotFound, Unavailable, refused
 from .jobs import utc_iso
 from .models import AllocationRequest, row_id
+from .reconcile import HubUnavailable, Reconciler
 
 MAX_WAIT_S = 30.0  # the longest a numeric ``wait`` holds the answer
 DECISION_WAIT_S = 5.0  # how long ``wait: false/true`` waits for the scheduler's decision at most
@@ -28,7 +29,7 @@ def alloc_json(row: Allocation, ctx: ServiceContext) -> dict:
            "state": row.state, "assignment": row.assignment, "created_at": iso(row.created_at),
            "allocated_at": iso(row.allocated_at), "released_at": iso(row.released_at), "position": None,
            "estimated_start": None, "estimated_start_earliest": None, "estimated_start_latest": None,
-           "reason": None}
+           "reason": None, "release_reason": row.release_reason}
     info = ctx.controller.alloc_pending_info(row.id) if row.state == ALLOC_PENDING else None
     if info is not None:
         out.update(position=info.position, reason=info.reason, estimated_start=utc_iso(info.estimated_start),
@@ -40,9 +41,14 @@ def alloc_json(row: Allocation, ctx: ServiceContext) -> dict:
     return out
 
 
+RELEASED_LIMIT = 500  # the most rows GET allocations/released answers
+
+
 class AllocationService:
     def __init__(self, ctx: ServiceContext):
         self.ctx = ctx
+        # aistack_hub.service gives it the hub (HubServers) when the hub's API is known
+        self.reconciler = Reconciler(ctx, None)
 
     def _row(self, s, alloc_id: str) -> Allocation:
         n = row_id(alloc_id)
@@ -141,3 +147,29 @@ class AllocationService:
     async def release(self, ident: Identity, alloc_id: str) -> dict:
         self.ctx.require_admin(ident)
         return await self.ctx.offload.io(self._release_db, alloc_id)
+
+    # ------------------------------------------------------------------ released by the service itself
+    def _released_db(self, limit: int) -> list[dict]:
+        with self.ctx.db.read() as s:
+            q = (s.query(Allocation).filter(Allocation.state == ALLOC_RELEASED, Allocation.release_reason.isnot(None))
+                 .order_by(Allocation.released_at.desc(), Allocation.id.desc()).limit(limit))
+            return [{"id": r.id, "user": r.user, "tenant": r.tenant, "server_name": r.server_name,
+                     "profile": r.profile, "released_at": iso(r.released_at), "reason": r.release_reason} for r in q]
+
+    async def released(self, ident: Identity, limit: int = 100) -> dict:
+        """Slices the service released by itself (reconciliation, a placement gone, preemption, refusal),
+        newest first, and what the last reconciliation did."""
+        self.ctx.require_admin(ident)
+        if not 1 <= limit <= RELEASED_LIMIT:
+            raise Invalid(f"limit must be between 1 and {RELEASED_LIMIT}", "bad_limit")
+        return {"released": await self.ctx.offload.io(self._released_db, limit),
+                "last_reconciliation": self.reconciler.last}
+
+    async def reconcile(self, ident: Identity) -> dict:
+        """Release now the slices no running or starting hub server holds (``aistack-hub up`` calls it once
+        the hub is up; the service also does it every ``AIStackService.reconcile_interval_s``)."""
+        self.ctx.require_admin(ident)
+        try:
+            return {"released": await self.reconciler.run_once()}
+        except HubUnavailable as e:
+            raise Unavailable(f"the hub could not be asked which servers run: {e}", "hub_unavailable") from e

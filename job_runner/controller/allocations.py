@@ -13,6 +13,7 @@ from sqlalchemy import update
 
 from job_runner.db import ALLOC_ALLOCATED, ALLOC_PENDING, ALLOC_RELEASED, Allocation, utcnow
 from job_runner.db.ops import epoch
+from job_runner.scheduling import Verdict
 
 from . import metrics
 from .workloads import SERVER, WorkloadRef, server_workload
@@ -41,15 +42,19 @@ class Allocations:
         for a in new:
             alloc_id = a.id
             wid = refs.add(WorkloadRef(SERVER, alloc_id))
-            verdict = sched.submit(server_workload(a, wid))
+            try:
+                verdict = sched.submit(server_workload(a, wid))
+            except (ValueError, KeyError, TypeError) as e:  # a malformed row must not fail every pass
+                verdict = Verdict(False, "invalid", f"cannot be scheduled: {e}")
             if not verdict.ok and verdict.reason != "duplicate":
                 self.ctl.log.warning("allocation %s refused: %s", alloc_id, verdict.message)
                 refs.forget(wid)
-                refused.append(alloc_id)
+                refused.append((alloc_id, f"refused by the scheduler: {verdict.message or verdict.reason}"))
         if refused:
             with db.session() as s:
-                s.execute(update(Allocation).where(Allocation.id.in_(refused))
-                          .values(state=ALLOC_RELEASED, released_at=utcnow()))
+                for alloc_id, reason in refused:
+                    s.execute(update(Allocation).where(Allocation.id == alloc_id)
+                              .values(state=ALLOC_RELEASED, released_at=utcnow(), release_reason=reason))
 
     def release(self, alloc_id: int) -> None:
         wid = self.wid(alloc_id)
@@ -77,4 +82,12 @@ class Allocations:
             self.ctl.refs.forget(self.wid(alloc_id))
         if ids:
             s.execute(update(Allocation).where(Allocation.id.in_(list(ids)))
-                      .values(state=ALLOC_RELEASED, released_at=utcnow()))
+                      .values(state=ALLOC_RELEASED, released_at=utcnow(), release_reason="preempted"))
+
+    def db_release_stale(self, alloc_id: int, reason: str) -> None:
+        """A server slice whose placement is gone from the inventory (on restore): released with the reason
+        (the server itself is the hub's; the admin page shows the release)."""
+        with self.ctl.db.session() as s:
+            s.execute(update(Allocation).where(Allocation.id == alloc_id, Allocation.state == ALLOC_ALLOCATED)
+                      .values(state=ALLOC_RELEASED, released_at=utcnow(),
+                              release_reason=f"placement gone: {reason}"))

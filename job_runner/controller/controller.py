@@ -29,12 +29,14 @@ from traitlets.config import LoggingConfigurable
 from job_runner.db import ADMITTED, ALLOC_ALLOCATED, QUEUED, RUNNING, Allocation, Job
 from job_runner.db.tenants import load_tenants, tenants_version
 from job_runner.scheduling import Assignment, Scheduler, Verdict, Workload
+from job_runner.scheduling.state import split_restorable
 
 from . import metrics
 from .allocations import Allocations
 from .election import LeaderElection
 from .jobs import Jobs
 from .readmodel import PendingInfo, ReadModel
+from .retention import JobRetention
 from .workloads import JOB, SERVER, Registry, WorkloadRef, job_workload, server_workload
 
 
@@ -72,6 +74,7 @@ class Controller(LoggingConfigurable):
         self.jobs = Jobs(self)
         self.allocations = Allocations(self)
         self.read = ReadModel(db, self.new_scheduler, self.log, ttl_s=self.view_ttl_s)
+        self.retention = JobRetention(db, getattr(executor, "jobs_dir", None), self.replica_id, parent=self)
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="controller")
         self._tenants_version = None
         self._wake = asyncio.Event()
@@ -83,6 +86,10 @@ class Controller(LoggingConfigurable):
         self._loop = None
         self.last_tick_at = 0.0
         self.ticks = 0
+        # A failing pass: /health answers 503 with this until a pass succeeds (docs/hub.md, "Health").
+        self.failing: dict | None = None
+        self.pass_failures = 0
+        self._stale_handles: list = []  # runs of jobs whose placement is gone: stopped by the next tick
         executor.notify = self.wake
 
     # ------------------------------------------------------------------ public surface
@@ -134,8 +141,8 @@ class Controller(LoggingConfigurable):
             while not self._stopped:
                 try:
                     await self.tick()
-                except Exception:  # noqa: BLE001 - the loop must survive a bad pass; it is logged
-                    self.log.exception("scheduling pass failed")
+                except Exception as e:  # noqa: BLE001 - the loop must survive a bad pass; it is logged
+                    self._pass_failed(e)
                     await self.in_worker(self._reset)
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=self.tick_interval_s)
@@ -146,6 +153,16 @@ class Controller(LoggingConfigurable):
             await self.in_worker(self.election.release)
             self._running = False
             self._worker.shutdown(wait=False)
+
+    def _pass_failed(self, e: Exception) -> None:
+        """Count and log a failed pass; /health reports the loop as failing until one succeeds."""
+        self.log.exception("scheduling pass failed")
+        self.pass_failures += 1
+        metrics.PASS_FAILURES.inc()
+        reason = f"{type(e).__name__}: {e}"[:500]
+        prev = self.failing or {}
+        self.failing = {"reason": reason, "since": prev.get("since") or time.time(),
+                        "failures": prev.get("failures", 0) + 1}
 
     def stop(self) -> None:
         """Stop the loop and give the leadership back (at once, or as run_forever ends). Idempotent."""
@@ -192,15 +209,22 @@ class Controller(LoggingConfigurable):
                 return
             metrics.IS_LEADER.set(1)
             active = await self.in_worker(self._db_prepare)
+            if self._stale_handles:
+                handles, self._stale_handles = self._stale_handles, []
+                await self.jobs.stop_runs(handles)
             if active is not None:
                 await self.jobs.adopt(active)
             await self.jobs.handle_cancels()
             await self._schedule()
             await self.jobs.poll()
             await self._reconcile()
+            self.retention.maybe_start()  # old finished jobs and their files, in its own thread
             await self.in_worker(self._db_metrics)
             self.last_tick_at = time.time()
             self.ticks += 1
+            if self.failing is not None:
+                self.log.info("scheduling pass succeeded again after %d failure(s)", self.failing["failures"])
+                self.failing = None
             done, self._pass_done = self._pass_done, asyncio.Event()
             done.set()
             metrics.TICK_SECONDS.observe(time.perf_counter() - t0)
@@ -239,6 +263,9 @@ class Controller(LoggingConfigurable):
                 if a.assignment:
                     running.append((server_workload(a, refs.add(WorkloadRef(SERVER, a.id))),
                                     Assignment.from_dict(a.assignment)))
+        running, stale = split_restorable(self.deployment.inventory, running)
+        if stale:  # one bad row must not make every pass fail: marked, the rest restored
+            self._db_mark_stale(stale, refs)
         sched.restore(running)
         self.scheduler, self.refs = sched, refs
         self.read.publish_pending({})
@@ -246,6 +273,22 @@ class Controller(LoggingConfigurable):
         with self.db.session() as s:  # everything queued is submitted again, in submission order
             s.execute(update(Job).where(Job.state == QUEUED, Job.enqueued == 1).values(enqueued=0))
         return self.jobs.db_active()
+
+    def _db_mark_stale(self, stale, refs) -> None:
+        """Workloads whose stored placement no longer exists in the inventory (a node or GPU removed, or a
+        conflict with another stored placement): jobs are queued again (their runs stopped by the tick),
+        server slices released, each with the reason in its history and the log."""
+        for w, a, reason in stale:
+            ref = refs.forget(w.id)
+            metrics.STALE_PLACEMENTS.labels(kind=ref.kind).inc()
+            self.log.warning("%s %s of %s/%s: placement %s is gone (%s)", ref.kind, ref.row_id, w.tenant, w.user,
+                             a.to_dict(), reason)
+            if ref.kind == JOB:
+                handle = self.jobs.db_requeue_stale(ref.row_id, reason)
+                if handle is not None:
+                    self._stale_handles.append((ref.row_id, handle))
+            else:
+                self.allocations.db_release_stale(ref.row_id, reason)
 
     async def _schedule(self) -> None:
         preempted, admitted = await self.in_worker(self._db_decide)

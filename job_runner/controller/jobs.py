@@ -141,6 +141,23 @@ class Jobs:
                 transition(s, job_id, (ADMITTED, RUNNING), QUEUED, message="preempted; queued again",
                            replica=self.ctl.replica_id, enqueued=0, handle=None)
 
+    def db_requeue_stale(self, job_id: int, reason: str) -> dict | None:
+        """A job whose placement is gone from the inventory: queued again (it keeps its attempt count and
+        retry budget), the reason in its history. Returns the run's handle, to be stopped."""
+        with self.db.session() as s:
+            handle = s.query(Job.handle).filter(Job.id == job_id).scalar()
+            transition(s, job_id, (ADMITTED, RUNNING), QUEUED, replica=self.ctl.replica_id, enqueued=0,
+                       handle=None, message=f"its placement is gone ({reason}): stopped and queued again")
+        return handle
+
+    async def stop_runs(self, handles) -> None:
+        """Stop the runs [(job id, handle)] of jobs already queued again (their placement is gone)."""
+        for job_id, handle in handles:
+            try:
+                await self.ctl.executor.cancel(handle)
+            except Exception as e:  # noqa: BLE001 - a run that cannot be stopped is found by reconcile
+                self.log.warning("job %s: stopping the run of a stale placement failed: %s", job_id, e)
+
     def db_running(self):
         with self.db.read() as s:
             return s.query(Job.id, Job.handle, Job.timeout_s, Job.started_at).filter(Job.state == RUNNING).all()

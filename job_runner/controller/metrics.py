@@ -22,6 +22,12 @@ JOBS_FINISHED = Counter("aistack_jobs_finished", "Jobs that reached a final stat
                         registry=REGISTRY)
 JOBS_RETRIED = Counter("aistack_jobs_retried", "Job attempts retried", ["tenant", "failure"], registry=REGISTRY)
 IS_LEADER = Gauge("aistack_scheduler_leader", "1 when this replica runs the scheduling loop", registry=REGISTRY)
+PASS_FAILURES = Counter("aistack_scheduler_pass_failures", "Scheduling passes that raised (the loop goes on; "
+                        "/health answers 503 until a pass succeeds)", registry=REGISTRY)
+STALE_PLACEMENTS = Counter("aistack_stale_placements", "Running workloads whose stored placement was gone from the "
+                           "inventory on restore (jobs requeued, server slices released)", ["kind"], registry=REGISTRY)
+RECONCILED = Counter("aistack_allocations_reconciled", "Server slices the service released because no running or "
+                     "starting server in the hub held them", registry=REGISTRY)
 TICK_SECONDS = Histogram("aistack_scheduler_tick_seconds", "Duration of one scheduling pass", registry=REGISTRY,
                          buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 _LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)

@@ -261,7 +261,12 @@ class ClusterState:
         """Re-take a known assignment (restore after a restart); raises ValueError if it conflicts."""
         i = self.inventory.by_name.get(a.node)
         if i is None:
-            raise ValueError(f"unknown node {a.node!r}")
+            raise ValueError(f"node {a.node!r} is not in the inventory")
+        n_gpus = len(self.inventory.nodes[i].gpus)
+        for g in tuple(a.gpu_indices) + ((a.mig[0],) if a.mig else ()):
+            # checked here: numpy would read a negative index from the end and a padded column as "busy"
+            if not isinstance(g, (int, np.integer)) or not 0 <= g < n_gpus:
+                raise ValueError(f"node {a.node!r} has no GPU {g} (it has {n_gpus})")
         self.allocate(req, Placement(i, a.gpu_indices, a.mig))
 
     # ---- figures --------------------------------------------------------------------------------
@@ -272,3 +277,23 @@ class ClusterState:
             spec = gpu_model(self.model_names[self.gpu_model[i, g]]).mig
             used += sum(spec.milli(p) * c for p, c in counts.items())
         return used
+
+
+def split_restorable(inventory: Inventory, running: list) -> tuple[list, list]:
+    """``[(Workload, Assignment)]`` -> (restorable ``[(w, a)]``, stale ``[(w, a, reason)]``).
+
+    Each is taken, in order, into an empty state of ``inventory``: one whose node or GPU is gone from the
+    inventory, or that conflicts with those before it, is stale (the caller marks it and requeues or fails
+    it), so that one bad row cannot make ``Scheduler.restore`` refuse the whole running set."""
+    state = ClusterState(inventory)
+    ok, stale = [], []
+    for w, a in running:
+        if isinstance(a, dict):
+            a = Assignment.from_dict(a)
+        try:
+            state.take(w.request, a)
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            stale.append((w, a, str(e)))
+        else:
+            ok.append((w, a))
+    return ok, stale

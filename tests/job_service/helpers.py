@@ -19,6 +19,7 @@ import yaml
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PYTHON = sys.executable
 SERVICE_TOKEN = "aistack-test-service-token-0123456789"
+HUB_AUTH = {"Authorization": f"token {SERVICE_TOKEN}"}  # /health and /metrics need a token
 PREFIX = "/services/aistack/"
 
 DEPLOYMENT = {
@@ -172,7 +173,7 @@ class ServiceProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the service exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                if requests.get(self.url + "health", timeout=2).ok:
+                if requests.get(self.url + "health", timeout=2, headers=HUB_AUTH).ok:
                     return self
             except requests.RequestException:
                 pass
@@ -180,7 +181,7 @@ class ServiceProcess:
         raise RuntimeError(f"the service did not answer in {timeout}s:\n{self.log_tail()}")
 
     def health(self) -> dict:
-        return requests.get(self.url + "health", timeout=5).json()
+        return requests.get(self.url + "health", timeout=5, headers=HUB_AUTH).json()
 
     def log_tail(self, n: int = 4000) -> str:
         try:

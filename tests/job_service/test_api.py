@@ -345,7 +345,7 @@ def test_profiles_tenants_usage_inventory_metrics(hub, as_user, hub_service):
     assert set(alice.get(api + "usage").json()["users"]) <= {"alice"}
     inv = alice.get(api + "inventory").json()
     assert inv["source"] == "configured" and len(inv["nodes"][0]["gpus"]) == 4
-    m = requests.get(hub_service.url + "metrics").text
+    m = requests.get(hub_service.url + "metrics", headers={"Authorization": f"token {SERVICE_TOKEN}"}).text
     for name in ("aistack_jobs_queued", "aistack_jobs_running", "aistack_gpu_milli_in_use",
                  "aistack_jobs_admitted_total", "aistack_allocation_latency_seconds", "aistack_job_wait_seconds"):
         assert name in m, name
