@@ -131,22 +131,21 @@ class _Waves:
 
     def __init__(self):
         self.low, self.sum, self.n, self.high, self.unknown = INF, 0.0, 0, 0.0, False
+        self.lengths = (0.0, INF, INF)  # (earliest, expected, latest) wave length; kept up to date by add
 
-    def add(self, w: Workload) -> None:
-        r = duration_range(w)
+    def add(self, r: tuple[float, float, float] | None) -> None:
+        """Add a workload ahead, by its :func:`duration_range`."""
         if r is None:
-            self.unknown = True
-            self.low = 0.0
-            return
-        self.low = min(self.low, r[0])
-        self.sum += r[1]
-        self.n += 1
-        self.high = max(self.high, r[2])
-
-    def lengths(self) -> tuple[float, float, float]:
+            self.unknown, self.low = True, 0.0
+        else:
+            self.low = min(self.low, r[0])
+            self.sum += r[1]
+            self.n += 1
+            self.high = max(self.high, r[2])
         if self.unknown or not self.n:
-            return (0.0 if self.low == INF else self.low), INF, INF
-        return self.low, self.sum / self.n, self.high
+            self.lengths = (0.0 if self.low == INF else self.low), INF, INF
+        else:
+            self.lengths = self.low, self.sum / self.n, self.high
 
 
 def _scenario_ends(ledger: Ledger, now: float) -> list[list[tuple[float, int, str]]]:
@@ -183,7 +182,7 @@ def estimate(order: list[tuple[Workload, str]], now: float, ledger: Ledger,
     for pos, (w, reason) in enumerate(order, 1):
         g = w.request.charge().gpu_milli
         demand += g
-        waves = ahead.lengths()
+        waves = ahead.lengths
         if demand - free_now > 0 and cluster is None:
             scenario_ends = scenario_ends or _scenario_ends(ledger, now)
             cluster = [_Ends(e, now) for e in scenario_ends]
@@ -203,7 +202,7 @@ def estimate(order: list[tuple[Workload, str]], now: float, ledger: Ledger,
                         for e in ends:
                             grouped[e[2]].append(e)
                         per_tenant.append({name: _Ends(sel, now) for name, sel in grouped.items()})
-                mine_waves = tenant_ahead[w.tenant].lengths()
+                mine_waves = tenant_ahead[w.tenant].lengths
                 for k in range(SCENARIOS):
                     mine = per_tenant[k].get(w.tenant) or _Ends((), now)
                     est[k] = max(est[k], mine.when(over, now, max(q.gpu_milli, 1), mine_waves[k], all_in_waves=True))
@@ -222,8 +221,10 @@ def estimate(order: list[tuple[Workload, str]], now: float, ledger: Ledger,
                 if est[k] < INF:
                     nxt = next_window_start(t.windows, est[k])
                     est[k] = nxt if nxt is not None else est[k]
-        ahead.add(w)
-        tenant_ahead[w.tenant].add(w)
+        rng = duration_range(w)
+        ahead.add(rng)
+        if q is not None and q.gpu_milli is not None:  # only quota'd tenants' waves are read
+            tenant_ahead[w.tenant].add(rng)
         low, mid, high = est
         if mid == INF:  # depends on an end nothing tells: no made-up figure
             out.append(Pending(w, pos, None, reason, earliest_start=low, latest_start=None))
