@@ -75,8 +75,10 @@ async def gather(ep: Endpoints, token: str) -> dict:
     queued = (await call(ep.api, token, "GET", "jobs", query={"state": "queued", "limit": 500}))["jobs"]
     running = (await call(ep.api, token, "GET", "jobs", query={"state": "running", "limit": 500}))["jobs"]
     tenants = [normalise_tenant(t) for t in tenants]
-    groups = await hub_groups(ep)
+    props: dict = {}
+    groups = await hub_groups(ep, props)
     members = {t["name"]: sorted(groups.get(t["name"], [])) for t in tenants}
+    sources = {t["name"]: membership_sources(props.get(t["name"]) or {}) for t in tenants}
     visible = {t["name"] for t in tenants}
     usage_t = {k: v for k, v in (usage.get("tenants") or {}).items() if me.get("admin") or k in visible}
     users = {}
@@ -91,6 +93,7 @@ async def gather(ep: Endpoints, token: str) -> dict:
         "me": me,
         "tenants": tenants,
         "members": members,
+        "sources": sources,
         "usage": usage_t,
         "users": users,
         "inventory": inventory,
@@ -148,12 +151,24 @@ async def hub_paged(ep: Endpoints, path: str) -> list:
         offset = nxt.get("offset", offset + len(items))
 
 
-async def hub_groups(ep: Endpoints) -> dict[str, list[str]]:
-    """JupyterHub's groups and their members (tenants are the groups that have a tenant row)."""
+async def hub_groups(ep: Endpoints, properties: dict | None = None) -> dict[str, list[str]]:
+    """JupyterHub's groups and their members (tenants are the groups that have a tenant row); each group's
+    ``properties`` go into ``properties`` when given."""
     try:
-        return {g["name"]: list(g.get("users") or []) for g in await hub_paged(ep, "groups")}
+        items = await hub_paged(ep, "groups")
     except APIError:
         return {}
+    if properties is not None:
+        properties.update({g["name"]: g.get("properties") or {} for g in items})
+    return {g["name"]: list(g.get("users") or []) for g in items}
+
+
+def membership_sources(props: dict) -> dict:
+    """Who the directory (LDAP sign-in, ``aistack_hub.ldap``) made a member or a tenant admin; everyone else
+    is "manual" (the admin page, the hub API). The directory takes back only what it gave."""
+    from aistack_hub.ldap import LDAP_ADMINS, LDAP_MEMBERS
+
+    return {"members": set(props.get(LDAP_MEMBERS) or ()), "admins": set(props.get(LDAP_ADMINS) or ())}
 
 
 async def onboarding_facts(ep: Endpoints, groups: dict, tenants: list) -> dict:

@@ -58,7 +58,7 @@ def test_members_rows_parse_without_broken_nesting(viewer):
         for form in row.iter("form"):  # every control is a whole form inside its cell
             assert form.find("button") is not None
     carol = rows[2].find("td[@class='roles']")
-    assert {s.get("data-role") for s in carol.iter("span")} == {"admin", "emergency"}
+    assert {s.get("data-role") for s in carol.iter("span") if s.get("data-role")} == {"admin", "emergency"}
     # each quota row's inputs belong to a form (by the form attribute), never a form straddling cells
     for row in doc.findall(".//table[@class='quotas']//tr"):
         ids = {f.get("id") for f in row.iter("form")}
@@ -114,3 +114,16 @@ def test_freed_slices_retention_and_a_failing_loop_are_shown():
     doc = parse_strict(page(released=None, retention=None, health=None))
     assert doc.find(".//p[@id='health-failing']") is None
     assert "Not reported" in "".join(doc.find(".//div[@id='retention']").itertext())
+
+
+def test_membership_sources_are_shown():
+    """Closes: the admin page shows where a membership comes from (LDAP sign-in or by hand)."""
+    from aistack_hub.admin.data import membership_sources
+    from aistack_hub.ldap import LDAP_ADMINS, LDAP_MEMBERS
+
+    src = {"team-a": membership_sources({LDAP_MEMBERS: ["alice"], LDAP_ADMINS: ["carol"]})}
+    doc = parse_strict(page(sources=src))
+    source = {s.get("data-source"): s.text for s in doc.iter("span") if s.get("data-source")}
+    assert source["team-a:alice:member"] == "ldap" and source["team-a:bob:member"] == "manual"
+    assert source["team-a:carol:admin"] == "ldap" and source["team-a:zed:admin"] == "manual"
+    assert "team-a:zed:member" not in source  # zed administers team-a without being a member
