@@ -244,11 +244,6 @@ class TenantService:
         except KeyError:
             left = {}
         left = {f: left.get(f) for f in RESOURCES}
-        out = []
-        for p in ctx.deployment.profiles.for_tenant(tenant):
-            c = p.request.charge()
-            item = profile_json(p)
-            item.update({"description": p.description, "free": view.free_capacity(p.request), "quota_left": left,
         t = ctx.tenant(tenant)
         anyq = t.quota("any") if t is not None else None
         # the per-user server limit and what the user holds against it (running and waiting servers), so
@@ -256,6 +251,11 @@ class TenantService:
         servers = {"max_servers_per_user": anyq.max_servers_per_user if anyq is not None else None,
                    "servers": view.usage(tenant).servers_by_user.get(query.user or ident.name, 0)
                    if tenant in view.tenants else 0}
+        out = []
+        for p in ctx.deployment.profiles.for_tenant(tenant):
+            c = p.request.charge()
+            item = profile_json(p)
+            item.update({"description": p.description, "free": view.free_capacity(p.request), "quota_left": left,
                          "fits_quota": all(left[f] is None or getattr(c, f) <= left[f] for f in RESOURCES),
                          "server_limit": servers})
             out.append(item)
