@@ -119,9 +119,10 @@ class SandboxedProcessSpawner(LocalProcessSpawner):
     async def move_certs(self, paths):
         return paths  # internal SSL is not used by the embedded default
 
-    def workload_env(self) -> dict:
-        """The server's environment: JupyterHub's, without the hub's service token or any known secret."""
-        env = self.get_env()
+    def get_env(self):
+        """JupyterHub's environment for the server (its own token, ``JUPYTERHUB_*``, ``Spawner.environment``),
+        without the hub's service token or any known secret, in both modes."""
+        env = super().get_env()
         return scrub_env(env, set(env), secrets=(getattr(self, "aistack_token", "") or "",))
 
     async def start(self):
@@ -138,7 +139,7 @@ class SandboxedProcessSpawner(LocalProcessSpawner):
                       hide=[self.data_dir], share_ipc=bool(getattr(self, "mps_pipe_directory", "")),
                       packages=("aistack_lab",))
         self.log.info("Spawning %s as %s in a sandbox", " ".join(cmd), acct.name)
-        proc, pid = await asyncio.to_thread(box.launch, cmd, self.workload_env(), start_new_session=True,
+        proc, pid = await asyncio.to_thread(box.launch, cmd, self.get_env(), start_new_session=True,
                                             **self.popen_kwargs)
         if pid is None:
             await asyncio.to_thread(proc.wait)

@@ -53,8 +53,17 @@ BASE_ALLOW = frozenset({
 })
 
 
+_probed: dict = {}
+
+
 def unavailable() -> str | None:
-    """Why sandboxes cannot start here (None: they can)."""
+    """Why sandboxes cannot start here (None: they can). Probed once per process (a spawn asks again)."""
+    if "why" not in _probed:
+        _probed["why"] = _probe()
+    return _probed["why"]
+
+
+def _probe() -> str | None:
     for tool, package in (("bwrap", "bubblewrap"), ("setpriv", "util-linux")):
         if not shutil.which(tool):
             return (f"{tool} is not installed: apt-get install {package} (scripts/setup.d/15-sandbox.sh), or set "
