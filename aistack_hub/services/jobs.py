@@ -80,14 +80,30 @@ class JobService:
     def __init__(self, ctx: ServiceContext):
         self.ctx = ctx
         self._kernels: set | None = None
+        # nbformat at construction (service start, before the loop runs: ~0.3 s): the first inspection after a
+        # start then waits for no import; what remains to warm (the schema) runs in the background
+        notebooks.preload()
         if ctx.validate_kernels:  # at start, in the background: the first submission finds the list ready
-            ctx.offload.threads.submit(self._scan_kernels)
+            ctx.offload.at_start(self._scan_kernels)
 
     def _scan_kernels(self) -> set:
-        from jupyter_client.kernelspec import KernelSpecManager
+        """The installed kernel names as jupyter_client's KernelSpecManager finds them (a folder with a
+        kernel.json in a Jupyter path's kernels/, and ipykernel's python3), read without importing
+        jupyter_client (a second of imports, which the first submission after a start waited for)."""
+        from importlib.util import find_spec
 
-        self._kernels = set(KernelSpecManager().find_kernel_specs())
-        return self._kernels
+        from jupyter_core.paths import jupyter_path
+
+        names = set()
+        for d in jupyter_path("kernels"):
+            try:
+                names.update(f.lower() for f in os.listdir(d) if os.path.isfile(os.path.join(d, f, "kernel.json")))
+            except OSError:
+                continue
+        if find_spec("ipykernel") is not None:
+            names.add("python3")
+        self._kernels = names
+        return names
 
     # ------------------------------------------------------------------------------------ reads
     def _visible(self, ident: Identity, q):

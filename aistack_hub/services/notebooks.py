@@ -11,10 +11,34 @@ from __future__ import annotations
 
 import errno
 import json
+import sys
 from dataclasses import dataclass
 
 from .errors import Invalid, TooLarge
 from .limits import MIB, mib
+
+
+def _nbformat():
+    """nbformat, imported without ``rfc3987_syntax``.
+
+    jsonschema (which nbformat imports) registers an "iri" format checker when ``rfc3987_syntax`` is
+    installed, and importing that builds a grammar: 3 s of CPU, 10 s on a busy machine, most of what the
+    first "Run as job" after a start waited for. Notebook schemas use no formats and nbformat checks none,
+    so nbformat is imported with that one module hidden; it is importable again right after, for anyone
+    else in the process."""
+    if "nbformat" in sys.modules:  # imported, or being imported by another thread: the import waits for it
+        import nbformat
+
+        return nbformat
+    hide = "rfc3987_syntax" not in sys.modules
+    if hide:
+        sys.modules["rfc3987_syntax"] = None  # an ImportError for jsonschema, which does without it
+    try:
+        import nbformat
+    finally:
+        if hide and sys.modules.get("rfc3987_syntax", 0) is None:
+            del sys.modules["rfc3987_syntax"]
+    return nbformat
 
 
 @dataclass(frozen=True)
@@ -51,9 +75,9 @@ def decode_submission(body: bytes, max_notebook_bytes: int = 16 * MIB) -> dict:
 def prepare(nb_json, max_bytes: int = 16 * MIB) -> PreparedNotebook:
     """Validate nbformat JSON (a dict) and inspect its parameters (no papermill for Python notebooks:
     ``job_runner.params``)."""
-    import nbformat  # here, not at import: the service must start within JupyterHub's check
-
     from job_runner.params import inspect_parameters
+
+    nbformat = _nbformat()  # here, not at import: the service must start within JupyterHub's check
 
     if not isinstance(nb_json, dict):
         raise Invalid("'notebook' must be an nbformat JSON object", "bad_notebook")
@@ -150,10 +174,16 @@ def prepare_text(text: str) -> PreparedNotebook:
     return prepare(json.loads(text), max(16 * MIB, len(text) * 4))
 
 
+def preload() -> None:
+    """Import what the small requests need in this process (nbformat, the parameters parser)."""
+    _nbformat()
+    import job_runner.params  # noqa: F401
+
+
 def warm() -> bool:
     """Import and compile what the work needs (nbformat and its schema), so that the first request does not
     pay for it. Python notebooks need no papermill here (job_runner.params)."""
-    import nbformat
+    nbformat = _nbformat()
 
     nb = nbformat.v4.new_notebook()
     nb.cells.append(nbformat.v4.new_code_cell("a = 1", metadata={"tags": ["parameters"]}))
@@ -165,7 +195,7 @@ def warm() -> bool:
 def decode_output(body: bytes) -> str:
     """An output notebook a job pod uploads (PUT pod/output), as the text to store. Not validated: a
     partial output of a failing run is still worth keeping; it must only be nbformat-shaped."""
-    import nbformat
+    nbformat = _nbformat()
 
     data = decode_object(body)
     try:

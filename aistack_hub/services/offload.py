@@ -44,6 +44,7 @@ class Offload:
         self.workers = max(0, workers)
         self._procs: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._at_start: list = []
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.set_default_executor(self.threads)
@@ -73,16 +74,30 @@ class Offload:
                                                   initializer=_init_worker, initargs=(os.getpid(),))
             return self._procs
 
+    def at_start(self, fn) -> None:
+        """Run ``fn`` in the background at service start, after ``warm``'s in-process part (a kernelspec scan:
+        ready before the first submission, without competing with what the first inspection needs)."""
+        self._at_start.append(fn)
+
     def warm(self, fn) -> None:
-        """At service start, in the background: start the workers and let each run ``fn`` (imports), and run
-        ``fn`` once in a thread too, for the small requests done in the threads. Nothing waits for it: a
-        request that comes first is served as it would have been (the import lock makes it wait for an
-        import under way, never twice)."""
-        self.threads.submit(fn)
-        if self.workers:
-            pool = self._pool()
-            for _ in range(self.workers):
-                pool.submit(fn)
+        """At service start, in the background, one after the other so that the first matters most: ``fn``
+        in a thread (imports for the small requests done in the threads), the ``at_start`` work, then the
+        worker processes, each running ``fn`` once. Nothing waits for it: a request that comes first is
+        served as it would have been (the import lock makes it wait for an import under way, never twice).
+        On a busy two-core machine all of it at once made the first "Run as job" wait seconds."""
+
+        def start():
+            for step in [fn, *self._at_start]:
+                try:
+                    step()
+                except Exception:  # noqa: BLE001 - warming is best effort; the request path does it again
+                    pass
+            if self.workers:
+                pool = self._pool()
+                for _ in range(self.workers):
+                    pool.submit(fn)
+
+        self.threads.submit(start)
 
     def shutdown(self, wait: bool = False) -> None:
         with self._lock:
