@@ -36,12 +36,24 @@ class PendingSignupsHandler(APIHandler):
         }))
 
 
+_native: list = []  # the hub's AIStackNativeAuthenticator, once JupyterHub made it (HomeHints reads it)
+
+
 class AIStackNativeAuthenticator(NativeAuthenticator):
     """NativeAuthenticator (configured as ``NativeAuthenticator``: its config section applies) with the
     pending sign-ups endpoint above."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _native[:] = [self]
+
     def get_handlers(self, app):
         return super().get_handlers(app) + [(r"/api/aistack/signups", PendingSignupsHandler)]
+
+    def pending_signups(self) -> list[str]:
+        """Names of the sign-ups that wait for approval (one query on the hub's database)."""
+        return [i.username for i in self.db.query(UserInfo).filter(UserInfo.is_authorized.is_(False))
+                .order_by(UserInfo.id)]
 
 
 class TenantDirectory:
@@ -117,5 +129,11 @@ class HomeHints:
                 + "). Stop one of them before starting another.")
         else:
             message = ""
+        pending = []
+        if getattr(user, "admin", False) and _native:
+            try:
+                pending = _native[0].pending_signups()
+            except Exception:  # noqa: BLE001 - a hint only; the admin page and /hub/authorize list them too
+                pending = []
         return {"no_tenant": not mine, "tenants": limits, "contacts": contacts, "can_start": can_start,
-                "message": message}
+                "message": message, "pending_signups": pending}

@@ -62,6 +62,9 @@ class AllocationService:
         if ctx.tenant(req.tenant) is None:
             raise Invalid(f"no tenant {req.tenant!r}", "unknown_tenant")
         profile = ctx.offered_profile(req.profile, req.tenant)
+        t = ctx.tenant(req.tenant)  # priority grants as the database has them now (docs/admin.md)
+        if t is not None and t.grant_refusal(req.priority, req.user):
+            raise Forbidden(t.grant_refusal(req.priority, req.user))
         verdict = ctx.controller.check(Workload("alloc-new", req.tenant, req.user, "server", req.priority,
                                                 profile.request, 0.0))
         if not verdict.ok:

@@ -311,6 +311,9 @@ class JobService:
         except ParameterError as e:
             raise Invalid(str(e), "bad_parameters") from None
         w = Workload("job-new", tenant, ident.name, "job", req.priority, profile.request, 0.0, req.expected_duration_s)
+        t = ctx.tenant(tenant)  # priority grants as the database has them now (docs/admin.md)
+        if t is not None and t.grant_refusal(req.priority, ident.name):
+            raise Forbidden(t.grant_refusal(req.priority, ident.name))
         verdict = ctx.controller.check(w)
         if not verdict.ok:
             raise refused(verdict)

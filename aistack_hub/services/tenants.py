@@ -80,6 +80,14 @@ class TenantService:
     async def _io(self, fn, *args):
         return await self.ctx.offload.io(fn, *args)
 
+    def _changed(self):
+        """A tenant changed: the checks the API makes (grants, caps, quotas) use it from the next request
+        (the read model's cached view is dropped), and the scheduling loop from its next pass."""
+        read = getattr(self.ctx.controller, "read", None)
+        if read is not None:
+            read.invalidate()
+        self.ctx.controller.wake()
+
     # ------------------------------------------------------------------------------- tenants
     def _list_db(self, ident: Identity) -> dict:
         mine = self.ctx.admin_tenants(ident)
@@ -107,7 +115,7 @@ class TenantService:
                 s.add(TenantRow(name=t.name, spec=t.to_dict(), submit_seq=0, updated_at=utcnow()))
             else:
                 row.spec, row.updated_at = t.to_dict(), utcnow()
-        self.ctx.controller.wake()
+        self._changed()
         return row is None
 
     async def put(self, ident: Identity, name: str, spec) -> tuple[dict, bool]:
@@ -138,7 +146,7 @@ class TenantService:
                 s.delete(row)
                 s.flush()
                 s.add(TenantRow(name=new_name, spec=t.to_dict(), submit_seq=0, updated_at=utcnow()))
-        self.ctx.controller.wake()
+        self._changed()
         return t.to_dict()
 
     async def patch(self, ident: Identity, name: str, patch) -> dict:
@@ -163,7 +171,7 @@ class TenantService:
                 raise NotFound(f"no tenant {name!r}")
             self._require_idle(s, name, "deleted")
             s.delete(row)
-        self.ctx.controller.wake()
+        self._changed()
 
     async def delete(self, ident: Identity, name: str) -> None:
         """Delete a tenant without queued or running work (finished jobs keep its name in their history)."""

@@ -34,10 +34,9 @@ class Admission:
         tenant = self.quotas.tenants.get(w.tenant)
         if tenant is None:
             return Verdict(False, "unknown_tenant", f"unknown tenant {w.tenant!r}")
-        if not tenant.may_use(w.priority, w.user):
-            return Verdict(False, "forbidden",
-                           f"user {w.user!r} has no grant for {w.priority} priority in tenant {w.tenant!r}: "
-                           f"ask an admin of the platform to grant it, or submit with normal priority")
+        refusal = tenant.grant_refusal(w.priority, w.user)
+        if refusal:
+            return Verdict(False, "forbidden", refusal)
         charge = w.request.charge()
         cap = self.high_cap(tenant, w)
         if cap is not None and charge.gpu_milli > cap:

@@ -168,6 +168,13 @@ class Tenant:
             return user in self.high_users or user in self.emergency_users
         return True
 
+    def grant_refusal(self, priority: str, user: str) -> str | None:
+        """Why ``user`` may not use ``priority`` here (None: they may): the one message for a missing grant."""
+        if self.may_use(priority, user):
+            return None
+        return (f"user {user!r} has no grant for {priority} priority in tenant {self.name!r}: ask an admin of "
+                f"the platform to grant it, or submit with normal priority")
+
     @classmethod
     def from_config(cls, d: dict) -> "Tenant":
         """Build from a config/API dict; ValueError (with the field) on anything malformed."""

@@ -52,6 +52,8 @@ def test_onboarding_in_chromium(hub):
 
     # pending sign-ups are on the admin page, with the link to approve them
     assert "sent to the admin" in res["signupMessage"], res["signupMessage"]
+    assert "2 sign-up(s) wait" in res["hubBanner"] and "newbie, loner" in res["hubBanner"], res["hubBanner"]
+    assert res["hubBannerLink"] == "/hub/authorize", res
     assert set(res["pendingNames"]) == {"newbie", "loner"} and "2 sign-up(s) wait" in res["pendingText"], res
     assert res["authorizeHref"] == "/hub/authorize" and res["authorizeUrl"].endswith("/hub/authorize"), res
     assert "No sign-up waits" in res["pendingAfter"], res["pendingAfter"]

@@ -71,6 +71,9 @@ async function main() {
 
     // --- the admin sees who waits, with a link to approve
     await login(admin, 'admin');
+    await admin.goto(HUB + 'hub/home'); // every hub page tells an admin that someone waits
+    results.hubBanner = await text(admin, '#aistack-pending-signups');
+    results.hubBannerLink = await admin.getAttribute('#aistack-pending-signups a', 'href');
     await admin.goto(ADMIN);
     await admin.uncheck('#live'); // no reload under the test's clicks
     results.pendingText = await text(admin, '#signups');
