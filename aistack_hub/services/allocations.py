@@ -86,7 +86,10 @@ class AllocationService:
             s.execute(update(Allocation).where(Allocation.id == alloc_id, Allocation.state == ALLOC_PENDING)
                       .values(state=ALLOC_RELEASED, released_at=utcnow()))
         self.ctx.controller.wake()
-        if out["reason"] in ("quota", "server_limit"):
+        if out["reason"] == "server_limit":  # said as the hub's home page and spawn form say it
+            raise Forbidden(f"user {row.user!r} already has as many servers as tenant {row.tenant!r} allows each "
+                            f"user: stop one (on the Hub home page) before starting another", "over_quota")
+        if out["reason"] == "quota":
             raise Forbidden(f"tenant {row.tenant!r} has no quota left for {row.profile!r} now (its running "
                             f"servers and jobs use it)", "over_quota")
         raise Conflict(f"no free slice for {row.profile!r} now ({out['reason'] or 'busy'})", "no_capacity")

@@ -66,8 +66,11 @@ class Admission:
             held = self.ledger.tally(w.tenant)
             if w.kind == "server" and anyq.max_servers_per_user is not None:
                 if held.servers(w.user) >= anyq.max_servers_per_user:
+                    # the same words as the hub's home page and spawn form (aistack_hub.admin.hubside)
                     return Verdict(False, "server_limit",
-                                   f"user {w.user!r} already has {anyq.max_servers_per_user} server(s)")
+                                   f"user {w.user!r} already has {held.servers(w.user)} of the "
+                                   f"{anyq.max_servers_per_user} server(s) tenant {w.tenant!r} allows each user: "
+                                   f"stop one (on the Hub home page) before starting another")
             if w.kind == "job" and anyq.max_queued_jobs is not None and held.queued_jobs >= anyq.max_queued_jobs:
                 return Verdict(False, "queue_full", f"tenant {w.tenant!r} already has {anyq.max_queued_jobs} queued jobs")
         return Verdict(True)
