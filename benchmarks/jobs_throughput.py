@@ -27,7 +27,7 @@ import nbformat  # noqa: E402
 
 from aistack_hub.config import DeploymentConfig  # noqa: E402
 from job_runner.db.tenants import seed_tenants  # noqa: E402
-from job_runner.db import Job, open_database, utcnow  # noqa: E402
+from job_runner.db import Job, open_database, store_notebooks, utcnow  # noqa: E402
 
 DEPLOYMENT = {
     "tenants": [{"name": f"team-{i}", "quotas": {"any": {"gpu_milli": 64000}}} for i in range(4)],
@@ -44,9 +44,11 @@ def insert_jobs(db, n: int, state: str = "queued", batch: int = 5000):
 
     now = utcnow()
     request = {"kind": "share", "gpu_milli": 250}
+    with db.session() as s:
+        sha = store_notebooks(s, [NOTEBOOK])[0]  # stored once; the bulk rows point at it
     for start in range(0, n, batch):
         rows = [dict(name=f"job-{i}", user=f"user-{i % 50}", tenant=f"team-{i % 4}", profile="gpu-quarter",
-                     priority="normal", state=state, notebook=NOTEBOOK, parameters={}, retry_on=[], request=request,
+                     priority="normal", state=state, notebook_sha=sha, parameters={}, retry_on=[], request=request,
                      attempt=0, max_retries=0, cancel_requested=0, enqueued=0, created_at=now, updated_at=now)
                 for i in range(start, min(n, start + batch))]
         with db.session() as s:

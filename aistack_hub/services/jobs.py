@@ -33,8 +33,8 @@ from .models import InspectRequest, JobQuery, JobSubmit, parse, row_id
 from .notebooks import PreparedNotebook
 from .outputs import OutputPart, Buffer
 
-# Columns of the list (everything but the notebook snapshot, which can be 16 MiB).
-LIST_COLUMNS = [c for c in Job.__table__.columns if c.name != "notebook"]
+# Columns of the list: the row's own (the notebook, up to 16 MiB, is in its own table and never read here).
+LIST_COLUMNS = list(Job.__table__.columns)
 
 
 def default_name(text: str) -> str:

@@ -10,7 +10,7 @@ import json
 import os
 import time
 
-from job_runner.db import ACTIVE_STATES, Job
+from job_runner.db import ACTIVE_STATES, Job, Notebook
 from job_runner.failures import FAILURE_CLASSES, INFRASTRUCTURE, failure
 from job_runner.pod import check_job_token
 from job_runner.run_notebook import write_json_atomic
@@ -50,7 +50,9 @@ class PodService:
 
     def _input_db(self, job_id: str, token) -> dict:
         row = self._attempt(job_id, token, active=False)
-        return {"notebook": json.loads(row.notebook), "parameters": row.parameters or {},
+        with self.ctx.db.read() as s:  # the row is detached: its notebook (stored once per content) read here
+            text = s.get(Notebook, row.notebook_sha).text
+        return {"notebook": json.loads(text), "parameters": row.parameters or {},
                 "kernel_name": row.kernel_name, "timeout_s": row.timeout_s, "attempt": row.attempt}
 
     async def input(self, job_id: str, token) -> dict:

@@ -34,6 +34,8 @@ from .models import (  # noqa: F401  (re-exported)
     Notebook,
     RetentionRun,
     TenantRow,
+    notebook_sha,
+    store_notebooks,
     utcnow,
 )
 

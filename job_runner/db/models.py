@@ -229,11 +229,19 @@ def _store_notebooks(session: Session, _ctx, _instances) -> None:
     for obj in session.new:
         if isinstance(obj, Job) and obj.__dict__.get("_notebook_text") is not None:
             texts.setdefault(obj.notebook_sha, obj.__dict__["_notebook_text"])
-    if not texts:
-        return
+    if texts:
+        store_notebooks(session, texts.values())
+
+
+def store_notebooks(session: Session, texts) -> list[str]:
+    """Store notebook texts (each once), marked used now; their keys (``Job.notebook_sha``). For bulk inserts
+    of job rows (``insert(Job)``), which set ``notebook_sha`` themselves; ``Job(notebook=...)`` calls it."""
     now = utcnow()
+    by_sha = {notebook_sha(t): t for t in texts}
     rows = [{"sha256": sha, "text": text, "size": len(text.encode("utf-8", "surrogatepass")), "used_at": now}
-            for sha, text in texts.items()]
+            for sha, text in by_sha.items()]
+    if not rows:
+        return []
     dialect = session.get_bind().dialect.name
     if dialect in ("postgresql", "sqlite"):
         # An upsert: a notebook stored already is only marked used now (two replicas submitting the same
@@ -243,5 +251,6 @@ def _store_notebooks(session: Session, _ctx, _instances) -> None:
         session.execute(stmt.on_conflict_do_update(index_elements=["sha256"], set_={"used_at": stmt.excluded.used_at}),
                         rows)
     else:
-        have = set(session.execute(select(Notebook.sha256).where(Notebook.sha256.in_(list(texts)))).scalars())
+        have = set(session.execute(select(Notebook.sha256).where(Notebook.sha256.in_(list(by_sha)))).scalars())
         session.execute(Notebook.__table__.insert(), [r for r in rows if r["sha256"] not in have])
+    return list(by_sha)

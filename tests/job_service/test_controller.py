@@ -27,6 +27,7 @@ from job_runner.db import (
     JobEvent,
     Lease,
     open_database,
+    store_notebooks,
     utcnow,
 )
 from job_runner.db.ops import transition
@@ -330,9 +331,10 @@ def test_a_big_pass_runs_off_the_event_loop(env):
     ctl = env.controller(max_admissions_per_tick=500)
     now = utcnow()
     with env.db.session() as s:
+        sha = store_notebooks(s, ["{}"])[0]  # a bulk insert stores its one notebook itself
         s.execute(Job.__table__.insert(), [
             {"name": "j", "user": "alice", "tenant": "team-a", "profile": "cpu", "priority": "normal",
-             "state": QUEUED, "notebook": "{}", "parameters": {}, "request": {"kind": "cpu", "cpu_milli": 10,
+             "state": QUEUED, "notebook_sha": sha, "parameters": {}, "request": {"kind": "cpu", "cpu_milli": 10,
              "memory_mib": 10}, "attempt": 0, "created_at": now, "updated_at": now, "cancel_requested": 0,
              "enqueued": 0, "retry_on": [], "max_retries": 0} for _ in range(10_000)])
     threads = set()
