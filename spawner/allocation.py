@@ -171,7 +171,14 @@ class Allocator:
         body = {"user": user, "tenant": tenant, "profile": profile, "server_name": server_name,
                 "wait": self.hold_s if self.wait_for_gpu else False}
         # The service may hold the answer a while (it waits for its next scheduling pass, up to ~30 s).
-        code, data = await self.client.create_allocation(body, timeout=self.client.timeout + 45)
+        request = asyncio.ensure_future(self.client.create_allocation(body, timeout=self.client.timeout + 45))
+        try:
+            code, data = await asyncio.shield(request)
+        except asyncio.CancelledError:
+            # Cancelled (a DELETE of the pending spawn) while the service was answering: the row exists, or
+            # will in a moment, and only its answer says which; take it and give it back.
+            await asyncio.shield(self._give_back_answer(request))
+            raise
         if code not in (200, 201):
             raise AllocationRefused(code if 400 <= code < 500 else 502,
                                     f"Cannot start a server with profile {profile!r} for tenant {tenant!r}: "
@@ -197,6 +204,14 @@ class Allocator:
                 on_update(None)
             raise AllocationRefused(409, f"allocation ended as {allocation.get('state')!r}")
         return allocation
+
+    async def _give_back_answer(self, request: asyncio.Future) -> None:
+        try:
+            code, data = await request
+        except Exception:  # noqa: BLE001 - no answer: the service's reconciliation frees the row
+            return
+        if code in (200, 201) and isinstance(data, dict):
+            await self.release(data)
 
     async def release(self, allocation: dict | None) -> bool:
         """Give the slice back; True when it is gone (a 404 means it already was)."""

@@ -312,7 +312,10 @@ class Jobs:
         handles = await self.ctl.in_worker(self.db_handles, ids)
         for job_id in ids:
             if handles.get(job_id) is not None:
-                await self.ctl.executor.cancel(handles[job_id])
+                try:
+                    await self.ctl.executor.cancel(handles[job_id])
+                except Exception as e:  # noqa: BLE001 - requeued anyway; a run left over is found by reconcile
+                    self.log.warning("job %s: stopping the preempted run failed: %s", job_id, e)
         await self.ctl.in_worker(self.db_requeue_preempted, ids)
 
     async def adopt(self, active) -> None:

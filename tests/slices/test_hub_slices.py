@@ -183,6 +183,15 @@ def test_cancelled_spawns_waiting_in_line_free_their_places(hub):
         assert r.status_code in (202, 204), r.text
         wait_for(f"carol's cancelled {name} to give its place back",
                  lambda: not [a for a in allocations(h, "carol") if a["server_name"] == name], 30, h)
+    # cancelled at once, while the service may still be holding its answer to POST allocations (the
+    # spawner does not know the id yet): the answer is awaited and the slice given back
+    r = spawn(h, "carol", "w3", "team-d", "gpu-1")
+    assert r.status_code == 202, r.text
+    r = h.api("DELETE", "users/carol/servers/w3")
+    assert r.status_code in (202, 204), r.text
+    wait_for("carol's w3 spawn to end", lambda: not server_of(h, "carol", "w3"), 30, h)
+    wait_for("carol's at-once cancelled w3 to give its place back",
+             lambda: not [a for a in allocations(h, "carol") if a["server_name"] == "w3"], 30, h)
     assert allocations(h, "carol") == []
     # and carol is not refused a server afterwards
     assert spawn(h, "carol", "c", "team-d", "cpu").status_code in (201, 202)
