@@ -36,7 +36,10 @@ def quick_service(tmp_path, db_url, deployment_path, name="svc", jobs_dir=None, 
     # tests/isolation's; restarts and adoption are the same code in both modes)
     cfg = {"Controller": {"tick_interval_s": 0.1, "lease_ttl_s": 2}, "Isolation": {"mode": "single-user"},
            "LocalExecutor": {"runner_command": [PYTHON, "-S", os.path.join(HERE, "quick_runner.py")],
-                             "lost_after_s": 5, "kill_grace_s": 1}}
+                             "lost_after_s": 5, "kill_grace_s": 1,
+                             # jobs get an allow-listed environment, not the service's: the runs log by name
+                             "extra_env": {"AISTACK_TEST_RUNS_LOG": str(tmp_path / "runs.log"),
+                                           "AISTACK_TEST_RUN_MAX_S": str(run_max_s)}}}
     if jobs_dir:
         cfg["AIStackService"] = {"jobs_dir": str(jobs_dir)}
     svc = ServiceProcess(str(d), db_url, deployment_path, config=cfg)
