@@ -144,11 +144,11 @@ class APIHandler(RequestHandler):
         return groups
 
     # -------------------------------------------------------------------- input
-    def _raw_body(self) -> bytes:
+    def _raw_body(self, what: str = "the body") -> bytes:
         body = self.request.body or b""
         limit = self.services.ctx.max_body_bytes
         if len(body) > limit:
-            raise APIError(413, "too_large", f"the body is too large ({mib(len(body))} > {mib(limit)}, "
+            raise APIError(413, "too_large", f"{what} is too large ({mib(len(body))} > {mib(limit)} limit, "
                            "AIStackService.max_body_bytes)")
         ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if ctype.startswith("multipart/"):

@@ -26,7 +26,8 @@ class PodInputHandler(PodHandler):
 
 class PodOutputHandler(PodHandler):
     async def put(self, job_id):
-        await self.services.pods.output(job_id, self.token, self._raw_body())
+        # "output too large (N MiB > M MiB limit)": what the pod reports, not a time-out
+        await self.services.pods.output(job_id, self.token, self._raw_body("output"))
         self.write_json(OK)
 
 

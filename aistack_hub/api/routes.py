@@ -17,6 +17,7 @@ from .jobs import (
 )
 from .openapi import openapi_spec
 from .pod import PodInputHandler, PodOutputHandler, PodProgressHandler, PodResultHandler
+from .retention import RetentionHandler
 from .tenants import ProfilesHandler, TenantHandler, ViewHandler
 
 
@@ -64,5 +65,6 @@ def api_handlers(prefix: str, settings) -> list:
         (api + "inventory", ViewHandler, {**kw, "view": "inventory"}),
         (api + "profiles", ProfilesHandler, kw),
         (api + "me", ViewHandler, {**kw, "view": "me"}),
+        (api + "retention", RetentionHandler, kw),
         (api + r".*", NotFoundHandler),
     ]
