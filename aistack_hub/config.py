@@ -72,6 +72,8 @@ KNOWN_CLASSES = {
     "AIStackHub": "aistack_hub.hubconfig",
     "AIStackService": "aistack_hub.service",
     "Controller": "job_runner.controller",
+    "JobRetention": "job_runner.controller.retention",
+    "Limits": "aistack_hub.services.limits",
     "Application": "traitlets.config",
     "LocalExecutor": "job_runner.executors.local",
     "KubernetesExecutor": "job_runner.executors.kubernetes",

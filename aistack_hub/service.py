@@ -31,6 +31,7 @@ from aistack_hub.config import apply_config_file
 from aistack_hub.services import notebooks
 from aistack_hub.services.bundle import Services
 from aistack_hub.services.context import ServiceContext
+from aistack_hub.services.limits import Limits
 from aistack_hub.services.offload import Offload
 from aistack_hub.services.reconcile import HubServers, HubUnavailable
 from job_runner.controller import Controller
@@ -168,6 +169,7 @@ class AIStackService(Application):
             db=self.db, controller=self.controller, deployment=self.deployment, executor=self.executor,
             offload=self.offload, max_body_bytes=self.max_body_bytes, notebook_root=self.notebook_root,
             validate_kernels=self.validate_kernels, job_token_secret=self.job_token_secret, jobs_dir=self.jobs_dir,
+            limits=Limits(parent=self),
         ))
         self.hub_auth = self._make_hub_auth()
         if self.hub_auth is not None and self.hub_auth.api_token:

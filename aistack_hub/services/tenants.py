@@ -208,7 +208,7 @@ class TenantService:
 
     def _inventory_db(self, ident: Identity) -> dict:
         admin_of = self.ctx.admin_tenants(ident)
-        by_gpu = defaultdict(list)
+        by_gpu, used = defaultdict(list), defaultdict(int)
         with self.ctx.db.read() as s:
             rows = [("job", r.id, r.tenant, r.user, r.assignment) for r in
                     s.query(Job.id, Job.tenant, Job.user, Job.assignment).filter(Job.state.in_(ACTIVE_STATES))]
@@ -218,20 +218,25 @@ class TenantService:
         for kind, wid, tenant, user, a in rows:
             if not a:
                 continue
+            # least disclosure: other tenants' workloads only for platform admins (their capacity in used_milli)
             shown = ident.is_admin or tenant in admin_of or user == ident.name
             indices = [a["mig"][0]] if a.get("mig") else list(a.get("gpu_indices") or [])
             for i in indices:
-                by_gpu[(a.get("node"), int(i))].append({
-                    "id": f"{kind}-{wid}", "kind": kind, "tenant": tenant, "user": user if shown else None,
-                    "gpu_milli": a.get("gpu_milli"), "mig": a.get("mig")})
+                used[(a.get("node"), int(i))] += min(1000, a.get("gpu_milli") or 1000)
+                if shown:
+                    by_gpu[(a.get("node"), int(i))].append({
+                        "id": f"{kind}-{wid}", "kind": kind, "tenant": tenant, "user": user,
+                        "gpu_milli": a.get("gpu_milli"), "mig": a.get("mig")})
         nodes = [{"name": n.name, "healthy": n.healthy, "cpu_milli": n.cpu_milli, "memory_mib": n.memory_mib,
                   "gpus": [{"index": g.index, "model": g.model, "memory_mib": g.memory_mib, "uuid": g.uuid,
-                            "healthy": n.healthy, "workloads": by_gpu.get((n.name, g.index), [])} for g in n.gpus]}
+                            "healthy": n.healthy, "used_milli": min(1000, used.get((n.name, g.index), 0)),
+                            "workloads": by_gpu.get((n.name, g.index), [])} for g in n.gpus]}
                  for n in self.ctx.deployment.inventory.nodes]
         return {"source": self.ctx.deployment.inventory_source, "nodes": nodes}
 
     async def inventory(self, ident: Identity) -> dict:
-        """Nodes and GPUs with their workloads (whose user only where ``ident`` may see it)."""
+        """Nodes and GPUs, how much of each is in use, and the workloads ``ident`` may see (all for a platform
+        admin; a tenant admin's tenant; a member's own)."""
         return await self._io(self._inventory_db, ident)
 
     # -------------------------------------------------------------------------- profiles, me
