@@ -72,8 +72,8 @@ async def gather(ep: Endpoints, token: str) -> dict:
         if e.status != 403:
             raise
         inventory = {}  # tenant admins may not see the whole pool
-    queued = (await call(ep.api, token, "GET", "jobs", query={"state": "queued", "limit": 500}))["jobs"]
-    running = (await call(ep.api, token, "GET", "jobs", query={"state": "running", "limit": 500}))["jobs"]
+    queued = await job_pages(ep, token, "queued")
+    running = await job_pages(ep, token, "running")
     tenants = [normalise_tenant(t) for t in tenants]
     props: dict = {}
     groups = await hub_groups(ep, props)
@@ -129,6 +129,17 @@ async def service_facts(ep: Endpoints, token: str) -> dict:
         "retention": await _optional(ep, token, "retention"),
         "health": health,
     }
+
+
+async def job_pages(ep: Endpoints, token: str, state: str, page: int = 100, most: int = 2000) -> list:
+    """``GET jobs`` in ``state``, following ``next`` (pages of ``page``: within any ``Limits.max_page_size``
+    a deployment sets), at most ``most`` jobs (the page shows a queue, not an archive)."""
+    data = await call(ep.api, token, "GET", "jobs", query={"state": state, "limit": page})
+    jobs = list(data.get("jobs") or [])
+    while data.get("next") and len(jobs) < most:
+        data = await call(ep.api, token, "GET", "jobs?" + data["next"])
+        jobs += data.get("jobs") or []
+    return jobs[:most]
 
 
 async def hub_paged(ep: Endpoints, path: str) -> list:
