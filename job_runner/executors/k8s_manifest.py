@@ -1,6 +1,7 @@
 """The batch/v1 Job manifest of one attempt of a notebook job (KubernetesExecutor), and its labels."""
 from __future__ import annotations
 
+import base64
 import math
 
 from job_runner.binding.kube import LABEL_PREFIX, dns_label, label_value
@@ -74,6 +75,10 @@ def job_manifest(ex, job: JobSpec, assignment: dict | None) -> dict:
         "containers": [container],
         **kslice.pod_spec_fields(),
     }
+    if ex.node_selector:
+        pod_spec["nodeSelector"] = {**ex.node_selector, **pod_spec.get("nodeSelector", {})}
+    if ex.tolerations:
+        pod_spec["tolerations"] = [*pod_spec.get("tolerations", []), *ex.tolerations]
     if ex.home_volume_claim_template:
         claim = ex.home_volume_claim_template.replace("{username}", dns_label(job.user))
         pod_spec["volumes"] = [{"name": "home", "persistentVolumeClaim": {"claimName": claim}}]
@@ -96,4 +101,21 @@ def job_manifest(ex, job: JobSpec, assignment: dict | None) -> dict:
         "metadata": {"name": name, "namespace": ex.namespace_of(job), "labels": labels,
                      "annotations": dict(kslice.annotations)},
         "spec": spec,
+    }
+
+
+def token_secret_manifest(ex, handle: dict, token: str) -> dict:
+    """The per-job token as a Secret owned by the attempt's Job (garbage-collected with it); the pod
+    reads it as AISTACK_JOB_TOKEN (an env var, not a mounted service-account token)."""
+    return {
+        "metadata": {
+            "name": handle["name"],
+            "namespace": handle["namespace"],
+            "labels": {MANAGED_BY_LABEL: "aistack", INSTANCE_LABEL: label_value(ex.instance),
+                       JOB_ID_LABEL: str(handle["job_id"])},
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": handle["name"],
+                                 "uid": handle["uid"], "blockOwnerDeletion": False}],
+        },
+        "type": "Opaque",
+        "data": {"token": base64.b64encode(token.encode()).decode()},
     }

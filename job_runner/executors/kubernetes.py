@@ -12,7 +12,6 @@ Client: ``kubernetes_asyncio`` (as kubespawner), with plain-dict manifests.
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import time
 
@@ -25,7 +24,8 @@ from job_runner.run_notebook import read_json as _read_json
 
 from . import runfiles
 from .base import FAILED, ExecState, Executor, JobSpec
-from .k8s_manifest import ATTEMPT_LABEL, CONTAINER_NAME, INSTANCE_LABEL, JOB_ID_LABEL, MANAGED_BY_LABEL, job_manifest
+from .k8s_manifest import (ATTEMPT_LABEL, CONTAINER_NAME, INSTANCE_LABEL, JOB_ID_LABEL, MANAGED_BY_LABEL, job_manifest,
+                           token_secret_manifest)
 from .k8s_status import CLUSTER_REASONS, finished, state_of
 
 
@@ -86,6 +86,9 @@ class KubernetesExecutor(Executor):
         help="""A pod that stays unschedulable, or cannot pull its image, this long fails its job
         (reason Unschedulable / ImagePullBackOff) instead of waiting forever.""",
     )
+    node_selector = Dict({}, config=True,
+        help="nodeSelector added to every job pod's (e.g. a pool of job nodes); the slice's own selector wins.")
+    tolerations = List([], config=True, help="Tolerations added to every job pod's (e.g. of a tainted job pool).")
     extra_pod_labels = Dict({}, config=True, help="Extra labels on job pods.")
     extra_pod_annotations = Dict({}, config=True, help="Extra annotations on job pods.")
     jobs_dir = Unicode(
@@ -223,19 +226,7 @@ class KubernetesExecutor(Executor):
         from kubernetes_asyncio.client.exceptions import ApiException
 
         _, core = await self._apis()
-        token = job_token(self.token_key(), handle["job_id"], handle["attempt"])
-        secret = {
-            "metadata": {
-                "name": handle["name"],
-                "namespace": handle["namespace"],
-                "labels": {MANAGED_BY_LABEL: "aistack", INSTANCE_LABEL: label_value(self.instance),
-                           JOB_ID_LABEL: str(handle["job_id"])},
-                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": handle["name"],
-                                     "uid": handle["uid"], "blockOwnerDeletion": False}],
-            },
-            "type": "Opaque",
-            "data": {"token": base64.b64encode(token.encode()).decode()},
-        }
+        secret = token_secret_manifest(self, handle, job_token(self.token_key(), handle["job_id"], handle["attempt"]))
         try:
             await core.create_namespaced_secret(handle["namespace"], secret, _request_timeout=self.request_timeout_s)
         except ApiException as e:

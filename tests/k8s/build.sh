@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds (or reuses) the binaries of the test control plane, cached outside the repo by version:
 #   $AISTACK_K8S_CACHE (default ~/.cache/aistack-k8s)/
-#     k8s-<K8S_VERSION>/bin/{kube-apiserver,kube-controller-manager,kube-scheduler,kubectl,etcd}
+#     k8s-<K8S_VERSION>/bin/{kube-apiserver,kube-controller-manager,kube-scheduler,kubectl,etcd,kubelet}
 #     kwok-<KWOK_VERSION>/bin/kwok
 #     helm-<HELM_VERSION>/bin/helm
 # Kubernetes is built from the wrapper module tests/k8s/cmd (requires k8s.io/kubernetes and
@@ -66,10 +66,10 @@ go_install() {  # go_install NAME DIR MODULE_PATH@VERSION
 }
 
 # Order: what the fixture needs first, the biggest link first (it shares most packages).
-targets="${*:-kube-apiserver etcd kwok kubectl kube-controller-manager kube-scheduler helm}"
+targets="${*:-kube-apiserver etcd kwok kubectl kube-controller-manager kube-scheduler kubelet helm}"
 for target in $targets; do
   case "$target" in
-    kube-apiserver|kube-controller-manager|kube-scheduler|kubectl)
+    kube-apiserver|kube-controller-manager|kube-scheduler|kubectl|kubelet)
       build_k8s "$target" "k8s.io/kubernetes/cmd/$target" ;;
     etcd) build_k8s etcd ./etcd ;;
     kwok) go_install kwok "$kwok_bin" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" ;;

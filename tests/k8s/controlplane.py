@@ -95,7 +95,7 @@ def binary_paths() -> dict[str, Path]:
     """Where build.sh puts each binary."""
     v = read_versions()
     k8s = cache_dir() / f"k8s-{v['K8S_VERSION']}" / "bin"
-    names = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+    names = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet")
     paths = {name: k8s / name for name in names}
     paths["kwok"] = cache_dir() / f"kwok-{v['KWOK_VERSION']}" / "bin" / "kwok"
     paths["helm"] = cache_dir() / f"helm-{v['HELM_VERSION']}" / "bin" / "helm"
@@ -155,6 +155,10 @@ class Certificates:
         self._signed("controller-manager", "/CN=system:kube-controller-manager", "clientAuth")
         self._signed("scheduler", "/CN=system:kube-scheduler", "clientAuth")
         self._signed("kwok", "/O=system:masters/CN=kwok", "clientAuth")
+        # The API server's identity towards kubelets (logs, exec, port-forward), as kubeadm's
+        # apiserver-kubelet-client; kwok's and the real node's kubelet serving certificates are
+        # signed by the same CA, which the API server checks (--kubelet-certificate-authority).
+        self._signed("apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client", "clientAuth")
         _openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "sa.key", cwd=self.dir)
         _openssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=self.dir)
         return self
@@ -275,6 +279,7 @@ class ControlPlane:
         self.components: list[Component] = []
         self.kubeconfig: Path | None = None
         self.server: str | None = None
+        self.certs: Certificates | None = None  # the CA: a real node (tests/k8s/node.py) signs its certificates with it
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -290,7 +295,7 @@ class ControlPlane:
 
     def _start(self, timeout: float) -> None:
         wd = self.workdir
-        certs = Certificates(wd / "pki").create()
+        certs = self.certs = Certificates(wd / "pki").create()
         logs = wd / "logs"
         logs.mkdir(exist_ok=True)
         etcd_port, etcd_peer, api_port, cm_port, sched_port, kwok_port = (free_port() for _ in range(6))
@@ -333,8 +338,12 @@ class ControlPlane:
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             # The loopback address may not appear in the `kubernetes` Service's endpoints.
             "--endpoint-reconciler-type=none",
-            # Reach the "kubelet" (kwok) at the node's InternalIP, 127.0.0.1, for pod logs.
+            # Reach the kubelet (kwok's, at 127.0.0.1, or a real node's) at the node's InternalIP, for
+            # pod logs, with a client certificate, verifying the kubelet's serving certificate.
             "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-certificate-authority={p['ca.crt']}",
+            f"--kubelet-client-certificate={certs.path('apiserver-kubelet-client.crt')}",
+            f"--kubelet-client-key={certs.path('apiserver-kubelet-client.key')}",
             "--allow-privileged=true", "--profiling=false", "--v=1",
         ], logs / "kube-apiserver.log", f"https://127.0.0.1:{api_port}/readyz", admin_ctx)
         controller_manager = Component("kube-controller-manager", [

@@ -1,0 +1,3 @@
+module aistack.local/pause
+
+go 1.25.0

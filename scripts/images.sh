@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# Build AIStack's container images from this checkout, with no registry and no container daemon:
+#   bash scripts/images.sh [--import CONTAINERD_SOCKET] [pause] [job]      (default: all images)
+#
+#   pause  the pods' sandbox image: a static Go binary (images/pause), one layer
+#   job    the job / single-user image, three layers: the Debian base (mmdebstrap, images/versions.env);
+#          the Python environment (/opt/aistack: papermill, ipykernel, JupyterLab, JupyterHub... every
+#          dependency of our wheel, pinned by images/job/constraints.txt; user jovyan 1000:100); our
+#          wheel, built from this checkout. A code change rebuilds only the last layer (seconds).
+#
+# The wheels are downloaded on the host (pip wheel) and installed offline in a chroot (which has no
+# network of its own) on an overlayfs over the layers below, whose upper folder becomes the next layer.
+# Archives (OCI image layout + Docker's manifest.json: ctr import, docker load, skopeo copy
+# oci-archive:...) are cached in $AISTACK_IMAGES_CACHE (default ~/.cache/aistack-images) under a hash
+# of their inputs: an unchanged checkout rebuilds nothing. Build times go to <cache>/build-times.log.
+# Last lines on stdout: AISTACK_<NAME>_IMAGE=<reference> and AISTACK_<NAME>_ARCHIVE=<path> per image.
+# --import loads each archive into that containerd (namespace k8s.io, the one the kubelet uses).
+# Needs root (mmdebstrap --mode=root, overlay mounts, chroot), go, mmdebstrap (scripts/setup.d/50-k8s.sh).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+# shellcheck disable=SC1091
+source images/versions.env
+export SOURCE_DATE_EPOCH
+py="$root/.venv/bin/python"; [ -x "$py" ] || py=python3
+GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
+cache="${AISTACK_IMAGES_CACHE:-$HOME/.cache/aistack-images}"
+mkdir -p "$cache"
+log="$cache/build-times.log"
+
+import_to=""
+targets=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --import) import_to="$2"; shift 2 ;;
+    pause|job) targets+=("$1"); shift ;;
+    *) echo "images.sh: unknown argument $1 (images: pause job)" >&2; exit 2 ;;
+  esac
+done
+[ ${#targets[@]} -gt 0 ] || targets=(pause job)
+[ "$(id -u)" = 0 ] || { echo "images.sh: needs root (mmdebstrap --mode=root, overlay mounts, chroot)" >&2; exit 1; }
+
+# One build at a time per cache (two test sessions may start together).
+exec 9>"$cache/.lock"
+flock 9
+
+say() { echo "images.sh: $*" >&2; }
+hash_files() { local f; for f in "$@"; do sha256sum < "$f"; done | sha256sum | cut -c1-16; }  # contents, in order
+timed() {  # timed NAME CMD...: run CMD, append its wall time to the log
+  local name="$1"; shift
+  local start=$SECONDS
+  "$@"
+  echo "$(date -u +%FT%TZ) $name wall_s=$((SECONDS - start))" | tee -a "$log" >&2
+}
+
+mounts=()
+cleanup_mounts() {  # unmount what we mounted, innermost first
+  local i
+  for ((i=${#mounts[@]}-1; i>=0; i--)); do umount -l "${mounts[$i]}" 2>/dev/null || true; done
+  mounts=()
+}
+trap cleanup_mounts EXIT
+
+results=()
+prune() {  # prune PREFIX KEEP: remove superseded builds (an environment is ~1 GB, an archive ~600 MB)
+  local p
+  for p in "$cache/$1"*; do [ "$p" = "$2" ] || rm -rf "$p"; done
+}
+
+build_pause() {
+  local h; h="$(hash_files images/pause/main.go images/pause/go.mod images/pack.py images/versions.env)"
+  local ref="$IMAGE_PREFIX/pause:$h" out="$cache/pause-$h.tar"
+  if [ ! -s "$out" ]; then
+    local tmp; tmp="$(mktemp -d)"
+    mkdir -p "$tmp/layer"
+    (cd images/pause && CGO_ENABLED=0 GOFLAGS=-trimpath "$GO" build -ldflags "-s -w" -o "$tmp/layer/pause" .)
+    timed pause "$py" images/pack.py --out "$out" --name "$ref" --layer "$tmp/layer" \
+      --entrypoint '["/pause"]' --user 65535:65535 >&2
+    rm -rf "$tmp"
+  else
+    say "cached: $out"
+  fi
+  results+=("AISTACK_PAUSE_IMAGE=$ref" "AISTACK_PAUSE_ARCHIVE=$out")
+}
+
+base_dir=""
+build_base() {  # the Debian layer every image starts from: $base_dir/{rootfs/,layer.tar,packages.txt}
+  local h; h="$(hash_files images/versions.env images/pack.py)-$(mmdebstrap --version | tr -dc '0-9.')"
+  base_dir="$cache/base-$h"
+  [ -f "$base_dir/done" ] && { say "cached: $base_dir"; return 0; }
+  rm -rf "$base_dir"; mkdir -p "$base_dir"
+  # essential: dpkg and the Essential: yes packages, no apt in the image; apt's lists and caches are
+  # removed by mmdebstrap itself. SOURCE_DATE_EPOCH makes it reproducible.
+  timed base mmdebstrap --mode=root --variant=essential --include="$BASE_PACKAGES" \
+    --customize-hook='chroot "$1" dpkg-query -W -f="\${Package}=\${Version}\n" > "$1/../packages.txt"' \
+    "$DEBIAN_SUITE" "$base_dir/rootfs" "$DEBIAN_MIRROR" >&2
+  timed base-layer "$py" images/pack.py --layer-only --layer "$base_dir/rootfs" --out "$base_dir/layer.tar"
+  touch "$base_dir/done"
+  prune base- "$base_dir"
+}
+
+overlay() {  # overlay MERGED UPPER WORK LOWER...: mount an overlay with /proc and /dev for a chroot
+  local merged="$1" upper="$2" work="$3"; shift 3
+  local lower; lower="$(IFS=:; echo "$*")"
+  mkdir -p "$merged" "$upper" "$work"
+  mount -t overlay overlay -o "lowerdir=$lower,upperdir=$upper,workdir=$work" "$merged"; mounts+=("$merged")
+  mount -t proc proc "$merged/proc"; mounts+=("$merged/proc")
+  mount --rbind /dev "$merged/dev"; mounts+=("$merged/dev")
+}
+
+# The Python environment layer (/opt/aistack: every dependency of our wheel, pinned, and user jovyan),
+# keyed by the wheel's declared dependencies: changing our code does not rebuild it.
+env_dir=""
+build_env() {  # build_env WHEEL -> $env_dir/{upper/,layer.tar}
+  local whl="$1" tmp; tmp="$(mktemp -d)"
+  "$py" -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); \
+    [sys.stdout.write(l + "\n") for n in z.namelist() if n.endswith(".dist-info/METADATA") \
+     for l in z.read(n).decode().splitlines() if l.startswith(("Requires-Dist", "Requires-Python"))]' "$whl" > "$tmp/deps.txt"
+  local h; h="$(echo "$base_dir $(hash_files "$tmp/deps.txt" images/job/constraints.txt images/pack.py)" | sha256sum | cut -c1-16)"
+  env_dir="$cache/env-$h"
+  if [ -f "$env_dir/done" ]; then say "cached: $env_dir"; rm -rf "$tmp"; return 0; fi
+  rm -rf "$env_dir"; mkdir -p "$env_dir"
+  # Every dependency as a wheel, on the host (the chroot has no network).
+  mkdir -p "$tmp/wheels"
+  timed job-wheels "$py" -m pip wheel -q -w "$tmp/wheels" -c images/job/constraints.txt "$whl" >&2
+  cp images/job/constraints.txt "$tmp/wheels/constraints.txt"
+  local merged="$tmp/merged"
+  overlay "$merged" "$env_dir/upper" "$tmp/work" "$base_dir/rootfs"
+  mkdir -p "$merged/tmp/wheels"
+  mount --bind "$tmp/wheels" "$merged/tmp/wheels"; mounts+=("$merged/tmp/wheels")
+  install_env() {
+    chroot "$merged" /usr/bin/python3 -m venv /opt/aistack
+    # Ours with its dependencies, then ours out again: it is the next layer.
+    chroot "$merged" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root /opt/aistack/bin/pip install -q \
+      --no-index --find-links /tmp/wheels -c /tmp/wheels/constraints.txt --no-cache-dir \
+      --disable-pip-version-check "/tmp/wheels/$(basename "$whl")"
+    chroot "$merged" /opt/aistack/bin/pip uninstall -q -y --disable-pip-version-check aistack-hub
+    # The user of every pod (runAsUser 1000, runAsGroup 100: `users` of Debian's base-files).
+    echo 'jovyan:x:1000:100:AIStack user:/home/jovyan:/bin/bash' >> "$merged/etc/passwd"
+    mkdir -p "$merged/home/jovyan" && chown 1000:100 "$merged/home/jovyan"
+    cp "$base_dir/packages.txt" "$merged/opt/aistack/debian-packages.txt"
+    chroot "$merged" /opt/aistack/bin/pip freeze --disable-pip-version-check > "$merged/opt/aistack/python-packages.txt"
+  }
+  timed job-env install_env
+  cleanup_mounts
+  rm -rf "$env_dir/upper/tmp/wheels"
+  timed job-env-layer "$py" images/pack.py --layer-only --layer "$env_dir/upper" --out "$env_dir/layer.tar"
+  touch "$env_dir/done"
+  prune env- "$env_dir"
+  rm -rf "$tmp"
+}
+
+build_job() {
+  build_base
+  local tmp; tmp="$(mktemp -d)"
+  # Our wheel, from this checkout; its RECORD (a hash of every file in it) keys the image.
+  "$py" -m pip wheel -q --no-deps --no-build-isolation -w "$tmp/ours" . >&2 2>"$tmp/wheel.log" \
+    || { cat "$tmp/wheel.log" >&2; exit 1; }
+  local whl; whl="$(ls "$tmp"/ours/*.whl)"
+  build_env "$whl"
+  "$py" -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); \
+    [sys.stdout.write(z.read(n).decode()) for n in z.namelist() if n.endswith(".dist-info/RECORD")]' "$whl" \
+    | grep -v '/RECORD,' > "$tmp/record.txt"
+  local h; h="$(echo "$env_dir $(hash_files "$tmp/record.txt" images/pack.py scripts/images.sh)" | sha256sum | cut -c1-16)"
+  local version; version="$(basename "$whl" | cut -d- -f2)"
+  local ref="$IMAGE_PREFIX/aistack-job:$version-$h" out="$cache/job-$h.tar"
+  if [ -s "$out" ]; then
+    say "cached: $out"
+  else
+    local merged="$tmp/merged"
+    overlay "$merged" "$tmp/upper" "$tmp/work" "$env_dir/upper" "$base_dir/rootfs"
+    mkdir -p "$merged/tmp/ours"
+    mount --bind "$tmp/ours" "$merged/tmp/ours"; mounts+=("$merged/tmp/ours")
+    timed job-app chroot "$merged" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root /opt/aistack/bin/pip install -q \
+      --no-index --no-deps --no-cache-dir --disable-pip-version-check "/tmp/ours/$(basename "$whl")" >&2
+    cleanup_mounts
+    rm -rf "$tmp/upper/tmp/ours"
+    prune job- ""
+    timed job-pack "$py" images/pack.py --out "$out" --name "$ref" \
+      --layer "$base_dir/layer.tar" --layer "$env_dir/layer.tar" --layer "$tmp/upper" \
+      --user 1000:100 --workdir /home/jovyan \
+      --env PATH=/opt/aistack/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+      --env HOME=/home/jovyan --env PYTHONUNBUFFERED=1 \
+      --entrypoint '["/usr/bin/tini", "--"]' --cmd '["jupyterhub-singleuser"]' \
+      --label "org.opencontainers.image.title=aistack-job" --label "org.opencontainers.image.version=$version" >&2
+  fi
+  rm -rf "$tmp"
+  results+=("AISTACK_JOB_IMAGE=$ref" "AISTACK_JOB_ARCHIVE=$out")
+}
+
+for target in "${targets[@]}"; do "build_$target"; done
+
+if [ -n "$import_to" ]; then
+  for line in "${results[@]}"; do
+    case "$line" in
+      *_ARCHIVE=*) timed "import-$(basename "${line#*=}")" ctr --address "$import_to" -n k8s.io images import "${line#*=}" >&2 ;;
+    esac
+  done
+fi
+printf '%s\n' "${results[@]}"

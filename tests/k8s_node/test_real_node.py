@@ -1,0 +1,190 @@
+"""Real pods on a real node: the job image, a notebook job through the KubernetesExecutor, OOMKilled.
+
+The node is a real kubelet with containerd and runc (tests/k8s/node.py) beside kwok's fake GPU nodes; the
+image is built from this checkout (scripts/images.sh) and imported, never pulled. Only the GPUs stay fake.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+import yaml
+
+from job_runner.executors.k8s_manifest import JOB_ID_LABEL
+from tests.job_service.helpers import ServiceProcess, free_port, make_notebook
+from tests.k8s.controlplane import read_versions
+
+pytestmark = pytest.mark.k8s
+
+TENANT = "team-a"
+NAMESPACE = "aistack-team-a"  # KubernetesExecutor.namespace_template's for the tenant
+
+
+def wait(predicate, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def test_a_real_pod_of_the_job_image_runs_beside_the_fake_gpu_nodes(k8s_control_plane, real_node, images):
+    """Closes: no container ever ran (kwok fakes every pod) and there was no image: a pod of the job image,
+    built from this checkout and imported without a registry, runs on a real kubelet as a non-root user
+    without a service-account token, its log comes through the API server, and kwok's GPU nodes stay Ready."""
+    cp = k8s_control_plane
+    ns = f"node-{uuid.uuid4().hex[:8]}"
+    cp.create_namespace(ns)
+    probe = ("import os, papermill, ipykernel, job_runner.pod; "
+             "print('uid', os.getuid(), 'gid', os.getgid(), 'papermill', papermill.__version__); "
+             "print('token', os.path.exists('/var/run/secrets/kubernetes.io/serviceaccount/token'))")
+    cp.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe", "namespace": ns}, "spec": {
+        "restartPolicy": "Never", "automountServiceAccountToken": False,
+        "nodeSelector": {"kubernetes.io/hostname": real_node.name},
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 100},
+        "containers": [{"name": "probe", "image": images["AISTACK_JOB_IMAGE"], "imagePullPolicy": "Never",
+                        "command": ["python", "-c", probe],
+                        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}]}})
+    pod = wait(lambda: (p := cp.kubectl_json("get", "pod", "probe", "-n", ns))["status"].get("phase")
+               in ("Succeeded", "Failed") and p, 120, "the probe pod to end")
+    assert pod["status"]["phase"] == "Succeeded", json.dumps(pod["status"], indent=1)
+    assert pod["spec"]["nodeName"] == real_node.name
+    log = cp.kubectl("logs", "probe", "-n", ns).stdout  # API server -> the kubelet's TLS endpoint
+    assert "uid 1000 gid 100 papermill" in log and "token False" in log, log
+    nodes = {n["metadata"]["name"]: n for n in cp.kubectl_json("get", "nodes")["items"]}
+    ready = {name for name, n in nodes.items()
+             if {c["type"]: c["status"] for c in n["status"]["conditions"]}.get("Ready") == "True"}
+    assert {real_node.name, "kwok-a100-0", "kwok-a100-mig-0", "kwok-t4-shared-0", "kwok-a30-hami-0"} <= ready
+    info = nodes[real_node.name]["status"]["nodeInfo"]
+    assert info["kubeletVersion"] == read_versions()["K8S_VERSION"]
+    assert info["containerRuntimeVersion"].startswith("containerd://1.")
+    cp.kubectl("delete", "namespace", ns, "--wait=false")
+
+
+@pytest.fixture(scope="module")
+def k8s_service(tmp_path_factory, k8s_control_plane, real_node, images):
+    """The real aistack service with the KubernetesExecutor: Jobs in the tenant's namespace on the real node
+    (the inventory names it, so the slice pins the pod there), pods reporting to the service on the node IP."""
+    cp = k8s_control_plane
+    cp.create_namespace(NAMESPACE)
+    d = tmp_path_factory.mktemp("k8s-service")
+    port = free_port()
+    deployment = {
+        "tenants": [{"name": TENANT}],
+        "profiles": [
+            {"slug": "cpu", "display_name": "CPU", "request": {"kind": "cpu", "cpu_milli": 500, "memory_mib": 512}},
+            {"slug": "small", "display_name": "Small", "request": {"kind": "cpu", "cpu_milli": 250, "memory_mib": 160}},
+        ],
+        "inventory": [{"name": real_node.name, "cpu_milli": 2000, "memory_mib": 4096}],
+    }
+    (d / "deploy.yaml").write_text(yaml.safe_dump(deployment))
+    data = d / "data"
+    db = f"sqlite:///{data / 'aistack.sqlite'}"
+    config = {"KubernetesExecutor": {
+        "kubeconfig": str(cp.kubeconfig), "image": images["AISTACK_JOB_IMAGE"], "image_pull_policy": "Never",
+        "service_url": f"http://{real_node.ip}:{port}/services/aistack/api/", "create_namespaces": False,
+        "pending_timeout_s": 120.0}}
+    # 0.0.0.0: pods reach the service through their bridge's gateway at the node IP.
+    svc = ServiceProcess(str(data), db, str(d / "deploy.yaml"), port=port, config=config, extra_args=(
+        "--executor=job_runner.executors.kubernetes.KubernetesExecutor", "--ip=0.0.0.0",
+        "--AIStackService.validate_kernels=False"))
+    svc.start(timeout=60)
+    try:
+        yield {"svc": svc, "db": db, "data": data}
+    finally:
+        svc.stop()
+
+
+def submit(db_url: str, notebook: dict, profile: str, request: dict, parameters: dict | None = None) -> int:
+    """A job row as POST jobs writes it (the service's controller admits it and starts its Kubernetes Job)."""
+    from job_runner.db import Job, open_database
+
+    db = open_database(db_url)
+    try:
+        with db.session() as s:
+            row = Job(name=f"real-{profile}", user="alice", tenant=TENANT, profile=profile,
+                      notebook=json.dumps(notebook), parameters=parameters or {}, kernel_name="python3",
+                      request=request)
+            s.add(row)
+            s.flush()
+            return row.id
+    finally:
+        db.engine.dispose()
+
+
+def job_row(db_url: str, job_id: int) -> dict:
+    from job_runner.db import Job, open_database
+
+    db = open_database(db_url)
+    try:
+        with db.session() as s:
+            row = s.get(Job, job_id)
+            return {"state": row.state, "failure": row.failure, "attempt": row.attempt}
+    finally:
+        db.engine.dispose()
+
+
+def run_job(cp, service, notebook, profile, request, parameters=None, timeout=240):
+    """Submit, follow the pod (polling every 0.2 s) and wait for the job's end. Returns (row, pod, timings)."""
+    job_id = submit(service["db"], notebook, profile, request, parameters)
+    seen, phases = None, {}
+
+    def final():
+        nonlocal seen
+        pods = cp.kubectl_json("get", "pods", "-n", NAMESPACE, "-l", f"{JOB_ID_LABEL}={job_id}")["items"]
+        if pods:
+            seen = seen or time.monotonic()
+            phases.setdefault(pods[-1]["status"].get("phase"), time.monotonic())
+        row = job_row(service["db"], job_id)
+        return row if row["state"] in ("succeeded", "failed", "cancelled") else None
+
+    row = wait(final, timeout, f"job {job_id} to end (service log: {service['svc'].log_path})")
+    pods = cp.kubectl_json("get", "pods", "-n", NAMESPACE, "-l", f"{JOB_ID_LABEL}={job_id}")["items"]
+    assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
+    timings = {"seen_to_" + k.lower(): round(v - seen, 2) for k, v in phases.items() if seen}
+    return job_id, row, pods[0], timings
+
+
+def test_a_notebook_job_runs_in_a_real_pod_and_sends_its_output_back(k8s_control_plane, real_node, k8s_service):
+    """Closes: "Run as job" never ran in a pod: through the KubernetesExecutor a batch/v1 Job's real pod
+    runs papermill on the real node, as non-root without a service-account token, sends its output and log
+    back to the service, and its container log comes through the API server. Prints pod create -> Succeeded."""
+    cp = k8s_control_plane
+    nb = make_notebook("import os\nprint('in the pod as', os.getuid(), greeting * 2)", params="greeting = 'hello'")
+    job_id, row, pod, timings = run_job(cp, k8s_service, nb, "cpu",
+                                        {"kind": "cpu", "cpu_milli": 500, "memory_mib": 512}, {"greeting": "bonjour"})
+    assert row["state"] == "succeeded", (row, k8s_service["svc"].log_tail())
+    assert pod["spec"]["nodeName"] == real_node.name and pod["status"]["phase"] == "Succeeded"
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert not [v for v in pod["spec"].get("volumes", []) if v["name"].startswith("kube-api-access")]
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert pod["spec"]["containers"][0]["imagePullPolicy"] == "Never"
+    attempt = k8s_service["data"] / "jobs" / str(job_id) / f"attempt-{row['attempt']}"
+    out = json.loads((attempt / "output.ipynb").read_text())
+    printed = "".join("".join(o.get("text", "")) for c in out["cells"] for o in c.get("outputs", []))
+    assert "in the pod as 1000 bonjourbonjour" in printed  # the parameter, injected by papermill in the pod
+    assert "bonjourbonjour" in (k8s_service["data"] / "jobs" / str(job_id) / "job.log").read_text()
+    log = cp.kubectl("logs", pod["metadata"]["name"], "-n", NAMESPACE).stdout  # through the API server
+    assert "bonjourbonjour" in log, log
+    created = pod["metadata"]["creationTimestamp"]
+    finished = pod["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"]
+    print(f"\nreal notebook pod: created {created} finished {finished}; observed (0.2 s polls) {timings}")
+
+
+def test_a_notebook_over_its_memory_limit_comes_back_oomkilled(k8s_control_plane, real_node, k8s_service):
+    """Closes: OOMKilled was only ever faked: a notebook that allocates 1 GiB under a 160 MiB limit is killed
+    by the kernel's OOM killer in a real cgroup, and the job fails as the local path says, 'out of memory'
+    (class kernel_died, reason OOMKilled)."""
+    cp = k8s_control_plane
+    nb = make_notebook("blob = b'x' * (1024 ** 3)\nprint(len(blob))", params="n = 1")
+    job_id, row, pod, _ = run_job(cp, k8s_service, nb, "small", {"kind": "cpu", "cpu_milli": 250, "memory_mib": 160})
+    assert row["state"] == "failed", row
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["memory"] == "160Mi"
+    fail = row["failure"]
+    assert fail["class"] == "kernel_died" and fail["reason"] == "OOMKilled", fail
+    assert "out of memory" in fail["message"], fail
