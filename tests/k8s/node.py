@@ -13,11 +13,8 @@ chains deleted, the kubepods cgroups removed and the sysctls the kubelet and the
 """
 from __future__ import annotations
 
-import glob
 import json
 import os
-import shlex
-import shutil
 import signal
 import subprocess
 import time
@@ -26,18 +23,12 @@ from pathlib import Path
 import yaml
 
 from tests.k8s.controlplane import Component, ControlPlane, StartFailed, binary_paths, free_port
+from tests.k8s.hoststate import HostState
 
-# Set by the kubelet (panic settings, overcommit) and the bridge plugin (forwarding): restored on stop.
-SYSCTLS = ("kernel.panic", "kernel.panic_on_oops", "vm.overcommit_memory", "net.ipv4.ip_forward")
 CNI_BIN_DIR = "/usr/lib/cni"
 HOST_TOOLS = {"containerd": "/usr/bin/containerd", "containerd-shim-runc-v2": "/usr/bin/containerd-shim-runc-v2",
               "runc": "/usr/sbin/runc", "ctr": "/usr/bin/ctr", "bridge CNI plugin": f"{CNI_BIN_DIR}/bridge",
               "host-local CNI plugin": f"{CNI_BIN_DIR}/host-local", "loopback CNI plugin": f"{CNI_BIN_DIR}/loopback"}
-# Where runtimes mount things that do not live in our work dir.
-FOREIGN_MOUNT_ROOTS = ("/run/netns", "/var/run/netns", "/run/containerd")
-# Fixed paths outside the work dir: the kubelet's device-plugin socket folder, go-cni's result cache,
-# containerd's shim sockets (/run/containerd/s), the network namespaces. Removed if we created them.
-FOREIGN_DIRS = ("/var/lib/kubelet", "/var/lib/cni", "/run/containerd", "/run/netns")
 
 
 class NodeUnavailable(RuntimeError):
@@ -75,24 +66,6 @@ def node_ip() -> str:
     raise NodeUnavailable("no non-loopback IPv4 address on this machine for the node's InternalIP")
 
 
-def _sysctl_path(name: str) -> Path:
-    return Path("/proc/sys") / name.replace(".", "/")
-
-
-def _mounts() -> list[str]:
-    targets = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            targets.append(line.split()[4].replace("\\040", " "))
-    return targets
-
-
-def _iptables_save() -> str:
-    if not shutil.which("iptables-save"):
-        return ""
-    return subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
-
-
 class RealNode:
     """One real node ``name`` joined to ``cp`` (a started ControlPlane). Use start()/stop() or ``with``."""
 
@@ -108,14 +81,14 @@ class RealNode:
         self.ip = node_ip()
         self.components: list[Component] = []
         self.sock = self.workdir / "containerd" / "containerd.sock"
-        self._before: dict = {}
+        self.host = HostState(self.workdir, bridge)
         self.import_seconds: dict[str, float] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self, timeout: float = 120) -> "RealNode":
         started = time.monotonic()
-        self._snapshot_host()
+        self.host.record()
         try:
             self._start(timeout)
         except BaseException:
@@ -123,17 +96,6 @@ class RealNode:
             raise
         self.startup_seconds = time.monotonic() - started
         return self
-
-    def _snapshot_host(self) -> None:
-        self._before = {
-            "sysctls": {n: _sysctl_path(n).read_text().strip() for n in SYSCTLS if _sysctl_path(n).exists()},
-            "mounts": set(_mounts()),
-            "bridge": Path(f"/sys/class/net/{self.bridge}").exists(),
-            "iptables": _iptables_save(),
-            "cgroups": {p for p in glob.glob("/sys/fs/cgroup/*/kubepods")},
-            "dirs": {d for d in FOREIGN_DIRS if os.path.lexists(d)},
-            "netns": set(glob.glob("/run/netns/*")),
-        }
 
     def _start(self, timeout: float) -> None:
         wd = self.workdir
@@ -306,21 +268,7 @@ state = "{wd / 'state'}"
         for component in reversed(self.components):
             component.stop()
         self.components.clear()
-        self._kill_leftovers()
-        self._remove_cgroups(problems)
-        self._unmount(problems)
-        if not self._before.get("bridge", True) and Path(f"/sys/class/net/{self.bridge}").exists():
-            subprocess.run(["ip", "link", "delete", self.bridge], capture_output=True)
-        self._remove_iptables_chains(problems)
-        for name, value in self._before.get("sysctls", {}).items():
-            try:
-                if _sysctl_path(name).read_text().strip() != value:
-                    _sysctl_path(name).write_text(value)
-            except OSError as e:
-                problems.append(f"sysctl {name}: {e}")
-        for d in FOREIGN_DIRS:
-            if self._before and d not in self._before["dirs"] and not os.path.ismount(d):
-                shutil.rmtree(d, ignore_errors=True)
+        problems += self.host.restore(self.sock)
         if self.cp.kubeconfig is not None and self.cp.components:
             self.cp.kubectl("delete", "node", self.name, "--ignore-not-found", check=False)
         return problems
@@ -332,86 +280,47 @@ state = "{wd / 'state'}"
         for task in tasks:
             self.ctr("tasks", "delete", "--force", task, check=False, timeout=30)
 
-    def _kill_leftovers(self) -> None:
-        """The shims of our containerd (they outlive it by design) and anything left in kubepods."""
-        for proc in glob.glob("/proc/[0-9]*/cmdline"):
-            try:
-                cmd = Path(proc).read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if cmd and cmd[0].endswith(b"containerd-shim-runc-v2") and str(self.sock).encode() in cmd:
-                try:
-                    os.kill(int(proc.split("/")[2]), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        for procs in glob.glob("/sys/fs/cgroup/pids/kubepods/**/cgroup.procs", recursive=True):
-            for pid in Path(procs).read_text().split():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-
-    def _remove_cgroups(self, problems: list[str]) -> None:
-        for top in glob.glob("/sys/fs/cgroup/*/kubepods"):
-            if top in self._before.get("cgroups", set()):
-                continue
-            dirs = sorted((d for d, _, _ in os.walk(top)), key=len, reverse=True)
-            deadline = time.monotonic() + 10
-            for d in dirs:
-                while True:
-                    try:
-                        os.rmdir(d)
-                        break
-                    except FileNotFoundError:
-                        break
-                    except OSError as e:  # busy while the last killed processes exit
-                        if time.monotonic() > deadline:
-                            problems.append(f"cgroup {d}: {e}")
-                            break
-                        time.sleep(0.1)
-
-    def _unmount(self, problems: list[str]) -> None:
-        roots = (str(self.workdir), *FOREIGN_MOUNT_ROOTS)
-        new = [m for m in _mounts() if m not in self._before.get("mounts", set())
-               and any(m == r or m.startswith(r + "/") for r in roots)]
-        for target in sorted(set(new), key=len, reverse=True):
-            r = subprocess.run(["umount", "-l", target], capture_output=True, text=True)
-            if r.returncode != 0 and os.path.ismount(target):
-                problems.append(f"umount {target}: {r.stderr.strip()}")
-        for ns in set(glob.glob("/run/netns/cni-*")) - self._before.get("netns", set()):
-            try:
-                os.unlink(ns)
-            except OSError as e:
-                problems.append(f"netns {ns}: {e}")
-
-    def _remove_iptables_chains(self, problems: list[str]) -> None:
-        """Delete CNI-*/KUBE-* chains (and the rules jumping to them) that were not there before."""
-        before = self._before.get("iptables", "")
-        after = _iptables_save()
-        if after == before:
-            return
-        old = {line for line in before.splitlines()}
-        table = None
-        rules, chains = [], []
-        for line in after.splitlines():
-            if line.startswith("*"):
-                table = line[1:]
-            elif line in old:
-                continue
-            elif line.startswith(":") and line[1:].startswith(("CNI-", "KUBE-")):
-                chains.append((table, line[1:].split()[0]))
-            elif line.startswith(("-A CNI-", "-A KUBE-")) or " -j CNI-" in line or " -j KUBE-" in line:
-                rules.append((table, line))
-        for table, line in rules:
-            subprocess.run(["iptables", "-t", table, "-D", *shlex.split(line)[1:]], capture_output=True)
-        for table, chain in chains:
-            subprocess.run(["iptables", "-t", table, "-F", chain], capture_output=True)
-            r = subprocess.run(["iptables", "-t", table, "-X", chain], capture_output=True, text=True)
-            if r.returncode != 0:
-                problems.append(f"iptables -t {table} -X {chain}: {r.stderr.strip()}")
-
     def __enter__(self) -> "RealNode":
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """``python -m tests.k8s.node up`` (from the repository root): a control plane, kwok's GPU nodes and one real node with our images,
+    until Ctrl-C; then everything stopped and the host restored."""
+    import argparse
+    import sys
+
+    from tests.k8s.controlplane import REPO
+
+    parser = argparse.ArgumentParser(description=_main.__doc__)
+    parser.add_argument("cmd", choices=["up"])
+    parser.add_argument("--workdir", type=Path, help="keep state and logs here (default: a temp dir, removed)")
+    args = parser.parse_args(argv)
+    built = subprocess.run(["bash", str(REPO / "scripts" / "images.sh")], capture_output=True, text=True)
+    if built.returncode != 0:
+        print(built.stderr[-4000:], file=sys.stderr)
+        return 1
+    images = dict(line.split("=", 1) for line in built.stdout.split() if line.startswith("AISTACK_"))
+    with ControlPlane(workdir=args.workdir, keep_workdir=args.workdir is not None) as cp:
+        node = RealNode(cp, images["AISTACK_PAUSE_IMAGE"], images["AISTACK_PAUSE_ARCHIVE"])
+        try:
+            node.start()
+            node.import_image(images["AISTACK_JOB_ARCHIVE"])
+            print(f"real node {node.name} ({node.ip}) Ready beside the kwok nodes; job image {images['AISTACK_JOB_IMAGE']}")
+            print(f"export KUBECONFIG={cp.kubeconfig}")
+            print(f"logs: {cp.workdir / 'logs'} {node.workdir / 'logs'}   (Ctrl-C stops it)")
+            sys.stdout.flush()
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        finally:
+            problems = node.stop()
+            if problems:
+                print("not restored: " + "; ".join(problems), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
