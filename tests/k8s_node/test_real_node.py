@@ -19,7 +19,19 @@ from tests.k8s.controlplane import read_versions
 pytestmark = pytest.mark.k8s
 
 TENANT = "team-a"
+FIGURES: dict[str, float] = {}  # pod create -> Succeeded (s, API timestamps) of this session's runs
 NAMESPACE = "aistack-team-a"  # KubernetesExecutor.namespace_template's for the tenant
+
+
+def pod_seconds(pod: dict) -> float:
+    """creationTimestamp -> the container's finishedAt, in seconds (the API's 1 s resolution)."""
+    import datetime
+
+    def ts(text):
+        return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
+
+    finished = pod["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"]
+    return (ts(finished) - ts(pod["metadata"]["creationTimestamp"])).total_seconds()
 
 
 def wait(predicate, timeout: float, what: str, interval: float = 0.2):
@@ -171,9 +183,36 @@ def test_a_notebook_job_runs_in_a_real_pod_and_sends_its_output_back(k8s_control
     assert "bonjourbonjour" in (k8s_service["data"] / "jobs" / str(job_id) / "job.log").read_text()
     log = cp.kubectl("logs", pod["metadata"]["name"], "-n", NAMESPACE).stdout  # through the API server
     assert "bonjourbonjour" in log, log
-    created = pod["metadata"]["creationTimestamp"]
-    finished = pod["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"]
-    print(f"\nreal notebook pod: created {created} finished {finished}; observed (0.2 s polls) {timings}")
+    FIGURES["executor"] = pod_seconds(pod)
+    print(f"\nnotebook job pod create -> Succeeded: {FIGURES['executor']:.0f} s; observed (0.2 s polls) {timings}")
+
+
+def test_the_same_notebook_with_papermill_directly_in_the_same_image(k8s_control_plane, real_node, images):
+    """Closes: no figure for the job system's overhead in a real pod: the same notebook run by papermill
+    directly in a pod of the same image and size, for the ratio executor / direct (issue 11: <= 1.3)."""
+    cp = k8s_control_plane
+    ns = f"direct-{uuid.uuid4().hex[:8]}"
+    cp.create_namespace(ns)
+    nb = make_notebook("import os\nprint('in the pod as', os.getuid(), greeting * 2)", params="greeting = 'hello'")
+    script = (f"import json, papermill; open('/tmp/in.ipynb', 'w').write(json.dumps({nb!r})); "
+              "papermill.execute_notebook('/tmp/in.ipynb', '/tmp/out.ipynb', parameters={'greeting': 'bonjour'}, "
+              "kernel_name='python3', progress_bar=False); print(open('/tmp/out.ipynb').read())")
+    size = {"cpu": "500m", "memory": "512Mi"}  # the "cpu" profile of the executor's job
+    cp.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "direct", "namespace": ns}, "spec": {
+        "restartPolicy": "Never", "automountServiceAccountToken": False,
+        "nodeSelector": {"kubernetes.io/hostname": real_node.name},
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 100},
+        "containers": [{"name": "direct", "image": images["AISTACK_JOB_IMAGE"], "imagePullPolicy": "Never",
+                        "command": ["python", "-c", script], "resources": {"requests": size, "limits": size}}]}})
+    pod = wait(lambda: (p := cp.kubectl_json("get", "pod", "direct", "-n", ns))["status"].get("phase")
+               in ("Succeeded", "Failed") and p, 120, "the direct papermill pod to end")
+    assert pod["status"]["phase"] == "Succeeded", json.dumps(pod["status"], indent=1)
+    assert "in the pod as 1000 bonjourbonjour" in cp.kubectl("logs", "direct", "-n", ns).stdout
+    direct = pod_seconds(pod)
+    ratio = f"{FIGURES['executor'] / direct:.2f}" if "executor" in FIGURES and direct else "n/a"
+    print(f"\npapermill directly: pod create -> Succeeded {direct:.0f} s; executor job {FIGURES.get('executor')} s;"
+          f" ratio {ratio}")
+    cp.kubectl("delete", "namespace", ns, "--wait=false")
 
 
 def test_a_notebook_over_its_memory_limit_comes_back_oomkilled(k8s_control_plane, real_node, k8s_service):
