@@ -110,6 +110,8 @@ def k8s_service(tmp_path_factory, k8s_control_plane, real_node, images):
         yield {"svc": svc, "db": db, "data": data}
     finally:
         svc.stop()
+        # The control plane is the session's: later folders must not find this folder's Jobs.
+        cp.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=90s", check=False, timeout=120)
 
 
 def submit(db_url: str, notebook: dict, profile: str, request: dict, parameters: dict | None = None) -> int:
