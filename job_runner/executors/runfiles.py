@@ -16,10 +16,6 @@ import os
 # only through open_regular (no symbolic link to a secret, no FIFO that blocks a thread).
 from job_runner.binding.sandbox import open_regular
 
-# An attempt's folder may belong to the job's account (LocalExecutor in accounts mode): read its files
-# only through open_regular (no symbolic link to a secret, no FIFO that blocks a thread).
-from job_runner.binding.sandbox import open_regular
-
 
 def job_dir(jobs_dir: str, job_id) -> str:
     return os.path.join(jobs_dir, str(int(job_id)))

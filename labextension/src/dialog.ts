@@ -23,6 +23,8 @@ import { waitText } from './jobs';
 export interface ITenantInfo {
   name: string;
   admin?: boolean;
+  /** Whether the user holds the tenant's grant for each priority (GET me); the emergency grant includes high. */
+  high?: boolean;
   emergency?: boolean;
 }
 
@@ -339,10 +341,11 @@ export class RunJobForm extends Widget implements Dialog.IBodyWidget<IJobRequest
     const tenant = this.options.tenants.find(t => t.name === this.tenantSelect.value);
     const current = this.prioritySelect.value || this.options.initial?.priority || 'normal';
     this.prioritySelect.textContent = '';
-    const opts = [
-      { value: 'normal', label: trans.__('normal') },
-      { value: 'high', label: trans.__('high') }
-    ];
+    // only the priorities the user holds a grant for: others would be refused (403) after Submit
+    const opts = [{ value: 'normal', label: trans.__('normal') }];
+    if (tenant?.high || tenant?.emergency) {
+      opts.push({ value: 'high', label: trans.__('high') });
+    }
     if (tenant?.emergency) {
       opts.push({ value: 'emergency', label: trans.__('emergency (jumps the queue)') });
     }

@@ -44,7 +44,7 @@ def test_run_as_job_in_chromium(lab_hub, ana):
     assert [p[0] for p in res["formParams"]] == ["greeting", "repeat", "scale", "loud"], res["formParams"]
     assert dict((p[0], p[1]) for p in res["formParams"])["repeat"] == "int"
     assert "free now" in res["profileSummary"], res["profileSummary"]
-    assert "emergency" in res["priorities"], res["priorities"]
+    assert "emergency" in res["priorities"] and "high" in res["priorities"], res["priorities"]
     assert "whole number" in res["invalidMessage"] and res["submitDisabledWhenInvalid"] is True, res
     assert res["submitDisabledWhenValid"] is False
     assert res["submitNotification"] and "browser-demo" in res["submitNotification"], res
