@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Build AIStack's container images from this checkout, with no registry and no container daemon:
-#   bash scripts/images.sh [--import CONTAINERD_SOCKET] [pause] [job]      (default: all images)
+#   bash scripts/images.sh [--import CONTAINERD_SOCKET] [pause] [job] [platform]   (default: all images)
 #
 #   pause  the pods' sandbox image: a static Go binary (images/pause), one layer
 #   job    the job / single-user image, three layers: the Debian base (mmdebstrap, images/versions.env);
 #          the Python environment (/opt/aistack: papermill, ipykernel, JupyterLab, JupyterHub... every
 #          dependency of our wheel, pinned by images/job/constraints.txt; user jovyan 1000:100); our
 #          wheel, built from this checkout. A code change rebuilds only the last layer (seconds).
+#   platform  the hub, proxy and service image: the job image's three layers plus Debian's nodejs
+#          (images/delta.py) and configurable-http-proxy (CHP_VERSION, from the host's npm install).
 #
 # The wheels are downloaded on the host (pip wheel) and installed offline in a chroot (which has no
 # network of its own) on an overlayfs over the layers below, whose upper folder becomes the next layer.
@@ -21,6 +23,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 # shellcheck disable=SC1091
 source images/versions.env
+# shellcheck disable=SC1091
+source images/platform.env
 export SOURCE_DATE_EPOCH
 py="$root/.venv/bin/python"; [ -x "$py" ] || py=python3
 GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
@@ -33,11 +37,11 @@ targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --import) import_to="$2"; shift 2 ;;
-    pause|job) targets+=("$1"); shift ;;
-    *) echo "images.sh: unknown argument $1 (images: pause job)" >&2; exit 2 ;;
+    pause|job|platform) targets+=("$1"); shift ;;
+    *) echo "images.sh: unknown argument $1 (images: pause job platform)" >&2; exit 2 ;;
   esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(pause job)
+[ ${#targets[@]} -gt 0 ] || targets=(pause job platform)
 [ "$(id -u)" = 0 ] || { echo "images.sh: needs root (mmdebstrap --mode=root, overlay mounts, chroot)" >&2; exit 1; }
 
 # One build at a time per cache (two test sessions may start together).
@@ -150,10 +154,12 @@ build_env() {  # build_env WHEEL -> $env_dir/{upper/,layer.tar}
   rm -rf "$tmp"
 }
 
-build_job() {
+app_dir="" app_ref_tag=""
+build_app() {  # our wheel's layer over the environment -> $app_dir/layer.tar; $app_ref_tag = VERSION-HASH
+  [ -n "$app_dir" ] && return 0  # built already in this run (job and platform share it)
   build_base
   local tmp; tmp="$(mktemp -d)"
-  # Our wheel, from this checkout; its RECORD (a hash of every file in it) keys the image.
+  # Our wheel, from this checkout; its RECORD (a hash of every file in it) keys the layer.
   "$py" -m pip wheel -q --no-deps --no-build-isolation -w "$tmp/ours" . >&2 2>"$tmp/wheel.log" \
     || { cat "$tmp/wheel.log" >&2; exit 1; }
   local whl; whl="$(ls "$tmp"/ours/*.whl)"
@@ -163,10 +169,11 @@ build_job() {
     | grep -v '/RECORD,' > "$tmp/record.txt"
   local h; h="$(echo "$env_dir $(hash_files "$tmp/record.txt" images/pack.py scripts/images.sh)" | sha256sum | cut -c1-16)"
   local version; version="$(basename "$whl" | cut -d- -f2)"
-  local ref="$IMAGE_PREFIX/aistack-job:$version-$h" out="$cache/job-$h.tar"
-  if [ -s "$out" ]; then
-    say "cached: $out"
+  app_ref_tag="$version-$h" app_dir="$cache/app-$h"
+  if [ -f "$app_dir/done" ]; then
+    say "cached: $app_dir"
   else
+    rm -rf "$app_dir"; mkdir -p "$app_dir"
     local merged="$tmp/merged"
     overlay "$merged" "$tmp/upper" "$tmp/work" "$env_dir/upper" "$base_dir/rootfs"
     mkdir -p "$merged/tmp/ours"
@@ -175,17 +182,102 @@ build_job() {
       --no-index --no-deps --no-cache-dir --disable-pip-version-check "/tmp/ours/$(basename "$whl")" >&2
     cleanup_mounts
     rm -rf "$tmp/upper/tmp/ours"
-    prune job- ""
-    timed job-pack "$py" images/pack.py --out "$out" --name "$ref" \
-      --layer "$base_dir/layer.tar" --layer "$env_dir/layer.tar" --layer "$tmp/upper" \
-      --user 1000:100 --workdir /home/jovyan \
-      --env PATH=/opt/aistack/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-      --env HOME=/home/jovyan --env PYTHONUNBUFFERED=1 \
-      --entrypoint '["/usr/bin/tini", "--"]' --cmd '["jupyterhub-singleuser"]' \
-      --label "org.opencontainers.image.title=aistack-job" --label "org.opencontainers.image.version=$version" >&2
+    "$py" images/pack.py --layer-only --layer "$tmp/upper" --out "$app_dir/layer.tar"
+    touch "$app_dir/done"
+    prune app- "$app_dir"
   fi
   rm -rf "$tmp"
+}
+
+IMAGE_ENV=(--env PATH=/opt/aistack/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+           --env HOME=/home/jovyan --env PYTHONUNBUFFERED=1)
+
+build_job() {
+  build_app
+  local h="${app_ref_tag##*-}"
+  local ref="$IMAGE_PREFIX/aistack-job:$app_ref_tag" out="$cache/job-$h.tar"
+  if [ -s "$out" ]; then
+    say "cached: $out"
+  else
+    prune job- ""
+    timed job-pack "$py" images/pack.py --out "$out" --name "$ref" \
+      --layer "$base_dir/layer.tar" --layer "$env_dir/layer.tar" --layer "$app_dir/layer.tar" \
+      --user 1000:100 --workdir /home/jovyan "${IMAGE_ENV[@]}" \
+      --entrypoint '["/usr/bin/tini", "--"]' --cmd '["jupyterhub-singleuser"]' \
+      --label "org.opencontainers.image.title=aistack-job" --label "org.opencontainers.image.version=${app_ref_tag%%-*}" >&2
+  fi
   results+=("AISTACK_JOB_IMAGE=$ref" "AISTACK_JOB_ARCHIVE=$out")
+}
+
+# Node.js (Debian's, PLATFORM_PACKAGES) as one layer: mmdebstrap of the base packages plus these, minus
+# the base rootfs (images/delta.py). Keyed by the base and images/platform.env, so built once.
+node_dir=""
+build_node() {
+  build_base
+  local h; h="$(echo "$base_dir $(hash_files images/platform.env images/delta.py images/pack.py)" | sha256sum | cut -c1-16)"
+  node_dir="$cache/node-$h"
+  [ -f "$node_dir/done" ] && { say "cached: $node_dir"; return 0; }
+  rm -rf "$node_dir"; mkdir -p "$node_dir"
+  timed node-rootfs mmdebstrap --mode=root --variant=essential --include="$BASE_PACKAGES,$PLATFORM_PACKAGES" \
+    "$DEBIAN_SUITE" "$node_dir/rootfs" "$DEBIAN_MIRROR" >&2
+  timed node-delta "$py" images/delta.py "$base_dir/rootfs" "$node_dir/rootfs" "$node_dir/upper"
+  mkdir -p "$node_dir/upper/opt"
+  chroot "$node_dir/rootfs" dpkg-query -W -f='${Package}=${Version}\n' > "$node_dir/upper/opt/platform-debian-packages.txt"
+  rm -rf "$node_dir/rootfs"
+  "$py" images/pack.py --layer-only --layer "$node_dir/upper" --out "$node_dir/layer.tar"
+  touch "$node_dir/done"
+  prune node- "$node_dir"
+}
+
+# configurable-http-proxy from the host's npm install (pure JavaScript: no native module), pinned by
+# CHP_VERSION; /usr/local/bin/configurable-http-proxy links to it.
+chp_dir=""
+build_chp() {
+  local src; src="$(npm root -g 2>/dev/null)/configurable-http-proxy"
+  [ -f "$src/package.json" ] || src="$root/node_modules/configurable-http-proxy"
+  [ -f "$src/package.json" ] || { echo "images.sh: configurable-http-proxy is not installed on this host:" \
+    "npm install -g configurable-http-proxy@$CHP_VERSION (scripts/setup.d/20-node.sh)" >&2; exit 1; }
+  local have; have="$("$py" -c 'import json, sys; print(json.load(open(sys.argv[1]))["version"])' "$src/package.json")"
+  [ "$have" = "$CHP_VERSION" ] || { echo "images.sh: the host has configurable-http-proxy $have, images/platform.env" \
+    "pins $CHP_VERSION: npm install -g configurable-http-proxy@$CHP_VERSION" >&2; exit 1; }
+  if find "$src" -name '*.node' | grep -q .; then
+    echo "images.sh: $src has native modules (built for the host's node): not copied" >&2; exit 1
+  fi
+  local h; h="$( (cd "$src" && find . -type f -print0 | sort -z | xargs -0 sha256sum; sha256sum < "$root/images/pack.py") | sha256sum | cut -c1-16)"
+  chp_dir="$cache/chp-$h"
+  [ -f "$chp_dir/done" ] && { say "cached: $chp_dir"; return 0; }
+  rm -rf "$chp_dir"; mkdir -p "$chp_dir/upper/usr/local/lib/node_modules" "$chp_dir/upper/usr/local/bin"
+  cp -a "$src" "$chp_dir/upper/usr/local/lib/node_modules/configurable-http-proxy"
+  chown -R 0:0 "$chp_dir/upper"
+  ln -s ../lib/node_modules/configurable-http-proxy/bin/configurable-http-proxy \
+    "$chp_dir/upper/usr/local/bin/configurable-http-proxy"
+  "$py" images/pack.py --layer-only --layer "$chp_dir/upper" --out "$chp_dir/layer.tar"
+  touch "$chp_dir/done"
+  prune chp- "$chp_dir"
+}
+
+# The platform image: the hub, the proxy and the aistack service (the chart runs all three from it with
+# different commands). The job image's three layers (which already hold JupyterHub, kubespawner and our
+# package) plus Node.js and configurable-http-proxy: one image instead of three, since they would share
+# every layer but the last two anyway.
+build_platform() {
+  build_app
+  build_node
+  build_chp
+  local h; h="$(echo "$app_dir $node_dir $chp_dir" | sha256sum | cut -c1-16)"
+  local ref="$IMAGE_PREFIX/aistack-platform:${app_ref_tag%%-*}-$h" out="$cache/platform-$h.tar"
+  if [ -s "$out" ]; then
+    say "cached: $out"
+  else
+    prune platform- ""
+    timed platform-pack "$py" images/pack.py --out "$out" --name "$ref" \
+      --layer "$base_dir/layer.tar" --layer "$env_dir/layer.tar" --layer "$app_dir/layer.tar" \
+      --layer "$node_dir/layer.tar" --layer "$chp_dir/layer.tar" \
+      --user 1000:100 --workdir /srv "${IMAGE_ENV[@]}" \
+      --entrypoint '["/usr/bin/tini", "--"]' --cmd '["jupyterhub"]' \
+      --label "org.opencontainers.image.title=aistack-platform" --label "org.opencontainers.image.version=${app_ref_tag%%-*}" >&2
+  fi
+  results+=("AISTACK_PLATFORM_IMAGE=$ref" "AISTACK_PLATFORM_ARCHIVE=$out")
 }
 
 for target in "${targets[@]}"; do "build_$target"; done
