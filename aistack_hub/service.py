@@ -12,6 +12,8 @@ tenants/profiles/inventory data; ``aistack_hub.config``), and command-line flags
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -21,7 +23,7 @@ from urllib.parse import urlparse
 
 from tornado import web
 from tornado.httpserver import HTTPServer
-from traitlets import Bool, Float, Integer, Unicode, default
+from traitlets import Bool, CaselessStrEnum, Float, Integer, Unicode, default
 from traitlets.config import Application, catch_config_error
 
 from aistack_hub.metrics import HealthHandler, MetricsHandler
@@ -108,6 +110,20 @@ class AIStackService(Application):
     @default("job_token_secret")
     def _job_token_secret_default(self):
         return _env("AISTACK_JOB_TOKEN_SECRET")
+    cookie_secret = Unicode(help="""Key of the admin page's signed cookies (its login and the OAuth state
+        of a login in progress): every replica must have the same one, else a login started on one replica
+        fails on another. Default: $AISTACK_COOKIE_SECRET, else derived from job_token_secret (which the
+        chart's Secret already shares between replicas).""").tag(config=True)
+
+    @default("cookie_secret")
+    def _cookie_secret_default(self):
+        return _env("AISTACK_COOKIE_SECRET")
+
+    run_files = CaselessStrEnum(["auto", "files", "database"], "auto", help="""Where what job pods send (output
+        notebooks, logs, progress, results) is kept: 'files' (jobs_dir, one process's folder), 'database' (the
+        table run_files, read by every replica: the cluster deployment), 'auto': the database when it is
+        PostgreSQL (replicas) and the executor runs jobs in pods, else files. The LocalExecutor's jobs always
+        write their own files.""").tag(config=True)
     run_scheduler = Bool(True, help="Take part in the leader election and run the scheduling loop.").tag(config=True)
     hub_token_is_admin = Bool(True, help="Treat the service's own API token as the hub (admin).").tag(config=True)
     shutdown_grace_s = Float(5.0, help="Seconds to finish requests on SIGTERM.").tag(config=True)
@@ -163,13 +179,14 @@ class AIStackService(Application):
         self.db = open_database(self.db_url)
         seed_tenants(self.db, self.deployment.tenants)
         self.executor = self._make_executor()
+        run_files = self._make_run_files()
         self.controller = Controller(self.db, self.deployment, self.executor, parent=self)
         self.offload = Offload(self.io_threads, self.notebook_workers)
         self.services = Services(ServiceContext(
             db=self.db, controller=self.controller, deployment=self.deployment, executor=self.executor,
             offload=self.offload, max_body_bytes=self.max_body_bytes, notebook_root=self.notebook_root,
             validate_kernels=self.validate_kernels, job_token_secret=self.job_token_secret, jobs_dir=self.jobs_dir,
-            limits=Limits(parent=self),
+            run_files=run_files, limits=Limits(parent=self),
         ))
         self.hub_auth = self._make_hub_auth()
         if self.hub_auth is not None and self.hub_auth.api_token:
@@ -190,6 +207,23 @@ class AIStackService(Application):
             kwargs["jobs_dir"] = self.jobs_dir
         return klass(**kwargs)
 
+    def _make_run_files(self):
+        """The run-file store (``run_files``), given to the executor too (it reads what pods sent)."""
+        from job_runner.db.runfiles import DBRunFiles
+        from job_runner.executors.runfiles import FileRunFiles
+
+        pods = "run_files" in self.executor.trait_names()
+        use_db = self.run_files == "database" or (self.run_files == "auto" and self.db.is_postgres and pods)
+        store = DBRunFiles(self.db) if use_db else FileRunFiles(self.jobs_dir)
+        if pods:
+            self.executor.run_files = store
+        return store
+
+    def _cookie_key(self) -> bytes:
+        if self.cookie_secret:
+            return self.cookie_secret.encode()
+        return hmac.new(self.job_token_secret.encode(), b"aistack admin cookies", hashlib.sha256).digest()
+
     def _make_hub_auth(self):
         if not os.environ.get("JUPYTERHUB_API_URL"):
             self.log.warning("JUPYTERHUB_API_URL is not set: only the hub token is accepted")
@@ -207,7 +241,7 @@ class AIStackService(Application):
         ]
         handlers += self._admin_handlers(prefix)
         handlers += api_handlers(prefix, self.api_settings)
-        settings = {"hub_auth": self.hub_auth, "cookie_secret": secrets.token_bytes(32),
+        settings = {"hub_auth": self.hub_auth, "cookie_secret": self._cookie_key(),
                     # the admin page reads through this service's own API, on its own address
                     "aistack_api_base": f"http://{self._own_host()}:{self.port}{prefix}api/",
                     "service_prefix": prefix, "xsrf_cookies": False,
@@ -218,11 +252,10 @@ class AIStackService(Application):
         return "127.0.0.1" if self.ip in ("", "0.0.0.0") else ("[::1]" if self.ip == "::" else self.ip)
 
     def _admin_handlers(self, prefix):
-        from jupyterhub.services.auth import HubOAuthCallbackHandler
-
         from aistack_hub import admin
+        from aistack_hub.admin.oauth import OAuthCallbackHandler
 
-        return [(prefix + "oauth_callback", HubOAuthCallbackHandler)] + [
+        return [(prefix + "oauth_callback", OAuthCallbackHandler)] + [
             (prefix + pattern, *rest) for pattern, *rest in admin.handlers]
 
     def _log_request(self, handler):

@@ -11,10 +11,11 @@ import os
 from urllib.parse import quote
 
 import jinja2
-from jupyterhub.services.auth import HubOAuth, HubOAuthenticated
+from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
 from .data import APIError, Endpoints, call, gather, gpu_hours_svg, whoami
+from .oauth import SharedStateHubOAuth
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(HERE, "templates")), autoescape=True)
@@ -38,10 +39,9 @@ class AdminBase(HubOAuthenticated, web.RequestHandler):
 
     @property
     def hub_auth(self):
-        # The OAuth state lives in the HubOAuth object's memory, and JupyterHub's HubOAuthCallbackHandler
-        # (mounted at oauth_callback) uses the HubOAuth singleton: use the same one, or the redirect back
-        # to this page after login is lost.
-        return HubOAuth.instance()
+        # The callback (oauth_callback, admin.oauth.OAuthCallbackHandler) uses this singleton too; its
+        # login state travels in the signed state, so any replica completes a login another began.
+        return SharedStateHubOAuth.instance()
 
     @hub_auth.setter
     def hub_auth(self, value):  # HubOAuthenticated's initialize may set it

@@ -40,6 +40,7 @@ class ServiceContext:
     notebook_root: str = ""  # template with {user}: where path submissions are read ('' = not allowed)
     validate_kernels: bool = True
     jobs_dir: str = ""
+    run_files: object = None  # the run-file store pods write to and outputs are read from (AIStackService.run_files)
     job_token_secret: str = ""
     limits: Limits = field(default_factory=Limits)  # the API's limits (docs/limits.md)
     followers: dict = field(default_factory=dict)  # user -> log streams open now (Limits.max_log_followers_per_user)

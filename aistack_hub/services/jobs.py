@@ -18,7 +18,6 @@ from sqlalchemy import or_, update
 
 from job_runner.db import ACTIVE_STATES, CANCELLED, FINAL_STATES, QUEUED, Job, JobEvent, TenantRow, utcnow
 from job_runner.db.ops import iso, transition
-from job_runner.executors import runfiles
 from job_runner.executors.base import JobSpec
 from job_runner.failures import CANCELLED as F_CANCELLED
 from job_runner.failures import failure
@@ -187,7 +186,8 @@ class JobService:
         return part
 
     def _open_output(self, spec: JobSpec) -> OutputPart | None:
-        got = runfiles.open_output(self.ctx.jobs_dir, spec.id, spec.attempt)
+        store = self.ctx.run_files
+        got = store.open_output(spec.id, spec.attempt) if store is not None else None
         return OutputPart(*got) if got else None
 
     def _state_db(self, job_id: int) -> tuple[str, int]:

@@ -1,19 +1,18 @@
 """What job pods (KubernetesExecutor) send and fetch: input, output, progress/log, result of one attempt.
 
 Auth is the per-job token (``job_runner.pod.check_job_token``), no JupyterHub scope. What a pod sends is
-stored in the layout the LocalExecutor uses (``<jobs_dir>/<id>/job.log``,
-``<jobs_dir>/<id>/attempt-<n>/{output.ipynb,progress.json,result.json}``), where the executor polls it.
+stored in the run-file store (``ServiceContext.run_files``: the folder layout the LocalExecutor uses,
+``<jobs_dir>/<id>/job.log``, ``<id>/attempt-<n>/{output.ipynb,progress.json,result.json}``, or the database,
+which every replica reads), where the executor polls it. A pod may reach any replica.
 """
 from __future__ import annotations
 
 import json
-import os
 import time
 
 from job_runner.db import ACTIVE_STATES, Job, Notebook
 from job_runner.failures import FAILURE_CLASSES, INFRASTRUCTURE, failure
 from job_runner.pod import check_job_token
-from job_runner.run_notebook import write_json_atomic
 
 from . import notebooks
 from .context import ServiceContext
@@ -43,10 +42,14 @@ class PodService:
             raise Conflict(f"job {row.id} is {row.state}", "not_running")
         return row
 
-    def _path(self, row, name: str, attempt: bool = True) -> str:
-        d = os.path.join(self.ctx.jobs_dir, str(row.id), *([f"attempt-{row.attempt}"] if attempt else []))
-        os.makedirs(d, exist_ok=True)
-        return os.path.join(d, name)
+    @property
+    def files(self):
+        if self.ctx.run_files is None:
+            raise Conflict("this service keeps no run files (no jobs_dir, no run-file store)", "no_run_files")
+        return self.ctx.run_files
+
+    def _put_json(self, row, name: str, value: dict) -> None:
+        self.files.put(row.id, row.attempt, name, json.dumps(value).encode())
 
     def _input_db(self, job_id: str, token) -> dict:
         row = self._attempt(job_id, token, active=False)
@@ -59,10 +62,7 @@ class PodService:
         return await self.ctx.offload.io(self._input_db, job_id, token)
 
     def _write_output(self, row, text: str) -> None:
-        path = self._path(row, "output.ipynb")
-        with open(path + ".tmp", "w") as f:
-            f.write(text)
-        os.replace(path + ".tmp", path)
+        self.files.put(row.id, row.attempt, "output.ipynb", text.encode())
 
     async def output(self, job_id: str, token, body: bytes) -> None:
         io = self.ctx.offload.io
@@ -77,19 +77,18 @@ class PodService:
             raise Invalid("'log' must be text")
         if not (_count(cell) and _count(total)):
             raise Invalid("'cell' and 'total' must be non-negative integers")
-        if log is not None:
-            with open(self._path(row, "job.log", attempt=False), "a") as f:
-                f.write(log)
+        if log:
+            self.files.append_log(row.id, log.encode())
         if cell is not None or total is not None:
-            path = self._path(row, "progress.json")
             try:
-                with open(path) as f:
-                    prog = json.load(f)
-            except (OSError, ValueError):
+                prog = json.loads(self.files.get(row.id, row.attempt, "progress.json") or b"null")
+            except ValueError:
+                prog = None
+            if not isinstance(prog, dict):
                 prog = {"cells_done": 0, "first_cell_at": time.time()}
             prog.update({"cells_total": total or prog.get("cells_total", 0), "current_cell": cell,
                          "cells_done": max(prog.get("cells_done", 0), cell or 0), "updated_at": time.time()})
-            write_json_atomic(path, prog)
+            self._put_json(row, "progress.json", prog)
 
     async def progress(self, job_id: str, token, body: dict) -> None:
         await self.ctx.offload.io(self._progress, job_id, token, body)
@@ -101,8 +100,7 @@ class PodService:
             raise Invalid("'ok' (boolean) is required")
         if not ok and (not isinstance(fail, dict) or fail.get("class") not in FAILURE_CLASSES):
             fail = failure(INFRASTRUCTURE, str(fail.get("message") if isinstance(fail, dict) else fail)[:500])
-        write_json_atomic(self._path(row, "result.json"),
-                          {"state": "succeeded"} if ok else {"state": "failed", "failure": fail})
+        self._put_json(row, "result.json", {"state": "succeeded"} if ok else {"state": "failed", "failure": fail})
         self.ctx.controller.wake()
 
     async def result(self, job_id: str, token, body: dict) -> None:

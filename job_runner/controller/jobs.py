@@ -293,19 +293,23 @@ class Jobs:
         rows = await self.ctl.in_worker(self.db_cancel_requests)
         if not rows:
             return
-        active = []
+        active, failed = [], set()
         for row in rows:
             if row.state in (ADMITTED, RUNNING):
                 if row.handle is not None:
                     try:
                         await self.ctl.executor.cancel(row.handle)
                     except Exception as e:  # noqa: BLE001
-                        self.log.warning("job %s: cancel failed: %s", row.id, e)
+                        # Still running (and on its slice): the request stays recorded (cancel_requested 1)
+                        # and the next pass tries again, until the executor's stop succeeds.
+                        self.log.warning("job %s: cancel failed (retried next pass): %s", row.id, e)
+                        failed.add(row.id)
+                        continue
                 active.append((row.id, CANCELLED, failure(F_CANCELLED, "cancelled by request"), None))
         if active:
             await self.finish_many(active, retry=False)
         await self.ctl.in_worker(self.db_cancels_handled, [r.id for r in rows if r.state not in (ADMITTED, RUNNING)],
-                                 [r.id for r in rows])
+                                 [r.id for r in rows if r.id not in failed])
 
     async def preempt(self, ids) -> None:
         """Stop preempted jobs (the core has released their slices), then queue them again."""

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
 )
@@ -170,6 +171,23 @@ class RetentionRun(Base):
     bytes_freed: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     seconds: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class RunFile(Base):
+    """One chunk of a run file of a job (job_runner.db.runfiles: the run files in the database, so that
+    every replica reads what a job pod sent to any of them). ``attempt`` 0 is the job's log (appended in
+    chunks at growing ``pos``); the others are whole files (output.ipynb, progress.json, result.json)
+    cut into chunks of one ``version`` (a replace writes a new version, then drops the old one)."""
+
+    __tablename__ = "run_files"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    pos: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # the chunk's first byte in the file
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
 
 
 class JobEvent(Base):

@@ -12,7 +12,7 @@ Client: ``kubernetes_asyncio`` (as kubespawner), with plain-dict manifests.
 from __future__ import annotations
 
 import asyncio
-import os
+import json
 import time
 
 from traitlets import Any, Bool, Dict, Float, Instance, Int, List, Unicode, default
@@ -20,7 +20,6 @@ from traitlets import Any, Bool, Dict, Float, Instance, Int, List, Unicode, defa
 from job_runner.binding.kube import SliceRenderer, dns_label, label_value
 from job_runner.failures import INFRASTRUCTURE, failure
 from job_runner.pod import job_token
-from job_runner.run_notebook import read_json as _read_json
 
 from . import runfiles
 from .base import FAILED, ExecState, Executor, JobSpec
@@ -98,6 +97,14 @@ class KubernetesExecutor(Executor):
         (<jobs_dir>/<id>/job.log, attempt-<n>/{progress.json,output.ipynb,result.json}); the service
         sets it. Read for progress, the pod's own failure report, the output and the logs.""",
     )
+    run_files = Any(help="""The store of what job pods send (``put``/``get``/``append_log``/``read_log``/
+        ``open_output``/``read_output``, job_runner.executors.runfiles): the service sets it from
+        AIStackService.run_files (the database with replicas). Default: the folder ``jobs_dir``.""")
+
+    @default("run_files")
+    def _run_files_default(self):
+        return runfiles.FileRunFiles(self.jobs_dir) if self.jobs_dir else None
+
     delete_on_cleanup = Bool(False, config=True,
         help="Delete a finished Job at once instead of leaving it to ttlSecondsAfterFinished.")
     renderer = Instance(SliceRenderer, help="Renders slices; configure it as SliceRenderer.")
@@ -313,7 +320,7 @@ class KubernetesExecutor(Executor):
                 INFRASTRUCTURE, "the Job was replaced by another one of the same name", reason="JobReplaced"))
         pods = sorted(pods, key=lambda p: p.metadata.creation_timestamp or 0)
         state = self.state_of(kjob, pods, handle)
-        return self._with_pod_reports(state, handle)
+        return await asyncio.to_thread(self._with_pod_reports, state, handle)
 
     async def _snapshot(self, ns: str):
         """This instance's Jobs and their pods in ``ns``, listed at most every ``poll_snapshot_s``:
@@ -339,19 +346,22 @@ class KubernetesExecutor(Executor):
             self._snapshots[ns] = (time.monotonic(), jobs, pods)
             return jobs, pods
 
-    def _attempt_file(self, job_id, attempt, name: str) -> str:
-        return os.path.join(runfiles.attempt_dir(self.jobs_dir, job_id, attempt), name)
+    def _report(self, handle: dict, name: str) -> dict | None:
+        try:
+            return json.loads(self.run_files.get(handle["job_id"], handle["attempt"], name) or b"null")
+        except ValueError:
+            return None
 
     def _with_pod_reports(self, state: ExecState, handle: dict) -> ExecState:
         """Add what the pod reported through the service (progress; its own failure, which knows the
-        failing cell) to what Kubernetes says. Kubernetes' reason wins where only it can know it."""
-        if not self.jobs_dir or "job_id" not in handle:
+        failing cell) to what Kubernetes says. Kubernetes' reason wins where only it can know it.
+        Blocking (the store's reads): poll calls it in a thread."""
+        if self.run_files is None or "job_id" not in handle:
             return state
-        state.progress = _read_json(self._attempt_file(handle["job_id"], handle["attempt"], "progress.json")) \
-            or state.progress
+        state.progress = self._report(handle, "progress.json") or state.progress
         if state.state == FAILED:
-            reported = (_read_json(self._attempt_file(handle["job_id"], handle["attempt"], "result.json")) or {})
-            fail = reported.get("failure")
+            reported = self._report(handle, "result.json") or {}
+            fail = reported.get("failure") if isinstance(reported, dict) else None
             if isinstance(fail, dict) and fail.get("class") and state.failure.get("reason") not in CLUSTER_REASONS:
                 state.failure = {**fail, "reason": state.failure.get("reason")}
         return state
@@ -360,16 +370,16 @@ class KubernetesExecutor(Executor):
 
     async def read_output(self, job: JobSpec) -> str | None:
         """The output notebook the pod uploaded (the newest attempt that has one)."""
-        if not self.jobs_dir:
+        if self.run_files is None:
             return None
-        return await asyncio.to_thread(runfiles.read_output, self.jobs_dir, job.id, job.attempt)
+        return await asyncio.to_thread(self.run_files.read_output, job.id, job.attempt)
 
     async def read_logs(self, job: JobSpec, offset: int = 0, limit: int = 1 << 20) -> tuple[bytes, int]:
         """The log the pod streamed to the service; else the container log (through the API server)."""
         from kubernetes_asyncio.client.exceptions import ApiException
 
-        if self.jobs_dir:
-            got = await asyncio.to_thread(runfiles.read_log, self.jobs_dir, job.id, offset, limit)
+        if self.run_files is not None:
+            got = await asyncio.to_thread(self.run_files.read_log, job.id, offset, limit)
             if got is not None:
                 return got
         _, core = await self._apis()

@@ -7,10 +7,16 @@ job pods send through the service; docs/jobs.md)::
 
 Reads are blocking file I/O (an output notebook may be 16 MiB and more): executors call them through
 ``asyncio.to_thread`` so that the event loop never waits on a disk.
+
+What job pods send (KubernetesExecutor) goes through a run-file store: ``FileRunFiles`` (this folder, the
+embedded deployment) or ``job_runner.db.runfiles.DBRunFiles`` (the database, which every service replica
+reads: the cluster deployment); both have the interface of ``FileRunFiles``, chosen by
+``AIStackService.run_files`` (docs/kubernetes.md, "Replicas").
 """
 from __future__ import annotations
 
 import os
+import threading
 
 # An attempt's folder may belong to the job's account (LocalExecutor in accounts mode): read its files
 # only through open_regular (no symbolic link to a secret, no FIFO that blocks a thread).
@@ -63,7 +69,10 @@ def open_output(jobs_dir: str, job_id, attempt):
 
 
 def read_at(f, offset: int, length: int) -> bytes:
-    """``length`` bytes of ``f`` from ``offset`` (fewer at its end)."""
+    """``length`` bytes of ``f`` from ``offset`` (fewer at its end); ``f`` an open file, or a store's file
+    with its own ``read_at`` (a version of a file in the database)."""
+    if hasattr(f, "read_at"):
+        return f.read_at(offset, length)
     return os.pread(f.fileno(), length, offset)
 
 
@@ -89,3 +98,46 @@ def read_log(jobs_dir: str, job_id, offset: int = 0, limit: int = 1 << 20) -> tu
     except OSError:
         return None
     return data, offset + len(data)
+
+
+class FileRunFiles:
+    """The run files of jobs in ``jobs_dir`` (the layout above): the store of one service process."""
+
+    kind = "files"
+
+    def __init__(self, jobs_dir: str):
+        self.jobs_dir = jobs_dir
+
+    def _path(self, job_id, attempt, name: str) -> str:
+        d = attempt_dir(self.jobs_dir, job_id, attempt)
+        os.makedirs(d, exist_ok=True)
+        return os.path.join(d, name)
+
+    def put(self, job_id, attempt, name: str, data: bytes) -> None:
+        """Replace a whole file (written aside, then renamed: a reader sees the old or the new one)."""
+        path = self._path(job_id, attempt, name)
+        tmp = f"{path}.tmp{os.getpid()}-{threading.get_ident()}"  # two threads writing at once: two names
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+
+    def get(self, job_id, attempt, name: str) -> bytes | None:
+        try:
+            with open_regular(os.path.join(attempt_dir(self.jobs_dir, job_id, attempt), name), "rb") as f:
+                return f.read()
+        except OSError:
+            return None
+
+    def append_log(self, job_id, data: bytes) -> None:
+        os.makedirs(job_dir(self.jobs_dir, job_id), exist_ok=True)
+        with open(log_path(self.jobs_dir, job_id), "ab") as f:
+            f.write(data)
+
+    def read_log(self, job_id, offset: int = 0, limit: int = 1 << 20) -> tuple[bytes, int] | None:
+        return read_log(self.jobs_dir, job_id, offset, limit)
+
+    def open_output(self, job_id, attempt):
+        return open_output(self.jobs_dir, job_id, attempt)
+
+    def read_output(self, job_id, attempt) -> str | None:
+        return read_output(self.jobs_dir, job_id, attempt)

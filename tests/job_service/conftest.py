@@ -59,7 +59,8 @@ def hub(tmp_path_factory):
         c.Authenticator.allow_all = True
         c.Authenticator.admin_users = {{"root"}}
         c.JupyterHub.services = [
-            {{"name": "aistack", "url": "http://127.0.0.1:{svc_port}", "api_token": "{SERVICE_TOKEN}"}},
+            {{"name": "aistack", "url": "http://127.0.0.1:{svc_port}", "api_token": "{SERVICE_TOKEN}",
+             "oauth_no_confirm": True}},  # as aistack_hub.hubconfig registers it
             {{"name": "tester", "api_token": "{ADMIN_TOKEN}"}},
         ]
         c.JupyterHub.load_roles = [
