@@ -256,6 +256,24 @@ build_chp() {
   prune chp- "$chp_dir"
 }
 
+# The PostgreSQL driver of the hub and the service (psycopg2-binary, pinned by images/job/constraints.txt;
+# not a dependency of our wheel, so not in the environment layer): installed with the host's pip into
+# the image's site-packages (same Python 3.11 as Debian bookworm's; a manylinux wheel, libpq bundled).
+pg_dir=""
+build_pg() {
+  local pin; pin="$(grep -i '^psycopg2-binary==' images/job/constraints.txt)"
+  local h; h="$(echo "$pin $("$py" -c 'import sys; print(sys.version_info[:2])')" | sha256sum | cut -c1-16)"
+  pg_dir="$cache/pg-$h"
+  [ -f "$pg_dir/done" ] && { say "cached: $pg_dir"; return 0; }
+  rm -rf "$pg_dir"; mkdir -p "$pg_dir"
+  timed pg-driver "$py" -m pip install -q --no-deps --no-compile --disable-pip-version-check \
+    --target "$pg_dir/upper/opt/aistack/lib/python3.11/site-packages" "$pin" >&2
+  chown -R 0:0 "$pg_dir/upper"
+  "$py" images/pack.py --layer-only --layer "$pg_dir/upper" --out "$pg_dir/layer.tar"
+  touch "$pg_dir/done"
+  prune pg- "$pg_dir"
+}
+
 # The platform image: the hub, the proxy and the aistack service (the chart runs all three from it with
 # different commands). The job image's three layers (which already hold JupyterHub, kubespawner and our
 # package) plus Node.js and configurable-http-proxy: one image instead of three, since they would share
@@ -264,7 +282,8 @@ build_platform() {
   build_app
   build_node
   build_chp
-  local h; h="$(echo "$app_dir $node_dir $chp_dir" | sha256sum | cut -c1-16)"
+  build_pg
+  local h; h="$(echo "$app_dir $node_dir $chp_dir $pg_dir" | sha256sum | cut -c1-16)"
   local ref="$IMAGE_PREFIX/aistack-platform:${app_ref_tag%%-*}-$h" out="$cache/platform-$h.tar"
   if [ -s "$out" ]; then
     say "cached: $out"
@@ -272,7 +291,7 @@ build_platform() {
     prune platform- ""
     timed platform-pack "$py" images/pack.py --out "$out" --name "$ref" \
       --layer "$base_dir/layer.tar" --layer "$env_dir/layer.tar" --layer "$app_dir/layer.tar" \
-      --layer "$node_dir/layer.tar" --layer "$chp_dir/layer.tar" \
+      --layer "$node_dir/layer.tar" --layer "$chp_dir/layer.tar" --layer "$pg_dir/layer.tar" \
       --user 1000:100 --workdir /srv "${IMAGE_ENV[@]}" \
       --entrypoint '["/usr/bin/tini", "--"]' --cmd '["jupyterhub"]' \
       --label "org.opencontainers.image.title=aistack-platform" --label "org.opencontainers.image.version=${app_ref_tag%%-*}" >&2

@@ -192,3 +192,13 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- fail (printf "%s: db.type %s needs db.urlSecret.name (a Secret holding the URL) or db.url" (index . 2) $db.type) }}
 {{- end }}
 {{- end -}}
+
+{{/* hostNetwork and hostAliases of the hub, proxy and service pods (see values.yaml: hostNetwork) */}}
+{{- define "aistack.podNetwork" -}}
+{{- if .Values.hostNetwork }}
+hostNetwork: true
+{{- end }}
+{{- with .Values.hostAliases }}
+hostAliases: {{ toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
