@@ -120,13 +120,15 @@ build_env() {  # build_env WHEEL -> $env_dir/{upper/,layer.tar}
   "$py" -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); \
     [sys.stdout.write(l + "\n") for n in z.namelist() if n.endswith(".dist-info/METADATA") \
      for l in z.read(n).decode().splitlines() if l.startswith(("Requires-Dist", "Requires-Python"))]' "$whl" > "$tmp/deps.txt"
-  local h; h="$(echo "$base_dir $(hash_files "$tmp/deps.txt" images/job/constraints.txt images/pack.py)" | sha256sum | cut -c1-16)"
+  # With the extras the hub and the service need in a cluster (kubespawner, kubernetes_asyncio, psycopg2).
+  local extras="kubernetes,postgres"
+  local h; h="$(echo "$base_dir $extras $(hash_files "$tmp/deps.txt" images/job/constraints.txt images/pack.py)" | sha256sum | cut -c1-16)"
   env_dir="$cache/env-$h"
   if [ -f "$env_dir/done" ]; then say "cached: $env_dir"; rm -rf "$tmp"; return 0; fi
   rm -rf "$env_dir"; mkdir -p "$env_dir"
   # Every dependency as a wheel, on the host (the chroot has no network).
   mkdir -p "$tmp/wheels"
-  timed job-wheels "$py" -m pip wheel -q -w "$tmp/wheels" -c images/job/constraints.txt "$whl" >&2
+  timed job-wheels "$py" -m pip wheel -q -w "$tmp/wheels" -c images/job/constraints.txt "$whl[$extras]" >&2
   cp images/job/constraints.txt "$tmp/wheels/constraints.txt"
   local merged="$tmp/merged"
   overlay "$merged" "$env_dir/upper" "$tmp/work" "$base_dir/rootfs"
@@ -137,7 +139,7 @@ build_env() {  # build_env WHEEL -> $env_dir/{upper/,layer.tar}
     # Ours with its dependencies, then ours out again: it is the next layer.
     chroot "$merged" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root /opt/aistack/bin/pip install -q \
       --no-index --find-links /tmp/wheels -c /tmp/wheels/constraints.txt --no-cache-dir \
-      --disable-pip-version-check "/tmp/wheels/$(basename "$whl")"
+      --disable-pip-version-check "/tmp/wheels/$(basename "$whl")[$extras]"
     chroot "$merged" /opt/aistack/bin/pip uninstall -q -y --disable-pip-version-check aistack-hub
     # The user of every pod (runAsUser 1000, runAsGroup 100: `users` of Debian's base-files).
     echo 'jovyan:x:1000:100:AIStack user:/home/jovyan:/bin/bash' >> "$merged/etc/passwd"
