@@ -59,7 +59,7 @@ def test_without_root_the_hub_runs_in_single_user_mode_and_says_so():
     """Closes: when the hub cannot switch users it must say so at start and run in an explicit single-user
     mode; 'accounts' without root is a clear start-up error."""
     if os.geteuid() != 0:
-        pytest.skip("needs root to create the unprivileged account it runs the check as")
+        pytest.fail("needs root (as .ci/run and scripts/run.sh run): it creates the unprivileged account it runs the check as")
     tmp = tempfile.mkdtemp(prefix="aistack-modes-")
     iso = Isolation(home_root=os.path.join(tmp, "homes"))
     home = iso.home("mode-check")
@@ -92,7 +92,7 @@ def test_account_names_never_map_onto_system_accounts(tmp_path):
     """Closes: a hub user named root or daemon must never run as that system account; an existing account
     we did not create is refused."""
     if os.geteuid() != 0:
-        pytest.skip("creates system accounts")
+        pytest.fail("needs root (as .ci/run and scripts/run.sh run): it creates system accounts")
     iso = Isolation(home_root=str(tmp_path / "homes"))
     root = iso.account("root")
     assert root.name == "aistack-root" and root.uid != 0 and root.gid != 0
