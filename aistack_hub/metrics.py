@@ -79,3 +79,34 @@ class HealthHandler(_TokenHandler):
         if failing:
             body.update(error="scheduling_failing", message=f"scheduling passes fail: {failing['reason']}")
         self.write_json(body, 503 if failing else 200)
+
+
+# --- GPU monitoring (issue 15 B): per-GPU and per-workload gauges, set by each sampling pass -------------
+from prometheus_client import Gauge  # noqa: E402
+
+GPU_UTIL = Gauge("aistack_gpu_utilization_percent", "GPU utilisation (graphics engine activity where known)",
+                 ["node", "gpu", "model"], registry=REGISTRY)
+GPU_MEM = Gauge("aistack_gpu_memory_used_bytes", "GPU memory in use", ["node", "gpu", "model"], registry=REGISTRY)
+WORKLOAD_UTIL = Gauge("aistack_workload_gpu_utilization_percent", "A workload's GPU activity (its processes, its "
+                      "pod, or its device)", ["tenant", "user", "workload"], registry=REGISTRY)
+WORKLOAD_MEM = Gauge("aistack_workload_gpu_memory_used_bytes", "A workload's GPU memory in use",
+                     ["tenant", "user", "workload"], registry=REGISTRY)
+
+
+def publish_gpu_samples(reading, workload_samples) -> None:
+    """Set the gauges to this pass's samples (series of gone GPUs/workloads disappear)."""
+    for g in (GPU_UTIL, GPU_MEM, WORKLOAD_UTIL, WORKLOAD_MEM):
+        g.clear()
+    for s in reading.gpus:
+        labels = (s.node, s.gpu, s.model)
+        if s.activity_pct is not None:
+            GPU_UTIL.labels(*labels).set(s.activity_pct)
+        if s.mem_used_mib is not None:
+            GPU_MEM.labels(*labels).set(s.mem_used_mib * 1024 * 1024)
+    for w in workload_samples:
+        labels = (w.tenant, w.user, w.workload)
+        if w.util_pct is not None:
+            WORKLOAD_UTIL.labels(*labels).set(w.util_pct)
+        if w.mem_used_mib is not None:
+            WORKLOAD_MEM.labels(*labels).set(w.mem_used_mib * 1024 * 1024)
+# --- end GPU monitoring ---

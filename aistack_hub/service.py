@@ -188,14 +188,32 @@ class AIStackService(Application):
             validate_kernels=self.validate_kernels, job_token_secret=self.job_token_secret, jobs_dir=self.jobs_dir,
             run_files=run_files, limits=Limits(parent=self),
         ))
+        # --- experiments (issue 13): its settings from this config ---
+        from aistack_hub.services.experiments import ExperimentSettings
+        self.services.experiments.settings = ExperimentSettings(parent=self)
         self.hub_auth = self._make_hub_auth()
         if self.hub_auth is not None and self.hub_auth.api_token:
             self.services.allocations.reconciler.hub = HubServers(self.hub_auth.api_url, self.hub_auth.api_token,
                                                                   page_size=self.hub_page_size)
+        # --- storage + environments (issue 15 C) ---
+        from aistack_hub.services.storage import install as _install_storage
+
+        _install_storage(self)
+        # --- end storage + environments ---
         self.api_settings = APISettings(
             services=self.services, hub_auth=self.hub_auth,
             hub_token=os.environ.get("JUPYTERHUB_API_TOKEN", "") if self.hub_token_is_admin else "",
         )
+        # --- GPU monitoring + culling (issue 15 B) ---
+        from aistack_hub import monitoring_app as _monitoring
+
+        _monitoring.install(self)
+        # --- end GPU monitoring ---
+        # --- pipelines + schedules (issue 14) ---
+        from aistack_hub.services import pipelines_loop as _pipelines
+
+        _pipelines.install(self)
+        # --- end pipelines + schedules ---
 
     def _make_executor(self):
         from importlib import import_module
@@ -240,6 +258,11 @@ class AIStackService(Application):
             (prefix + "health", HealthHandler, guarded),
         ]
         handlers += self._admin_handlers(prefix)
+        # --- GPU monitoring + culling (issue 15 B): before the API's catch-all ---
+        from aistack_hub import monitoring_app as _monitoring
+
+        handlers += _monitoring.routes(self, prefix)
+        # --- end GPU monitoring ---
         handlers += api_handlers(prefix, self.api_settings)
         settings = {"hub_auth": self.hub_auth, "cookie_secret": self._cookie_key(),
                     # the admin page reads through this service's own API, on its own address
@@ -290,8 +313,21 @@ class AIStackService(Application):
 
         watcher = asyncio.create_task(watch_parent()) if self.exit_with_parent and parent != 1 else None
         reconciler = asyncio.create_task(self._reconcile_forever(stop)) if self.run_scheduler else None
+        # --- experiments (issue 13): metric ingest + studies, on the leader ---
+        experiments = asyncio.create_task(self.services.experiments.run_forever(
+            stop, lambda: self.controller.is_leader)) if self.run_scheduler else None
+        # --- GPU monitoring + culling (issue 15 B) ---
+        from aistack_hub import monitoring_app as _monitoring
+
+        sampler = asyncio.create_task(_monitoring.run_forever(self, stop)) if self.run_scheduler else None
+        # --- end GPU monitoring ---
+        # --- pipelines + schedules (issue 14): ends by itself when stop is set ---
+        from aistack_hub.services import pipelines_loop as _pipelines
+
+        _pipelines_task = asyncio.create_task(_pipelines.run_forever(self, stop))  # noqa: F841
+        # --- end pipelines + schedules ---
         await stop.wait()
-        for t in (watcher, reconciler):
+        for t in (watcher, reconciler, sampler, experiments):  # sampler: GPU monitoring (issue 15 B)
             if t is not None:
                 t.cancel()
         self.log.info("stopping")

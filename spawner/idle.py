@@ -1,5 +1,13 @@
 """The tenant's idle time-out for a running server: warn (shown on every hub page), then stop.
 
+Two kinds of idleness are watched, and the first to say "stop" stops the server:
+
+- *browser* idleness (below): no activity recorded by the hub for the tenant's ``idle_timeout_s``;
+- *GPU* idleness (issue 15 B, ``gpu_check``): a server holding a GPU slice whose GPU activity stayed under
+  the tenant's threshold for its idle time, as the service's monitor judged it from its GPU samples
+  (``GET monitoring/idle/{allocation}``: ok / warn / stop, with the user's "keep for N hours" applied).
+  The warning is the hub pages' banner and the JupyterLab notification (labextension ``idle.ts``).
+
 The time-out is the tenant's ``idle_timeout_s`` as the service's database holds it *now*: each check reads
 it (``GET tenants/{name}``), so an admin's edit on the admin page takes effect on the next check, without a
 hub restart. Activity is the hub's own record (``orm_spawner.last_activity``, kept by the proxy's activity
@@ -62,7 +70,44 @@ class IdleCuller:
             task.cancel()
 
     async def check(self, now: float | None = None) -> str:
-        """One idle check: returns "ok", "warned" or "stopped"."""
+        """One idle check (browser, then GPU): returns "ok", "warned" or "stopped"."""
+        result = await self.browser_check(now)
+        if result == "stopped":
+            return result
+        gpu = await self.gpu_check(keep_warning=result == "warned")
+        return gpu if gpu != "ok" else result
+
+    # --- GPU-aware culling (issue 15 B) ---
+    async def gpu_check(self, keep_warning: bool = False) -> str:
+        """The service's GPU idle decision for this server's slice: "ok", "warned" or "stopped"."""
+        sp = self.spawner
+        alloc_id = (sp.allocation or {}).get("id")
+        if not alloc_id or sp.pending:
+            return "ok"
+        code, data = await self.client.call("GET", f"monitoring/idle/{alloc_id}")
+        if code != 200 or not isinstance(data, dict):
+            if code != 404:
+                sp.log.warning("GPU idle check of %s answered %s: %s", sp._log_name, code, data)
+            return "ok"
+        action = data.get("action")
+        if action == "stop":
+            sp.log.warning("%s: GPU idle, stopping (%s)", sp._log_name, data.get("reason"))
+            sp.idle_warning = ""
+            await self._stop_server()
+            return "stopped"
+        if action == "warn":
+            first = not sp.idle_warning
+            sp.idle_warning = data.get("message") or "Your server's GPU is idle: it will be stopped soon."
+            if first:
+                sp.log.info("%s: %s", sp._log_name, sp.idle_warning)
+            return "warned"
+        if not keep_warning:
+            sp.idle_warning = ""
+        return "ok"
+    # --- end GPU-aware culling ---
+
+    async def browser_check(self, now: float | None = None) -> str:
+        """The hub's browser-activity idle check: "ok", "warned" or "stopped"."""
         sp = self.spawner
         last = last_activity_ts(sp)
         if last is None:

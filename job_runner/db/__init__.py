@@ -39,6 +39,22 @@ from .models import (  # noqa: F401  (re-exported)
     utcnow,
 )
 
+# --- accounting (issue 15 A) ---
+from . import accounting as _accounting  # noqa: F401,E402  (usage/price/budget tables in the metadata)
+# --- end accounting ---
+# --- storage + environments (issue 15 C) ---
+from . import resources as _resources  # noqa: F401,E402  (storage/dataset/environment tables)
+# --- end storage + environments ---
+# --- GPU monitoring + culling (issue 15 B) ---
+from . import monitoring as _monitoring  # noqa: F401,E402  (samples/idle/alarm tables in the metadata)
+# --- end GPU monitoring ---
+# --- pipelines + schedules (issue 14) ---
+from . import pipelines as _pipelines  # noqa: F401,E402  (pipeline/schedule tables in the metadata)
+# --- end pipelines + schedules ---
+
+# --- experiments (issue 13): its tables in the metadata
+from . import experiments as _experiments  # noqa: E402,F401
+
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 # Arbitrary, fixed keys for PostgreSQL advisory locks.
 MIGRATION_LOCK_KEY = 0x41495354  # "AIST"
