@@ -14,7 +14,19 @@ class AllocationsHandler(APIHandler):
         self.write_json(out, 201)
 
     async def get(self):
-        self.write_json(await self.services.allocations.list(self.identity))
+        limit = self._whole("limit")
+        out = await self.services.allocations.list(self.identity, limit, self._whole("after") or 0)
+        if out.get("next"):
+            self.set_header("Link", f'<allocations?{out["next"]}>; rel="next"')
+        self.write_json(out)
+
+    def _whole(self, name: str) -> int | None:
+        raw = self.get_argument(name, None)
+        if raw is None:
+            return None
+        if not raw.isdigit():
+            raise APIError(400, f"bad_{name}", f"{name} must be a whole number")
+        return int(raw)
 
 
 class AllocationHandler(APIHandler):

@@ -153,8 +153,14 @@ def openapi_spec(base_path: str = "/services/aistack/api") -> dict:
                      "requestBody": _body({"$ref": "#/components/schemas/AllocationRequest"}),
                      "responses": {"201": _resp("allocated or pending", {"$ref": "#/components/schemas/Allocation"}),
                                    **_errors(400, 401, 403, 409)}},
-            "get": {"tags": ["allocations"], "summary": "Live allocations (admins)",
-                    "responses": {"200": _resp("allocations", {"type": "object"}), **_errors(401, 403)}}},
+            "get": {"tags": ["allocations"], "summary": "Live allocations (admins), oldest first, a page at a time",
+                    "parameters": [
+                        {"name": "limit", "in": "query", "description": "at most Limits.max_page_size",
+                         "schema": {"type": "integer", "minimum": 1}},
+                        {"name": "after", "in": "query", "description": "the id after which the page starts",
+                         "schema": {"type": "integer", "minimum": 0}}],
+                    "responses": {"200": _resp("allocations and next (the query of the following page, or null)",
+                                               {"type": "object"}), **_errors(400, 401, 403)}}},
         "/allocations/{id}": {
             "get": {"tags": ["allocations"], "parameters": [ID], "summary": "An allocation",
                     "responses": {"200": _resp("the allocation", {"$ref": "#/components/schemas/Allocation"}),

@@ -89,6 +89,9 @@ class AllocationService:
         if out["reason"] == "server_limit":  # said as the hub's home page and spawn form say it
             raise Forbidden(f"user {row.user!r} already has as many servers as tenant {row.tenant!r} allows each "
                             f"user: stop one (on the Hub home page) before starting another", "over_quota")
+        if out["reason"] == "over_budget":  # accounting (issue 15 A)
+            raise Forbidden(f"tenant {row.tenant!r} is over its budget this month: new servers wait until an "
+                            f"admin raises it", "over_budget")
         if out["reason"] == "quota":
             raise Forbidden(f"tenant {row.tenant!r} has no quota left for {row.profile!r} now (its running "
                             f"servers and jobs use it)", "over_quota")
@@ -122,14 +125,24 @@ class AllocationService:
             if wait_s == 0 and passes >= 2:
                 return
 
-    def _list_db(self) -> dict:
+    def _list_db(self, limit: int, after: int) -> dict:
         with self.ctx.db.read() as s:
-            q = s.query(Allocation).filter(Allocation.state.in_((ALLOC_PENDING, ALLOC_ALLOCATED)))
-            return {"allocations": [alloc_json(r, self.ctx) for r in q.order_by(Allocation.id)]}
+            q = s.query(Allocation).filter(Allocation.state.in_((ALLOC_PENDING, ALLOC_ALLOCATED)), Allocation.id > after)
+            rows = q.order_by(Allocation.id).limit(limit + 1).all()
+            more, rows = len(rows) > limit, rows[:limit]
+            nxt = f"after={rows[-1].id}&limit={limit}" if more and rows else None
+            return {"allocations": [alloc_json(r, self.ctx) for r in rows], "next": nxt}
 
-    async def list(self, ident: Identity) -> dict:
+    async def list(self, ident: Identity, limit: int | None = None, after: int = 0) -> dict:
+        """Live allocations oldest first, a page at a time (``next``: the query of the following page)."""
         self.ctx.require_admin(ident)
-        return await self.ctx.offload.io(self._list_db)
+        lim = self.ctx.limits
+        if limit is None:
+            limit = min(lim.default_page_size, lim.max_page_size)
+        elif not 1 <= limit <= lim.max_page_size:
+            raise Invalid(f"'limit' is between 1 and {lim.max_page_size} (Limits.max_page_size); follow 'next' for "
+                          "the following page", "page_too_large")
+        return await self.ctx.offload.io(self._list_db, limit, after)
 
     def _get_db(self, alloc_id: str) -> dict:
         with self.ctx.db.read() as s:
@@ -146,6 +159,8 @@ class AllocationService:
                       .values(state=ALLOC_RELEASED, released_at=utcnow()))
             s.flush()
             s.refresh(row)
+            from .accounting import close_server  # accounting (issue 15 A): the interval ends in this transaction
+            close_server(self.ctx, s, row.id)
             out = alloc_json(row, self.ctx)
         self.ctx.controller.wake()
         return out

@@ -74,6 +74,29 @@ def test_allocations_need_the_hub_token_or_an_admin(hub, hub_service, as_user):
     assert r.status_code == 200 and r.json()["state"] == "released"
 
 
+def test_allocations_list_pages(hub_service):
+    api = hub_service.api
+    hubs = hub_service.session(SERVICE_TOKEN)
+    made = [hubs.post(api + "allocations", json={"user": "x", "tenant": "team-c", "profile": "gpu-1"}).json()["id"]
+            for _ in range(3)]
+    try:
+        seen, query, pages = [], "allocations?limit=2", 0
+        while query:
+            r = hubs.get(api + query)
+            assert r.status_code == 200, r.text
+            page = r.json()
+            assert len(page["allocations"]) <= 2 and (page["next"] is None) == ("Link" not in r.headers)
+            seen += [a["id"] for a in page["allocations"]]
+            query, pages = page["next"] and "allocations?" + page["next"], pages + 1
+        assert [i for i in seen if i in made] == made and pages >= 2, (seen, pages)
+        for bad in ("limit=0", "limit=x", "after=-1", "limit=100000"):
+            r = hubs.get(f"{api}allocations?{bad}")
+            assert r.status_code == 400 and r.json()["message"], (bad, r.text)
+    finally:
+        for i in made:
+            hubs.delete(f"{api}allocations/{i}")
+
+
 def test_allocation_over_quota_and_when_full(hub_service):
     api = hub_service.api
     hubs = hub_service.session(SERVICE_TOKEN)
