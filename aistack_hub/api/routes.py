@@ -5,6 +5,7 @@ import json
 
 from tornado.web import RequestHandler
 
+from .accounting import accounting_routes  # accounting (issue 15 A)
 from .allocations import AllocationHandler, AllocationsHandler, ReconcileAllocationsHandler, ReleasedAllocationsHandler
 from .jobs import (
     InspectHandler,
@@ -66,5 +67,8 @@ def api_handlers(prefix: str, settings) -> list:
         (api + "profiles", ProfilesHandler, kw),
         (api + "me", ViewHandler, {**kw, "view": "me"}),
         (api + "retention", RetentionHandler, kw),
+        # --- accounting (issue 15 A) ---
+        *accounting_routes(api, kw),
+        # --- end accounting ---
         (api + r".*", NotFoundHandler),
     ]

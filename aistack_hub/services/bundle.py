@@ -1,6 +1,7 @@
 """All service objects of the API, built once by ``aistack_hub.service`` over one ``ServiceContext``."""
 from __future__ import annotations
 
+from .accounting import AccountingService  # accounting (issue 15 A)
 from .allocations import AllocationService
 from .context import ServiceContext
 from .jobs import JobService
@@ -17,3 +18,4 @@ class Services:
         self.tenants = TenantService(ctx)
         self.pods = PodService(ctx)
         self.retention = RetentionService(ctx)
+        self.accounting = AccountingService(ctx)  # accounting (issue 15 A)

@@ -38,6 +38,9 @@ class Allocations:
         new = [a for a in live.values() if a.state == ALLOC_PENDING and self.wid(a.id) not in refs]
         if gone or new:
             self.ctl.read.invalidate()  # the users' server counts change
+        if gone:  # accounting (issue 15 A): released by the API: intervals end at its released_at
+            with db.session() as s:
+                self.ctl.accounting.servers(s, gone)
         refused = []
         for a in new:
             alloc_id = a.id
@@ -83,6 +86,7 @@ class Allocations:
         if ids:
             s.execute(update(Allocation).where(Allocation.id.in_(list(ids)))
                       .values(state=ALLOC_RELEASED, released_at=utcnow(), release_reason="preempted"))
+            self.ctl.accounting.servers(s, ids)  # accounting (issue 15 A): same transaction
 
     def db_release_stale(self, alloc_id: int, reason: str) -> None:
         """A server slice whose placement is gone from the inventory (on restore): released with the reason
@@ -91,3 +95,4 @@ class Allocations:
             s.execute(update(Allocation).where(Allocation.id == alloc_id, Allocation.state == ALLOC_ALLOCATED)
                       .values(state=ALLOC_RELEASED, released_at=utcnow(),
                               release_reason=f"placement gone: {reason}"))
+            self.ctl.accounting.servers(s, [alloc_id])  # accounting (issue 15 A)

@@ -31,6 +31,8 @@ from job_runner.db.tenants import load_tenants, tenants_version
 from job_runner.scheduling import Assignment, Scheduler, Verdict, Workload
 from job_runner.scheduling.state import split_restorable
 
+from job_runner.accounting import Accounting  # accounting (issue 15 A)
+
 from . import metrics
 from .allocations import Allocations
 from .election import LeaderElection
@@ -74,6 +76,7 @@ class Controller(LoggingConfigurable):
         self.jobs = Jobs(self)
         self.allocations = Allocations(self)
         self.read = ReadModel(db, self.new_scheduler, self.log, ttl_s=self.view_ttl_s)
+        self.accounting = Accounting(db, deployment.inventory, parent=self)  # accounting (issue 15 A)
         self.retention = JobRetention(db, getattr(executor, "jobs_dir", None), self.replica_id, parent=self)
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="controller")
         self._tenants_version = None
@@ -247,6 +250,13 @@ class Controller(LoggingConfigurable):
         self._tenants_version = version
         self.jobs.db_take_in()
         self.allocations.db_take_in()
+        # --- accounting (issue 15 A): repair intervals after a rebuild / now and then; the budget hold ---
+        if active is not None:
+            self.accounting.sync_all()
+        else:
+            self.accounting.maybe_sync()
+        self.scheduler.hold(self.accounting.held_tenants())
+        # --- end accounting ---
         return active
 
     def _db_rebuild(self):
@@ -322,8 +332,12 @@ class Controller(LoggingConfigurable):
             return []
         self.read.invalidate()  # placements change: the API's capacity figures are rebuilt
         with self.db.session() as s:
-            self.allocations.db_write_admissions(s, [(r.row_id, w, a) for r, w, a in admitted if r.kind == SERVER])
-            return self.jobs.db_write_admissions(s, [(r.row_id, w, a) for r, w, a in admitted if r.kind == JOB])
+            servers = [(r.row_id, w, a) for r, w, a in admitted if r.kind == SERVER]
+            self.allocations.db_write_admissions(s, servers)
+            written = self.jobs.db_write_admissions(s, [(r.row_id, w, a) for r, w, a in admitted if r.kind == JOB])
+            self.accounting.servers(s, [x[0] for x in servers])  # accounting (issue 15 A): same transaction
+            self.accounting.jobs(s, written)
+            return written
 
     async def _reconcile(self) -> None:
         if self.reconcile_interval_s <= 0 or (self._last_reconcile is not None and

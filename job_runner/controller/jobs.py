@@ -140,6 +140,7 @@ class Jobs:
                 self.ctl.refs.forget(self.wid(job_id))  # the core released it already
                 transition(s, job_id, (ADMITTED, RUNNING), QUEUED, message="preempted; queued again",
                            replica=self.ctl.replica_id, enqueued=0, handle=None)
+            self.ctl.accounting.jobs(s, ids)  # accounting (issue 15 A): intervals end in this transaction
 
     def db_requeue_stale(self, job_id: int, reason: str) -> dict | None:
         """A job whose placement is gone from the inventory: queued again (it keeps its attempt count and
@@ -148,6 +149,7 @@ class Jobs:
             handle = s.query(Job.handle).filter(Job.id == job_id).scalar()
             transition(s, job_id, (ADMITTED, RUNNING), QUEUED, replica=self.ctl.replica_id, enqueued=0,
                        handle=None, message=f"its placement is gone ({reason}): stopped and queued again")
+            self.ctl.accounting.jobs(s, [job_id])  # accounting (issue 15 A)
         return handle
 
     async def stop_runs(self, handles) -> None:
@@ -202,6 +204,7 @@ class Jobs:
                                         message=(fail or {}).get("message") or state))
                     finals.append((job_id, row, state))
             done = transition_many(s, changes, replica=self.ctl.replica_id)
+            self.ctl.accounting.jobs(s, done)  # accounting (issue 15 A): intervals end in this transaction
         for job_id, row, state in finals:
             if job_id in done:
                 metrics.JOBS_FINISHED.labels(tenant=row.tenant, state=state).inc()

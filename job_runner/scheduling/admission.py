@@ -22,6 +22,8 @@ class Admission:
         self.preemption = preemption
         self._empty = ClusterState(ledger.inventory)
         self._fits_empty: dict = {}  # request shape -> fits an empty pool
+        # --- accounting (issue 15 A): tenants whose new work is held (over budget) ---
+        self.held: frozenset = frozenset()
 
     def check(self, w: Workload, limits: bool = True) -> Verdict:
         """Could ``w`` ever be admitted (valid, permitted, within quota limits, fits the pool)? Looks at
@@ -84,6 +86,8 @@ class Admission:
             return "unknown_tenant"
         if tenant.windows and not any(win.contains(now) for win in tenant.windows):
             return "window"
+        if w.tenant in self.held:  # accounting (issue 15 A): over budget with a hold
+            return "over_budget"
         held = self.ledger.tally(w.tenant)
         anyq = tenant.quota(ANY)
         if anyq is not None:

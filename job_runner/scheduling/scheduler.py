@@ -91,6 +91,12 @@ class Scheduler:
         """Replace the tenant table (quota changes apply from the next pass; running work is kept)."""
         self._quotas.set_tenants(tenants)
 
+    # --- accounting (issue 15 A) ---
+    def hold(self, tenants) -> None:
+        """Admit no new work of ``tenants`` (pending reason ``over_budget``) until called without them;
+        running work is kept."""
+        self._admission.held = frozenset(tenants)
+
     # ---- requests ----------------------------------------------------------------------------------
     def check(self, w: Workload) -> Verdict:
         """Could ``w`` ever be admitted (valid, permitted, within quota limits, fits the pool)?

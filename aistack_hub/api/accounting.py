@@ -1,0 +1,82 @@
+"""Accounting API (issue 15 A, docs/accounting.md).
+
+- ``GET accounting/report``: usage and cost for a period (``start``/``end`` or ``period``), ``group_by``
+  tenant,user,day,gpu_model,kind; ``tenant``/``user`` filters; pages (``limit``/``offset``). CSV with
+  ``Accept: text/csv`` or ``?format=csv``.
+- ``GET/POST accounting/prices``, ``PUT/DELETE accounting/prices/{id}`` (future versions only).
+- ``GET accounting/budgets``, ``PUT/DELETE accounting/budgets/{tenant}``.
+- ``GET accounting/reminders``: the caller's over-budget / over-quota reminders (hub, lab).
+"""
+from __future__ import annotations
+
+from aistack_hub.services.accounting import BudgetBody, PageQuery, PriceBody, ReportQuery
+from aistack_hub.services.models import row_id
+
+from .base import APIHandler
+
+
+class ReportHandler(APIHandler):
+    async def get(self):
+        q = self.query(ReportQuery, lists=("group_by",))
+        if q.format is None and "text/csv" in self.request.headers.get("Accept", ""):
+            q = q.model_copy(update={"format": "csv"})
+        out = await self.services.accounting.report(self.identity, q)
+        if q.format == "csv":
+            self.set_header("Content-Type", "text/csv; charset=utf-8")
+            self.set_header("Content-Disposition", 'attachment; filename="aistack-usage.csv"')
+            self.set_header("X-Total-Count", str(out["total"]))
+            if out["next_offset"] is not None:
+                self.set_header("X-Next-Offset", str(out["next_offset"]))
+            self.finish(out["csv"])
+            return
+        self.write_json(out)
+
+
+class PricesHandler(APIHandler):
+    async def get(self):
+        self.write_json(await self.services.accounting.prices(self.identity, self.query(PageQuery)))
+
+    async def post(self):
+        self.write_json(await self.services.accounting.add_price(self.identity, await self.body(PriceBody)), 201)
+
+
+class PriceHandler(APIHandler):
+    async def put(self, price_id):
+        self.write_json(await self.services.accounting.edit_price(self.identity, row_id(price_id),
+                                                                  await self.body(PriceBody)))
+
+    async def delete(self, price_id):
+        await self.services.accounting.edit_price(self.identity, row_id(price_id), None)
+        self.set_status(204)
+        self.finish()
+
+
+class BudgetsHandler(APIHandler):
+    async def get(self):
+        self.write_json(await self.services.accounting.budgets(self.identity, self.query(PageQuery)))
+
+
+class BudgetHandler(APIHandler):
+    async def put(self, tenant):
+        self.write_json(await self.services.accounting.set_budget(self.identity, tenant, await self.body(BudgetBody)))
+
+    async def delete(self, tenant):
+        await self.services.accounting.set_budget(self.identity, tenant, None)
+        self.set_status(204)
+        self.finish()
+
+
+class RemindersHandler(APIHandler):
+    async def get(self):
+        self.write_json(await self.services.accounting.reminders(self.identity))
+
+
+def accounting_routes(api: str, kw: dict) -> list:
+    return [
+        (api + "accounting/report", ReportHandler, kw),
+        (api + "accounting/prices", PricesHandler, kw),
+        (api + r"accounting/prices/([^/]+)", PriceHandler, kw),
+        (api + "accounting/budgets", BudgetsHandler, kw),
+        (api + r"accounting/budgets/([^/]+)", BudgetHandler, kw),
+        (api + "accounting/reminders", RemindersHandler, kw),
+    ]
