@@ -160,6 +160,28 @@ def test_generated_secrets_are_what_jupyterhub_accepts(binaries):
     assert all(len(t) >= 32 for t in tokens.values())
 
 
+def test_image_registry_moves_every_image_to_that_registry(binaries, tmp_path):
+    """`--set image.registry=...` (the images of scripts/images.sh pushed to a registry): every pod's
+    image and the images in config.yaml (single-user servers, jobs) come from it; its registry part is
+    replaced, the repository path kept."""
+    registry = "registry.example.com:5000/team"
+    docs = render(binaries, None, f"image.registry={registry}",
+                  "aistack.jobs.image=aistack.local/aistack-job:0.1.0-abc",
+                  "singleuser.image.name=aistack.local/aistack-job", "singleuser.image.tag=0.1.0-abc")
+    images = {c["image"] for d in by_kind(docs, "Deployment") for c in d["spec"]["template"]["spec"]["containers"]}
+    assert images == {f"{registry}/aistack/aistack-hub:{yaml.safe_load((CHART / 'Chart.yaml').read_text())['appVersion']}",
+                      f"{registry}/jupyterhub/configurable-http-proxy:4.6.3"}, images
+    config = yaml.safe_load(config_file(docs, tmp_path).read_text())
+    assert config["KubeSpawner"]["image"] == f"{registry}/aistack-job:0.1.0-abc"
+    assert config["KubernetesExecutor"]["image"] == f"{registry}/aistack-job:0.1.0-abc"
+    # Unset: the names as given.
+    docs = render(binaries)
+    assert {c["image"].split("/")[0] for d in by_kind(docs, "Deployment")
+            for c in d["spec"]["template"]["spec"]["containers"]} == {"ghcr.io", "quay.io"}
+    bad = run([binaries["helm"], "template", "x", CHART, "--set", "image.registry=https://reg.example.com"], check=False)
+    assert bad.returncode != 0 and "registry" in bad.stderr, bad.stderr
+
+
 def test_postgres_url_comes_from_a_secret_and_sqlite_from_a_pvc(binaries):
     docs = render(binaries, HERE / "values" / "multi-tenant-postgres.yaml")
     aistack = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-aistack"))

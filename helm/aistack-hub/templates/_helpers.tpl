@@ -42,15 +42,43 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- $tenant.namespace | default (printf "%s%s" $root.Values.tenantNamespaces.prefix ($tenant.name | lower | replace "_" "-")) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/* Images */}}
+{{/* Images. "aistack.imageName" (list $ name): with image.registry set, the name's registry part (its first
+     component when that holds a "." or ":" or is "localhost") replaced by image.registry, else prefixed:
+     ghcr.io/aistack/aistack-hub -> <registry>/aistack/aistack-hub, aistack.local/aistack-job -> <registry>/aistack-job. */}}
+{{- define "aistack.imageName" -}}
+{{- $root := index . 0 -}}
+{{- $name := index . 1 -}}
+{{- $registry := (($root.Values.image | default dict).registry | default "") | trimSuffix "/" -}}
+{{- if $registry -}}
+{{- $parts := splitList "/" $name -}}
+{{- $first := first $parts -}}
+{{- if and (gt (len $parts) 1) (or (contains "." $first) (contains ":" $first) (eq $first "localhost")) -}}
+{{- $name = join "/" (rest $parts) -}}
+{{- end -}}
+{{- printf "%s/%s" $registry $name -}}
+{{- else -}}
+{{- $name -}}
+{{- end -}}
+{{- end -}}
 {{- define "aistack.hubImage" -}}
-{{- printf "%s:%s" .Values.hub.image.name (.Values.hub.image.tag | default .Chart.AppVersion) -}}
+{{- printf "%s:%s" (include "aistack.imageName" (list $ .Values.hub.image.name)) (.Values.hub.image.tag | default .Chart.AppVersion) -}}
 {{- end -}}
 {{- define "aistack.serviceImage" -}}
-{{- printf "%s:%s" (.Values.aistack.image.name | default .Values.hub.image.name) (.Values.aistack.image.tag | default .Values.hub.image.tag | default .Chart.AppVersion) -}}
+{{- printf "%s:%s" (include "aistack.imageName" (list $ (.Values.aistack.image.name | default .Values.hub.image.name))) (.Values.aistack.image.tag | default .Values.hub.image.tag | default .Chart.AppVersion) -}}
 {{- end -}}
 {{- define "aistack.singleuserImage" -}}
-{{- printf "%s:%s" .Values.singleuser.image.name .Values.singleuser.image.tag -}}
+{{- printf "%s:%s" (include "aistack.imageName" (list $ .Values.singleuser.image.name)) .Values.singleuser.image.tag -}}
+{{- end -}}
+{{- define "aistack.proxyImage" -}}
+{{- printf "%s:%s" (include "aistack.imageName" (list $ .Values.proxy.chp.image.name)) .Values.proxy.chp.image.tag -}}
+{{- end -}}
+{{/* The jobs' image: aistack.jobs.image (a full reference, registry applied) or the single-user image */}}
+{{- define "aistack.jobImage" -}}
+{{- if .Values.aistack.jobs.image -}}
+{{- include "aistack.imageName" (list $ .Values.aistack.jobs.image) -}}
+{{- else -}}
+{{- include "aistack.singleuserImage" . -}}
+{{- end -}}
 {{- end -}}
 
 {{/* A secret value: the given one, else the one already in the cluster (upgrades), else 64 random
@@ -136,7 +164,7 @@ app.kubernetes.io/component: {{ index . 1 }}
   "KubernetesExecutor" (dict
     "namespace_template" (printf "%s{tenant}" .Values.tenantNamespaces.prefix)
     "create_namespaces" false
-    "image" ($a.jobs.image | default (include "aistack.singleuserImage" .))
+    "image" (include "aistack.jobImage" .)
     "service_url" (printf "http://%s.%s.svc:%v/services/aistack/api/" $serviceName .Release.Namespace $a.port)
     "ttl_seconds_after_finished" $a.jobs.ttlSecondsAfterFinished) -}}
 {{- $config := mergeOverwrite $sections (deepCopy (.Values.config | default dict)) -}}
