@@ -8,13 +8,10 @@ in the real server processes' environment; nothing here needs a GPU to be meanin
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 
 import pytest
 
-from .launcher import REPO, HubStartError, start_hub, stop_hub
+from .launcher import running_hub
 
 TEST_CONFIG = {
     "Authenticator": {"admin_users": ["admin"]},
@@ -47,20 +44,8 @@ TEST_CONFIG = {
 
 @pytest.fixture(scope="module")
 def hub():
-    tmp = tempfile.mkdtemp(prefix="aistack-hub-test-")
-    os.chmod(tmp, 0o711)  # the notebook servers' unprivileged account must reach its home below
-    try:
-        h = start_hub(TEST_CONFIG, tmp)
-    except HubStartError as e:
-        pytest.fail(str(e), pytrace=False)
-    try:
+    with running_hub(TEST_CONFIG, "aistack-hub-test-", "hub") as h:
         yield h
-    finally:
-        stop_hub(h)
-        artifacts = os.path.join(REPO, "test-artifacts", "hub")
-        os.makedirs(artifacts, exist_ok=True)
-        shutil.copy(h.log_path, os.path.join(artifacts, "hub.log"))
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def dump(obj) -> str:

@@ -14,12 +14,14 @@ config and ``wait_for_service=False``.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import requests
@@ -150,13 +152,42 @@ def start_hub(config: dict, tmp: str, extra_env: dict | None = None, log_name: s
     raise HubStartError(f"the hub did not come up in {timeout:.0f} s:\n{hub.log_tail()}")
 
 
-def stop_hub(hub: Hub):
-    if hub.proc.poll() is None:
-        hub.proc.send_signal(signal.SIGTERM)
+def stop_process(proc: subprocess.Popen, grace_s: float = 30) -> None:
+    """SIGTERM, then SIGKILL of its whole process group after ``grace_s`` (started with start_new_session)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
         try:
-            hub.proc.wait(30)
+            proc.wait(grace_s)
         except subprocess.TimeoutExpired:
-            os.killpg(hub.proc.pid, signal.SIGKILL)
-            hub.proc.wait(10)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def stop_hub(hub: Hub):
+    stop_process(hub.proc, 30)
+
+
+@contextlib.contextmanager
+def running_hub(config: dict, prefix: str, artifacts: str):
+    """A hub in a fresh folder for a test module; its log is kept under test-artifacts/<artifacts>/ after.
+
+    A hub that does not start fails the test with its log (never a skip)."""
+    import pytest
+
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(tmp, 0o711)  # the notebook servers' unprivileged account must reach its home below
+    try:
+        h = start_hub(config, tmp)
+    except HubStartError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        pytest.fail(str(e), pytrace=False)
+    try:
+        yield h
+    finally:
+        stop_hub(h)
+        folder = os.path.join(REPO, "test-artifacts", artifacts)
+        os.makedirs(folder, exist_ok=True)
+        shutil.copy(h.log_path, os.path.join(folder, "hub.log"))
+        shutil.rmtree(tmp, ignore_errors=True)
 
 

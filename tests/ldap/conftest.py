@@ -2,13 +2,12 @@
 and a real AIStack Hub (``aistack-hub up``) signing in against it."""
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 
 import pytest
 
-from tests.hub.launcher import REPO, HubStartError, start_hub, stop_hub
+from tests.hub.launcher import running_hub
 
 from .slapd import SUFFIX, Slapd, missing_tools
 
@@ -82,17 +81,5 @@ def hub_config(server: Slapd) -> dict:
 
 @pytest.fixture(scope="module")
 def hub(slapd):
-    tmp = tempfile.mkdtemp(prefix="aistack-ldap-hub-")
-    os.chmod(tmp, 0o711)
-    try:
-        h = start_hub(hub_config(slapd), tmp)
-    except HubStartError as e:
-        pytest.fail(str(e), pytrace=False)
-    try:
+    with running_hub(hub_config(slapd), "aistack-ldap-hub-", "ldap") as h:
         yield h
-    finally:
-        stop_hub(h)
-        artifacts = os.path.join(REPO, "test-artifacts", "ldap")
-        os.makedirs(artifacts, exist_ok=True)
-        shutil.copy(h.log_path, os.path.join(artifacts, "hub.log"))
-        shutil.rmtree(tmp, ignore_errors=True)
