@@ -74,6 +74,7 @@ KNOWN_CLASSES = {
     "Controller": "job_runner.controller",
     "JobRetention": "job_runner.controller.retention",
     "Limits": "aistack_hub.services.limits",
+    "ExperimentSettings": "aistack_hub.services.experiments",  # --- experiments (issue 13) ---
     "Application": "traitlets.config",
     "LocalExecutor": "job_runner.executors.local",
     "KubernetesExecutor": "job_runner.executors.kubernetes",

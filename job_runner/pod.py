@@ -95,6 +95,11 @@ class ServiceChannel:
             body["done"] = progress.get("cells_done")
         self._call("POST", "progress", retry_for_s, json=body)
 
+    # --- experiments (issue 13): report()'s lines (the run folder's metrics.jsonl), sent as they come
+    def post_metrics(self, lines: bytes, attempt: int, retry_for_s: float | None = None):
+        self._call("POST", "metrics", retry_for_s, data=lines,
+                   headers={"Content-Type": "application/x-ndjson", "X-Aistack-Attempt": str(int(attempt))})
+
     def post_result(self, ok: bool, fail: dict | None):
         self._call("POST", "result", json={"ok": ok, "failure": fail})
 
@@ -138,6 +143,7 @@ class PodRun:
         self.proc: subprocess.Popen | None = None
         self._stopping = False
         self._output_mtime = None
+        self._metrics_offset = 0  # experiments (issue 13): bytes of metrics.jsonl sent so far
 
     def prepare(self, spec: dict) -> str:
         attempt_dir = os.path.join(self.work_dir, f"attempt-{self.attempt}")
@@ -155,6 +161,7 @@ class PodRun:
         a failed report is tried again at the next interval (never failing the run); the final one
         retries for a while, through a restart of the service."""
         retry = None if final else 0
+        self._send_metrics(attempt_dir, retry)  # experiments (issue 13)
         text = pump.take()
         try:
             self.channel.post_progress(_read_json(os.path.join(attempt_dir, "progress.json")), text, retry)
@@ -172,6 +179,23 @@ class PodRun:
                 self._output_mtime = mtime
         except Exception as e:  # noqa: BLE001
             log.warning("could not upload the output: %s", e)
+
+    # --- experiments (issue 13): new whole lines of metrics.jsonl to the service (never failing the run)
+    def _send_metrics(self, attempt_dir: str, retry) -> None:
+        try:
+            with open(os.path.join(attempt_dir, "metrics.jsonl"), "rb") as f:
+                f.seek(self._metrics_offset)
+                data = f.read(4 << 20)
+        except OSError:
+            return
+        end = data.rfind(b"\n")
+        if end < 0:
+            return
+        try:
+            self.channel.post_metrics(data[:end + 1], self.attempt, retry)
+            self._metrics_offset += end + 1
+        except Exception as e:  # noqa: BLE001 - sent again at the next report
+            log.warning("could not send metrics: %s", e)
 
     def stop(self, *_):
         """SIGTERM from Kubernetes (Job deleted = cancelled): pass it on to the runner."""

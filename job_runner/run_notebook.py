@@ -202,6 +202,8 @@ def enter_workdir(spec: dict, attempt_dir: str) -> str:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     attempt_dir = os.path.abspath(argv[0])
+    # --- experiments (issue 13): where job_runner.report writes (the kernel inherits it; a pod's runner sends it)
+    os.environ.setdefault("AISTACK_METRICS_FILE", os.path.join(attempt_dir, "metrics.jsonl"))
     with open(os.path.join(attempt_dir, "spec.json")) as f:
         spec = json.load(f)
     write_json_atomic(os.path.join(attempt_dir, "runner.json"), {

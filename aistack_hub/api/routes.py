@@ -17,6 +17,7 @@ from .jobs import (
     JobsHandler,
 )
 from .openapi import openapi_spec
+from .experiments import experiment_routes  # --- experiments (issue 13) ---
 from .pod import PodInputHandler, PodOutputHandler, PodProgressHandler, PodResultHandler
 from .retention import RetentionHandler
 from .tenants import ProfilesHandler, TenantHandler, ViewHandler
@@ -70,5 +71,7 @@ def api_handlers(prefix: str, settings) -> list:
         # --- accounting (issue 15 A) ---
         *accounting_routes(api, kw),
         # --- end accounting ---
+        # --- experiments (issue 13) ---
+        *experiment_routes(api, kw),
         (api + r".*", NotFoundHandler),
     ]

@@ -18,4 +18,7 @@ class Services:
         self.tenants = TenantService(ctx)
         self.pods = PodService(ctx)
         self.retention = RetentionService(ctx)
+        # --- experiments (issue 13) ---
+        from .experiments import ExperimentService
+        self.experiments = ExperimentService(ctx, self.jobs, self.pods)
         self.accounting = AccountingService(ctx)  # accounting (issue 15 A)

@@ -53,6 +53,8 @@ from job_runner.run_notebook import read_json as _read_json
 from . import runfiles
 from .base import FAILED, RUNNING, STARTING, ExecState, Executor, JobSpec
 
+METRICS_FILE = "metrics.jsonl"  # experiments (issue 13): what job_runner.report writes in the run folder
+
 
 def _alive(pid: int | None, start_time: str | None) -> bool:
     if not pid:
@@ -141,7 +143,7 @@ class LocalExecutor(Executor):
             return None
         return {"job_id": job_id, "attempt": attempt, "dir": adir, **launch}
 
-    def _env(self, job: JobSpec, assignment: dict, account, checkpoints: str) -> dict:
+    def _env(self, job: JobSpec, assignment: dict, account, checkpoints: str, run_dir: str = "") -> dict:
         """The job's whole environment: an allow-list of this process's, the binding, the job's facts."""
         env = scrub_env(os.environ, BASE_ALLOW)
         bindir = os.path.dirname(os.path.abspath(sys.executable))
@@ -156,6 +158,8 @@ class LocalExecutor(Executor):
             "AISTACK_CHECKPOINT_DIR": checkpoints,
             "PYTHONUNBUFFERED": "1",
         })
+        # --- experiments (issue 13): report() appends to the run folder's metrics file (read by read_metrics)
+        env["AISTACK_METRICS_FILE"] = os.path.join(run_dir, METRICS_FILE)
         # Whatever extra_env says: never this service's own token (the hub's) in a workload.
         return scrub_env(env, set(env), secrets=(os.environ.get("JUPYTERHUB_API_TOKEN", ""),))
 
@@ -204,7 +208,7 @@ class LocalExecutor(Executor):
         with os.fdopen(fd, "w") as f:
             json.dump({"launched_at": launched_at, "sandbox": sandboxed}, f)
 
-        env = self._env(job, assignment, account, self.CHECKPOINT_DIR if sandboxed else ckpt)
+        env = self._env(job, assignment, account, self.CHECKPOINT_DIR if sandboxed else ckpt, run_dir)
         log = open(self.log_path(job.id), "ab")
         log.write(f"==> attempt {job.attempt} of job {job.id} starting at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n".encode())
         log.flush()
@@ -341,3 +345,19 @@ class LocalExecutor(Executor):
     async def read_logs(self, job: JobSpec, offset: int = 0, limit: int = 1 << 20) -> tuple[bytes, int]:
         got = await asyncio.to_thread(runfiles.read_log, self.jobs_dir, job.id, offset, limit)
         return got if got is not None else (b"", offset)
+
+    # --- experiments (issue 13): the metrics file of an attempt (job_runner.report), read from an offset
+    def read_metrics(self, job_id: int, attempt: int, offset: int = 0, limit: int = 4 << 20) -> tuple[bytes, int]:
+        """Whole lines of ``metrics.jsonl`` from ``offset`` (blocking: call it off the event loop); (b"", offset)
+        when there is nothing new or no file. Read through ``open_regular`` (the file is the job's)."""
+        path = os.path.join(self.attempt_dir(job_id, attempt), METRICS_FILE)
+        try:
+            with runfiles.open_regular(path) as f:
+                f.seek(offset)
+                data = f.read(limit)
+        except OSError:
+            return b"", offset
+        end = data.rfind(b"\n")
+        if end < 0:
+            return b"", offset
+        return data[:end + 1], offset + end + 1

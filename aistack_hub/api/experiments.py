@@ -1,0 +1,79 @@
+"""Experiments (issue 13): POST/GET experiments, GET experiments/{id}, trial stop/resume, add a trial,
+cancel; GET jobs/{id}/metrics (any job's reported metrics); POST jobs/{id}/pod/metrics (a job pod's
+report() lines, per-job token)."""
+from __future__ import annotations
+
+from aistack_hub.services.errors import Invalid
+from aistack_hub.services.experiments import ExperimentSubmit
+
+from .base import APIHandler
+from .pod import PodHandler
+
+
+class ExperimentsHandler(APIHandler):
+    async def post(self):
+        req = await self.submission(ExperimentSubmit)
+        out = await self.services.experiments.create(self.identity, req)
+        self.set_header("Location", f"experiments/{out['id']}")
+        self.write_json(out, 201)
+
+    async def get(self):
+        def num(name):
+            v = self.get_query_argument(name, "")
+            if v and not v.isascii() or (v and not v.isdigit()):
+                raise Invalid(f"'{name}' must be a positive integer")
+            return int(v) if v else None
+
+        self.write_json(await self.services.experiments.list(self.identity, num("before"), num("limit")))
+
+
+class ExperimentHandler(APIHandler):
+    async def get(self, exp_id):
+        self.write_json(await self.services.experiments.get(self.identity, exp_id))
+
+
+class ExperimentCancelHandler(APIHandler):
+    async def post(self, exp_id):
+        self.write_json(await self.services.experiments.cancel(self.identity, exp_id))
+
+
+class TrialsHandler(APIHandler):
+    async def post(self, exp_id):
+        self.write_json(await self.services.experiments.add_trial(self.identity, exp_id, await self.json_object()), 201)
+
+
+class TrialStopHandler(APIHandler):
+    async def post(self, exp_id, number):
+        self.write_json(await self.services.experiments.stop_trial(self.identity, exp_id, number))
+
+
+class TrialResumeHandler(APIHandler):
+    async def post(self, exp_id, number):
+        body = await self.json_object() if self.request.body else {}
+        if set(body) - {"budget"}:
+            raise Invalid(f"unknown fields: {', '.join(sorted(set(body) - {'budget'}))}")
+        self.write_json(await self.services.experiments.resume_trial(self.identity, exp_id, number, body.get("budget")))
+
+
+class JobMetricsHandler(APIHandler):
+    async def get(self, job_id):
+        self.write_json(await self.services.experiments.job_metrics(self.identity, job_id))
+
+
+class PodMetricsHandler(PodHandler):
+    async def post(self, job_id):
+        self.write_json(await self.services.experiments.pod_metrics(job_id, self.token, self._raw_body("metrics")))
+
+
+def experiment_routes(api: str, kw: dict) -> list:
+    exp = r"experiments/([^/]+)"
+    return [
+        (api + "experiments", ExperimentsHandler, kw),
+        (api + exp, ExperimentHandler, kw),
+        (api + exp + "/cancel", ExperimentCancelHandler, kw),
+        (api + exp + "/trials", TrialsHandler, kw),
+        (api + exp + r"/trials/([^/]+)/stop", TrialStopHandler, kw),
+        (api + exp + r"/trials/([^/]+)/resume", TrialResumeHandler, kw),
+        (api + r"jobs/([^/]+)/metrics", JobMetricsHandler, kw),
+        (api + r"jobs/([^/]+)/pod/metrics", PodMetricsHandler, kw),
+    ]

@@ -1,0 +1,54 @@
+"""Collect new metric lines of running (and just finished) jobs: the local run folder's metrics file
+(``LocalExecutor.read_metrics``) for every job, the job's log for ``name=value`` lines when its experiment
+says ``metrics_collector: "stdout"`` (Katib's StdOut collector). Pods send theirs (POST .../pod/metrics)."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+
+from job_runner.db import ACTIVE_STATES, Job, utcnow
+from job_runner.db.experiments import EXP_RUNNING, Experiment
+from job_runner.executors.base import JobSpec
+
+from . import ingest
+
+
+class Collector:
+    def __init__(self, db, executor, io, after_end_s: float = 120.0):
+        self.db, self.executor, self.io, self.after_end_s = db, executor, io, after_end_s
+
+    def _to_collect(self) -> list:
+        cut = utcnow() - dt.timedelta(seconds=self.after_end_s)
+        with self.db.read() as s:
+            jobs = s.execute(select(Job.id, Job.attempt, Job.group_id).where(
+                Job.attempt > 0, (Job.state.in_(ACTIVE_STATES)) | (Job.finished_at > cut))).all()
+            stdout = {}
+            for e in s.execute(select(Experiment.id, Experiment.spec).where(Experiment.state == EXP_RUNNING)):
+                if e.spec.get("metrics_collector") == "stdout":
+                    stdout[f"experiment-{e.id}"] = {e.spec["objective"]["metric"], *e.spec.get("metrics", [])}
+        return [(j.id, j.attempt, stdout.get(j.group_id)) for j in jobs]
+
+    async def collect(self) -> int:
+        """New points into job_metrics (with their cursors, one transaction); returns how many."""
+        io, ex = self.io, self.executor
+        jobs = await io(self._to_collect)
+        if not jobs:
+            return 0
+        keys = [(j, a, "file") for j, a, _ in jobs] + [(j, 0, "stdout") for j, _, names in jobs if names]
+        cur = await io(ingest.cursors, self.db, keys)
+        batches = []
+        for job_id, attempt, names in jobs:
+            if hasattr(ex, "read_metrics"):
+                off, _ = cur[(job_id, attempt, "file")]
+                data, end = await io(ex.read_metrics, job_id, attempt, off)
+                if data:
+                    batches.append((job_id, attempt, ingest.parse_jsonl(data), "file", end, None))
+            if names:
+                off, state = cur[(job_id, 0, "stdout")]
+                spec = JobSpec(id=job_id, name="", user="", tenant="", profile="", attempt=attempt, notebook="")
+                data, end = await ex.read_logs(spec, off)
+                if data:
+                    pts = ingest.parse_stdout(data.decode("utf-8", "replace"), names, state)
+                    batches.append((job_id, attempt, pts, "stdout", end, state))
+        return await io(ingest.ingest, self.db, batches) if batches else 0
