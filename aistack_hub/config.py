@@ -69,11 +69,19 @@ KNOWN_CLASSES = {
     "KubeGPUSpawner": "spawner.kube",
     "SliceRenderer": "job_runner.binding.kube",
     "Isolation": "job_runner.binding.accounts",
+    # --- storage + environments (issue 15 C) ---
+    "TenantStorage": "job_runner.binding.storage",
+    "KubeStorage": "job_runner.binding.storage_kube",
+    # --- end storage + environments ---
     "AIStackHub": "aistack_hub.hubconfig",
     "AIStackService": "aistack_hub.service",
     "Controller": "job_runner.controller",
     "JobRetention": "job_runner.controller.retention",
     "Limits": "aistack_hub.services.limits",
+    # --- pipelines + schedules (issue 14) ---
+    "PipelineSettings": "aistack_hub.services.pipelines",
+    "ScheduleSettings": "aistack_hub.services.schedules",
+    # --- end pipelines + schedules ---
     "ExperimentSettings": "aistack_hub.services.experiments",  # --- experiments (issue 13) ---
     "Application": "traitlets.config",
     "LocalExecutor": "job_runner.executors.local",

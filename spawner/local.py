@@ -123,10 +123,15 @@ class SandboxedProcessSpawner(LocalProcessSpawner):
         """JupyterHub's environment for the server (its own token, ``JUPYTERHUB_*``, ``Spawner.environment``),
         without the hub's service token or any known secret, in both modes."""
         env = super().get_env()
+        env.update(self.__dict__.get("_storage_env") or {})  # storage + environments (issue 15 C)
         return scrub_env(env, set(env), secrets=(getattr(self, "aistack_token", "") or "",))
 
     async def start(self):
         acct = await asyncio.to_thread(self._prepare)
+        # --- storage + environments (issue 15 C): the tenant's folder, its datasets, its kernels ---
+        mounts = await self._storage_mounts(acct)
+        self.__dict__["_storage_env"] = dict(mounts.get("env") or {})
+        # --- end storage + environments ---
         if not acct.switch:
             self.log.warning("%s: single-user mode: the server runs as the hub's account %r", self.user.name, acct.name)
             return await super().start()
@@ -135,7 +140,8 @@ class SandboxedProcessSpawner(LocalProcessSpawner):
         cmd = [*self.cmd, *self.get_args()]
         box = Sandbox(acct.uid, acct.gid, acct.name, acct.home, cwd=acct.home,
                       ro=list(self.isolation.extra_ro_paths),
-                      rw=[(d, d) for d in self._shared_rw() if d],
+                      rw=[(d, d) for d in self._shared_rw() if d] + [tuple(x) for x in mounts.get("rw") or []],
+                      ro_to=[tuple(x) for x in mounts.get("ro") or []],  # storage + environments (issue 15 C)
                       hide=[self.data_dir], share_ipc=bool(getattr(self, "mps_pipe_directory", "")),
                       packages=("aistack_lab",))
         self.log.info("Spawning %s as %s in a sandbox", " ".join(cmd), acct.name)
@@ -151,6 +157,12 @@ class SandboxedProcessSpawner(LocalProcessSpawner):
 
     def _shared_rw(self) -> list[str]:
         return []
+
+    # --- storage + environments (issue 15 C) ---
+    async def _storage_mounts(self, acct: Account) -> dict:
+        """The binds of the tenant's storage (none without a tenant: a plain process spawner)."""
+        return {}
+    # --- end storage + environments ---
 
 
 class LocalGPUSpawner(GPUSliceSpawnerMixin, SandboxedProcessSpawner):
@@ -171,6 +183,25 @@ class LocalGPUSpawner(GPUSliceSpawnerMixin, SandboxedProcessSpawner):
 
     def _shared_rw(self) -> list[str]:
         return [self.mps_pipe_directory]  # MPS clients talk to the control daemon through its pipes
+
+    # --- storage + environments (issue 15 C) ---
+    async def _storage_mounts(self, acct: Account) -> dict:
+        """The tenant's folder (read-write, or read-only over quota), its datasets (read-only) and its
+        environments' kernelspecs, as the service prepares them (GET storage/mounts: the folder and the
+        group made, the account added to the group). Without an answer the server starts without them."""
+        if not self.tenant:
+            return {}
+        code, data = await self.service.call("GET", "storage/mounts", query={"tenant": self.tenant,
+                                                                            "user": self.user.name})
+        if code != 200 or not isinstance(data, dict):
+            self.log.warning("%s: no tenant storage for %s (GET storage/mounts answered %s: %s)", self.user.name,
+                             self.tenant, code, data)
+            return {}
+        if not acct.switch:  # single-user mode: no sandbox, the host paths
+            data = {"rw": [], "ro": [], "env": {**data.get("env", {}), "AISTACK_TENANT_DIR": (data.get("rw") or
+                    data.get("ro") or [["", ""]])[0][0]}}
+        return data
+    # --- end storage + environments ---
 
     # ------------------------------------------------------------------ GPU binding
     def slice_binding(self, assignment: dict | None) -> dict:

@@ -125,6 +125,9 @@ class Sandbox:
     hide: list[str] = field(default_factory=list)  # masked with an empty tmpfs if inside something shown
     share_ipc: bool = False  # CUDA MPS clients need the host's IPC namespace and /dev/shm
     packages: tuple[str, ...] = ()  # our packages the command imports (python_paths)
+    # --- storage + environments (issue 15 C) ---
+    ro_to: list[tuple[str, str]] = field(default_factory=list)  # (host path, path inside), read-only, after rw
+    # --- end storage + environments ---
 
     def command(self, argv: list[str], info_fd: int | None = None) -> list[str]:
         if self.uid == 0 or self.gid == 0:
@@ -176,6 +179,10 @@ class Sandbox:
         a += parents(self.home) + ["--bind", self.home, self.home]
         for src, dst in self.rw:
             a += parents(dst) + ["--bind", src, dst]
+        # --- storage + environments (issue 15 C): datasets, the catalog's kernelspecs (read-only, last) ---
+        for src, dst in self.ro_to:
+            a += parents(dst) + ["--ro-bind", src, dst]
+        # --- end storage + environments ---
         a += ["--chdir", self.cwd]
         if info_fd is not None:
             a += ["--info-fd", str(info_fd)]

@@ -106,6 +106,11 @@ class LocalExecutor(Executor):
     copy_limit_mib = Integer(1024, help="working_folder 'copy': the largest folder (MiB) copied; a larger "
                              "one fails the job with a message.").tag(config=True)
 
+    # --- storage + environments (issue 15 C): set by the service (aistack_hub.services.storage.install):
+    # (tenant, user, account name | None, sandboxed) -> {"rw", "ro", "env"}; None: no tenant storage
+    storage_mounts = None
+    # --- end storage + environments ---
+
     # Inside the sandbox (accounts mode): where the attempt's run files and the checkpoints appear.
     RUN_DIR = "/aistack/run"
     CHECKPOINT_DIR = "/aistack/checkpoints"
@@ -177,6 +182,12 @@ class LocalExecutor(Executor):
             return existing
         account = await asyncio.to_thread(self.isolation.account, job.user)
         await asyncio.to_thread(self.isolation.prepare_home, account)
+        # --- storage + environments (issue 15 C): the tenant's folder, its datasets, its kernels ---
+        mounts = {"rw": [], "ro": [], "env": {}}
+        if self.storage_mounts is not None:
+            mounts = await asyncio.to_thread(self.storage_mounts, job.tenant, job.user, account.name if account.switch
+                                             else None, account.switch)
+        # --- end storage + environments ---
         adir = self.attempt_dir(job.id, job.attempt)
         ckpt = self.checkpoint_dir(job.id)
         os.makedirs(self.job_dir(job.id), mode=0o700, exist_ok=True)
@@ -209,6 +220,7 @@ class LocalExecutor(Executor):
             json.dump({"launched_at": launched_at, "sandbox": sandboxed}, f)
 
         env = self._env(job, assignment, account, self.CHECKPOINT_DIR if sandboxed else ckpt, run_dir)
+        env.update(mounts["env"])  # storage + environments (issue 15 C)
         log = open(self.log_path(job.id), "ab")
         log.write(f"==> attempt {job.attempt} of job {job.id} starting at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n".encode())
         log.flush()
@@ -221,7 +233,9 @@ class LocalExecutor(Executor):
                 box = Sandbox(account.uid, account.gid, account.name, account.home, cwd=account.home,
                               ro=list(self.isolation.extra_ro_paths),
                               rw=[(adir, self.RUN_DIR), (ckpt, self.CHECKPOINT_DIR)]
-                              + ([(self.mps_pipe_directory, self.mps_pipe_directory)] if self.mps_pipe_directory else []),
+                              + ([(self.mps_pipe_directory, self.mps_pipe_directory)] if self.mps_pipe_directory else [])
+                              + [tuple(x) for x in mounts["rw"]],  # storage (issue 15 C)
+                              ro_to=[tuple(x) for x in mounts["ro"]],  # datasets, kernels (issue 15 C)
                               hide=[self.jobs_dir, os.path.dirname(os.path.abspath(self.jobs_dir))],
                               share_ipc=bool(self.mps_pipe_directory), packages=("job_runner",))
                 proc, pid = await asyncio.to_thread(box.launch, argv, env, **popen)

@@ -1,0 +1,264 @@
+"""Tenant storage (issue 15 C): usage against quota per tenant, quotas, datasets and their publication, and
+the mounts of a workload (the local spawner asks over HTTP, the local executor through ``mounts_sync``;
+Kubernetes pods through ``pod_volumes``). docs/storage.md.
+
+Who sees what: members their tenants' usage; tenant admins the same; platform admins everything and alone
+change quotas and datasets. ``GET storage/mounts`` is for the hub (its service token) and admins.
+"""
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+from pydantic import Field
+
+from job_runner.binding.storage import Mounts, StorageError, TenantStorage, UsageCache, check_name, quota_support
+from job_runner.binding.storage_kube import KubeStorage, pod_volumes
+from job_runner.db import utcnow
+from job_runner.db.resources import Dataset, DatasetGrant, TenantStorageRow
+
+from .context import Identity, ServiceContext
+from .errors import Forbidden, Invalid, NotFound
+from .models import _Body, _Query
+
+GIB = 1 << 30
+WARN_AT = 0.9  # share of the quota from which usage is shown as a warning
+MAX_PAGE = 500
+
+
+class StorageQuery(_Query):
+    tenant: str | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE)] = 100
+    offset: Annotated[int, Field(ge=0)] = 0
+    fresh: bool = False
+
+
+class MountsQuery(_Query):
+    tenant: str
+    user: str
+
+
+class QuotaBody(_Body):
+    quota_gib: Annotated[float, Field(ge=0, le=1 << 20, allow_inf_nan=False)] | None = None
+
+
+class DatasetBody(_Body):
+    description: Annotated[str, Field(max_length=2000)] = ""
+    size_gib: Annotated[float, Field(gt=0, le=1 << 20, allow_inf_nan=False)] = 1.0
+    volume_name: Annotated[str, Field(max_length=253)] = ""
+    tenants: Annotated[list[Annotated[str, Field(min_length=1, max_length=63)]], Field(max_length=1000)] = []
+
+
+def _name(name: str, what: str) -> str:
+    try:
+        return check_name(name, what)
+    except StorageError as e:
+        raise Invalid(str(e), "bad_name") from None
+
+
+class StorageService:
+    def __init__(self, ctx: ServiceContext, storage: TenantStorage, kube: KubeStorage | None = None,
+                 isolation=None):
+        self.ctx = ctx
+        self.storage = storage
+        self.kube = kube or KubeStorage()
+        self.isolation = isolation  # job_runner.binding.accounts.Isolation: the members' account names
+        self.cache = UsageCache(storage.usage_cache_s, storage.scan_max_entries)
+        self._support: str | None = None
+
+    # ------------------------------------------------------------------ reads
+    def _visible_tenants(self, ident: Identity) -> list[str]:
+        names = sorted(t.name for t in self.ctx.tenants())
+        if ident.is_admin:
+            return names
+        mine = set(ident.groups) | self.ctx.admin_tenants(ident)
+        return [n for n in names if n in mine]
+
+    def _quota_gib(self, tenant: str) -> float:
+        with self.ctx.db.read() as s:
+            row = s.get(TenantStorageRow, tenant)
+            quota = None if row is None else row.quota_gib
+        return float(self.storage.default_quota_gib if quota is None else quota)
+
+    def _granted(self, tenant: str) -> list[str]:
+        with self.ctx.db.read() as s:
+            return sorted(g.dataset for g in s.query(DatasetGrant).filter(DatasetGrant.tenant == tenant))
+
+    def usage_of(self, tenant: str, fresh: bool = False) -> dict:
+        """Blocking: the tenant's measured usage against its quota."""
+        path = self.storage.tenant_dir(tenant)
+        got = self.cache.get(path, fresh=fresh)
+        quota = self._quota_gib(tenant)
+        used = got["bytes"]
+        share = used / (quota * GIB) if quota else 0.0
+        if self._support is None:
+            self._support = quota_support(os.path.dirname(path) if not os.path.isdir(path) else path)
+        return {"tenant": tenant, "used_bytes": used, "files": got["files"], "partial": got["partial"],
+                "measured_at": got["measured_at"], "scan_s": got["scan_s"], "quota_gib": quota,
+                "quota_bytes": int(quota * GIB), "used_share": round(share, 4),
+                "warning": bool(quota) and share >= WARN_AT, "over_quota": bool(quota) and share >= 1.0,
+                "mount_path": self.storage.inside(tenant), "path": path, "datasets": self._granted(tenant),
+                "enforcement": self.enforcement()}
+
+    def enforcement(self) -> str:
+        base = self._support or "measured, not enforced"
+        if self.storage.over_quota == "read-only":
+            return base + "; over quota: mounted read-only into new servers and jobs"
+        return base + "; over quota: warned only"
+
+    def _overview(self, ident: Identity, q: StorageQuery) -> dict:
+        names = self._visible_tenants(ident)
+        if q.tenant is not None:
+            if q.tenant not in names:
+                raise NotFound(f"no tenant {q.tenant!r} you may see")
+            names = [q.tenant]
+        page = names[q.offset:q.offset + q.limit]
+        items = [self.usage_of(n, fresh=q.fresh) for n in page]
+        nxt = q.offset + q.limit if q.offset + q.limit < len(names) else None
+        return {"items": items, "total": len(names), "next_offset": nxt, "root": self.storage.root,
+                "over_quota_policy": self.storage.over_quota}
+
+    async def overview(self, ident: Identity, q: StorageQuery) -> dict:
+        return await self.ctx.offload.io(self._overview, ident, q)
+
+    # ------------------------------------------------------------------ quotas (admins)
+    def _set_quota(self, tenant: str, body: QuotaBody) -> dict:
+        if tenant not in {t.name for t in self.ctx.tenants()}:
+            raise NotFound(f"no tenant {tenant!r}")
+        with self.ctx.db.session() as s:
+            row = s.get(TenantStorageRow, tenant) or TenantStorageRow(tenant=tenant)
+            row.quota_gib = body.quota_gib
+            row.updated_at = utcnow()
+            s.add(row)
+        return self.usage_of(tenant)
+
+    async def set_quota(self, ident: Identity, tenant: str, body: QuotaBody) -> dict:
+        self.ctx.require_admin(ident)
+        return await self.ctx.offload.io(self._set_quota, tenant, body)
+
+    # ------------------------------------------------------------------ datasets (admins)
+    @staticmethod
+    def _dataset_json(d: Dataset, tenants: list[str]) -> dict:
+        return {"name": d.name, "description": d.description, "size_gib": d.size_gib,
+                "volume_name": d.volume_name, "tenants": tenants, "created_at": d.created_at.isoformat() + "Z"}
+
+    def _datasets(self, ident: Identity, q: StorageQuery) -> dict:
+        visible = set(self._visible_tenants(ident))
+        with self.ctx.db.read() as s:
+            rows = s.query(Dataset).order_by(Dataset.name).offset(q.offset).limit(q.limit + 1).all()
+            grants: dict[str, list] = {}
+            for g in s.query(DatasetGrant).filter(DatasetGrant.dataset.in_([r.name for r in rows])):
+                grants.setdefault(g.dataset, []).append(g.tenant)
+            items = []
+            for r in rows[:q.limit]:
+                ts = sorted(grants.get(r.name, []))
+                if ident.is_admin or visible & set(ts):
+                    items.append(self._dataset_json(r, ts if ident.is_admin else sorted(visible & set(ts))))
+        return {"items": items, "next_offset": q.offset + q.limit if len(rows) > q.limit else None}
+
+    async def datasets(self, ident: Identity, q: StorageQuery) -> dict:
+        return await self.ctx.offload.io(self._datasets, ident, q)
+
+    def _put_dataset(self, name: str, body: DatasetBody) -> tuple[dict, bool]:
+        _name(name, "dataset")
+        known = {t.name for t in self.ctx.tenants()}
+        unknown = sorted(set(body.tenants) - known)
+        if unknown:
+            raise Invalid(f"no tenant {', '.join(unknown)}", "unknown_tenant")
+        with self.ctx.db.session() as s:
+            row = s.get(Dataset, name)
+            created = row is None
+            row = row or Dataset(name=name, created_at=utcnow())
+            row.description, row.size_gib, row.volume_name = body.description, body.size_gib, body.volume_name
+            s.add(row)
+            s.flush()
+            s.query(DatasetGrant).filter(DatasetGrant.dataset == name).delete()
+            for t in sorted(set(body.tenants)):
+                s.add(DatasetGrant(dataset=name, tenant=t))
+            s.flush()
+            out = self._dataset_json(row, sorted(set(body.tenants)))
+        self.storage.prepare_dataset(name)  # state written first, then the folder
+        return out, created
+
+    async def put_dataset(self, ident: Identity, name: str, body: DatasetBody) -> tuple[dict, bool]:
+        self.ctx.require_admin(ident)
+        return await self.ctx.offload.io(self._put_dataset, name, body)
+
+    def _delete_dataset(self, name: str) -> None:
+        with self.ctx.db.session() as s:
+            row = s.get(Dataset, name)
+            if row is None:
+                raise NotFound(f"no dataset {name!r}")
+            s.query(DatasetGrant).filter(DatasetGrant.dataset == name).delete()
+            s.delete(row)
+        # the files stay: an admin removes them (an unpublished dataset is in no sandbox any more)
+
+    async def delete_dataset(self, ident: Identity, name: str) -> None:
+        self.ctx.require_admin(ident)
+        await self.ctx.offload.io(self._delete_dataset, name)
+
+    # ------------------------------------------------------------------ mounts of a workload
+    def mounts_sync(self, tenant: str, user: str, account: str | None = None, sandboxed: bool = True) -> dict:
+        """Blocking: the folder prepared, the member's account in the tenant's group, and the binds
+        (``job_runner.binding.storage.Mounts`` as a dict). The tenant must exist."""
+        if tenant not in {t.name for t in self.ctx.tenants()}:
+            raise NotFound(f"no tenant {tenant!r}")
+        if account is None and self.isolation is not None and self.isolation.switches:
+            account = self.isolation.account_name(user)
+        try:
+            self.storage.prepare(tenant)
+            if account:
+                self.storage.add_member(tenant, account)
+            over = self.storage.over_quota == "read-only" and self.usage_of(tenant)["over_quota"]
+            m: Mounts = self.storage.mounts(tenant, self._granted(tenant), read_only=over, sandboxed=sandboxed)
+        except StorageError as e:
+            raise Invalid(str(e), "storage") from None
+        return m.to_dict()
+
+    async def mounts(self, ident: Identity, q: MountsQuery) -> dict:
+        if not ident.is_admin:
+            raise Forbidden("only the hub and admins ask for a workload's mounts")
+        return await self.ctx.offload.io(self.mounts_sync, q.tenant, q.user)
+
+    def pod_volumes_sync(self, tenant: str) -> dict:
+        """Blocking: the Kubernetes volumes and mounts of a pod of ``tenant`` (its claim, its datasets)."""
+        # a claim's usage is not scanned from the service: its size request is its limit (the provisioner's)
+        vols, mounts = pod_volumes(tenant, self._granted(tenant), self.storage.mount_path,
+                                   self.storage.dataset_mount_path)
+        return {"volumes": vols, "volumeMounts": mounts,
+                "env": {"AISTACK_TENANT_DIR": self.storage.inside(tenant)}}
+
+    def claims_sync(self, tenant: str, namespace: str) -> list[dict]:
+        """The claims a tenant's namespace needs: its own and one per dataset published to it."""
+        out = [self.kube.tenant_pvc(tenant, namespace, self._quota_gib(tenant) or None)]
+        with self.ctx.db.read() as s:
+            for name in self._granted(tenant):
+                d = s.get(Dataset, name)
+                out.append(self.kube.dataset_pvc(name, namespace, d.size_gib, d.volume_name))
+        return out
+
+
+def install(app) -> None:
+    """Wire storage and environments into the ``aistack`` service ``app`` (called from
+    ``AIStackService.initialize``): the services, the executor's hooks, the kernelspecs, and the
+    service's own ``JUPYTER_PATH`` (its kernel check sees the catalog's kernels)."""
+    from job_runner.binding.accounts import Isolation
+
+    from .environments import EnvironmentService
+
+    storage = TenantStorage(parent=app)
+    ctx = app.services.ctx
+    app.services.storage = StorageService(ctx, storage, KubeStorage(parent=app), Isolation(parent=app))
+    app.services.environments = envs = EnvironmentService(ctx, storage)
+    ex = app.executor
+    ex.storage_mounts = app.services.storage.mounts_sync  # LocalExecutor (a marked block in its start)
+    ex.storage_volumes = app.services.storage.pod_volumes_sync  # Kubernetes job manifests
+    ex.environment_image = envs.image_for
+    try:
+        envs.sync()
+    except (OSError, StorageError) as e:
+        app.log.warning("environments: could not write the kernelspecs under %s: %s", storage.environments_dir, e)
+    path = envs.all_kernels_path()
+    current = os.environ.get("JUPYTER_PATH", "")
+    if path not in current.split(os.pathsep):
+        os.environ["JUPYTER_PATH"] = os.pathsep.join([path, current]) if current else path
