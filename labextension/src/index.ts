@@ -18,6 +18,7 @@ import { IJobRequest, IProfileInfo, ITenantInfo, showRunJobDialog } from './dial
 import { estimatedStartText, IJob, normalizeJob } from './jobs';
 import { normalizeParameters, ParamValue } from './params';
 import { JobLogView, JobsPanel } from './panel';
+import { openExperimentCommand } from './experimentCommand'; // experiments (issue 13)
 
 const PLUGIN_ID = 'aistack_lab:plugin';
 
@@ -394,6 +395,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       palette.addItem({ command: CommandIDs.openPanel, category: trans.__('AIStack') });
     }
     tracker?.currentChanged.connect(() => app.commands.notifyCommandChanged(CommandIDs.runAsJob));
+    // --- experiments (issue 13): the experiment view (aistack:open-experiment {id}) ---
+    openExperimentCommand(app, palette);
 
     // refresh on a timer; the clock text ticks every second
     let timer: number | undefined;
