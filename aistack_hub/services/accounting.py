@@ -188,8 +188,9 @@ class AccountingService:
             total = base.count()
             rows = base.order_by(Price.resource, Price.gpu_model, Price.effective_from.desc(), Price.id.desc()) \
                 .offset(q.offset).limit(q.limit).all()
+            prices = [price_json(r) for r in rows]
         nxt = q.offset + q.limit if q.offset + q.limit < total else None
-        return {"prices": [price_json(r) for r in rows], "total": total, "offset": q.offset, "limit": q.limit,
+        return {"prices": prices, "total": total, "offset": q.offset, "limit": q.limit,
                 "next_offset": nxt}
 
     async def prices(self, ident: Identity, q: PageQuery) -> dict:
