@@ -23,6 +23,15 @@ from .retention import RetentionHandler
 from .tenants import ProfilesHandler, TenantHandler, ViewHandler
 
 
+# --- pipelines + schedules (issue 14) ---
+def _pipelines_routes(api: str, kw: dict) -> list:
+    from .pipelines import routes as pipeline_routes
+    from .schedules import routes as schedule_routes
+
+    return pipeline_routes(api, kw) + schedule_routes(api, kw)
+# --- end pipelines + schedules ---
+
+
 class OpenAPIHandler(RequestHandler):
     def initialize(self, base_path):
         self.base_path = base_path
@@ -73,5 +82,6 @@ def api_handlers(prefix: str, settings) -> list:
         # --- end accounting ---
         # --- experiments (issue 13) ---
         *experiment_routes(api, kw),
+    ] + _pipelines_routes(api, kw) + [  # --- pipelines + schedules (issue 14) ---
         (api + r".*", NotFoundHandler),
     ]
