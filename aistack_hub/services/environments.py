@@ -54,8 +54,9 @@ def _plain(e: Environment) -> dict:
             "image": e.image, "env": dict(e.env or {})}
 
 
-def offered(e: Environment, tenant: str) -> bool:
-    ts = e.tenants or []
+def offered(e, tenant: str) -> bool:
+    """Whether ``e`` (a row or its JSON) is offered to ``tenant``."""
+    ts = (e["tenants"] if isinstance(e, dict) else e.tenants) or []
     return "*" in ts or tenant in ts
 
 
@@ -67,7 +68,7 @@ class EnvironmentService:
     # ------------------------------------------------------------------ reads
     def _list(self, ident: Identity, q: EnvironmentsQuery) -> dict:
         with self.ctx.db.read() as s:
-            rows = s.query(Environment).order_by(Environment.name).all()
+            rows = [env_json(r) for r in s.query(Environment).order_by(Environment.name)]
         if q.tenant is not None:
             if q.tenant not in {t.name for t in self.ctx.tenants()}:
                 raise Invalid(f"no tenant {q.tenant!r}", "unknown_tenant")
@@ -78,7 +79,7 @@ class EnvironmentService:
             mine = set(ident.groups) | self.ctx.admin_tenants(ident)
             rows = [r for r in rows if any(offered(r, t) for t in mine)]
         page = rows[q.offset:q.offset + q.limit]
-        return {"items": [env_json(r) for r in page], "total": len(rows),
+        return {"items": page, "total": len(rows),
                 "next_offset": q.offset + q.limit if q.offset + q.limit < len(rows) else None}
 
     async def list(self, ident: Identity, q: EnvironmentsQuery) -> dict:
