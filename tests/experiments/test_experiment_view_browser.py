@@ -1,0 +1,72 @@
+"""The experiment view in a real Chromium (playwright-core) against a real AIStack Hub: an ASHA-free grid
+experiment of two slow trials (real papermill jobs reporting each epoch), the view opened from the command
+palette shows live curves, a trial is stopped and resumed with more budget from its buttons.
+Screenshots: test-artifacts/experiments/browser/*.png."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import nbformat
+import pytest
+
+from tests.labextension.conftest import REPO
+
+CHROMIUM = os.environ.get("AISTACK_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = os.path.join(REPO, "test-artifacts", "experiments", "browser")
+TRAIN = """
+import json, os, time
+from job_runner import report
+ckpt = os.path.join(os.environ["AISTACK_CHECKPOINT_DIR"], "state.json")
+start = json.load(open(ckpt))["epoch"] if os.path.exists(ckpt) else 0
+for epoch in range(start + 1, epochs + 1):
+    time.sleep(0.5)
+    report(step=epoch, accuracy=1 - lr / epoch, loss=lr / epoch)
+    json.dump({"epoch": epoch}, open(ckpt, "w"))
+"""
+
+
+def notebook() -> dict:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    p = nbformat.v4.new_code_cell("lr = 0.1\nepochs = 3")
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, nbformat.v4.new_code_cell(TRAIN)]
+    return json.loads(nbformat.writes(nb))
+
+
+@pytest.mark.browser
+def test_experiment_view_in_chromium(lab_hub, ana):
+    assert os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: run `bash scripts/setup.sh test`"
+    assert os.path.exists(os.path.join(REPO, "labextension", "aistack_lab", "labextension", "package.json")), \
+        "the lab extension is not built: run `bash scripts/setup.sh test`"
+    r = ana.request("PUT", "lab/api/settings/@jupyterlab/apputils-extension:notification",
+                    json={"raw": json.dumps({"fetchNews": "false"})})
+    assert r.status_code == 204, r.text
+    r = ana.ext("POST", "api/experiments", json={
+        "notebook": notebook(), "profile": "cpu", "name": "view-demo", "space": {"lr": [0.1, 0.5]},
+        "objective": {"metric": "accuracy", "mode": "max"}, "strategy": "grid", "parallelism": 2,
+        "budget": {"parameter": "epochs", "max": 60}})
+    assert r.status_code == 201, r.text
+    eid = r.json()["id"]
+    env = dict(os.environ, HUB_URL=lab_hub.url, USER_NAME="ana", PASSWORD=lab_hub.password, ARTIFACTS=ARTIFACTS,
+               CHROMIUM=CHROMIUM, EXPERIMENT_ID=str(eid))
+    out = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "browser", "experiment_view.js")],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no result from the browser (rc {out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
+    res = json.loads(lines[-1])
+    try:
+        assert not res.get("error"), f"{res['error']}\nsteps: {res['steps']}\n{lab_hub.log_tail(3000)}"
+        assert res["grew"] and res["charts"][0] == "accuracy" and "loss" in res["charts"], res
+        assert "view-demo" in res["summary"] and "grid" in res["summary"], res["summary"]
+        assert "stopped" in res["stoppedText"] and "ana" in res["stoppedText"], res
+        # the service agrees: the trial was resumed with more budget, on the same job
+        e = ana.ext("GET", f"api/experiments/{eid}").json()
+        t = e["trials"][int(res["trial"])]
+        assert t["budget"] == 120 and t["steered"] and t["attempt"] == 2, t
+        for name in ("01-live-curves", "02-stopped", "03-resumed"):
+            assert os.path.getsize(os.path.join(ARTIFACTS, f"{name}.png")) > 10_000, name
+    finally:
+        ana.ext("POST", f"api/experiments/{eid}/cancel")
