@@ -175,3 +175,44 @@ def test_default_admits_cpu_jobs_on_a_pool_without_gpus():
     s.submit(Workload("a", "team-a", "u", "job", "normal", req, 0.0))
     d = s.schedule(1.0)
     assert [w.id for w, _ in d.admitted] == ["a"]
+
+
+@pytest.mark.parametrize("name", ["fgd", "default"])
+def test_incremental_scores_equal_scores_from_scratch(name):
+    """The cached, incremental scores (each node's per-GPU table sums kept, plus the change of the
+    GPUs a placement takes; after-states shared between identical nodes) equal the fragmentation
+    increase computed from the after-state's free GPUs, on both code paths (few and many rows)."""
+    rng = np.random.default_rng(7)
+    inv = Inventory.from_config([
+        {"name": "a", "cpu_milli": 32000, "memory_mib": 128000, "gpus": 4, "gpu_model": "A100-80GB", "count": 50},
+        {"name": "t", "cpu_milli": 16000, "memory_mib": 64000, "gpus": 2, "gpu_model": "T4", "count": 30},
+    ])
+    reqs = ([share(int(m), cpu_milli=int(c), memory_mib=4000) for m, c in zip(rng.integers(100, 900, 60),
+                                                                               rng.integers(0, 4, 60) * 1000)]
+            + [whole(int(k), cpu_milli=2000) for k in rng.integers(1, 4, 20)]
+            + [share(500, gpu_models=("T4",))] * 10 + [SliceRequest("cpu", cpu_milli=3000)] * 10)
+    pol = make_policy(name, TargetWorkload.from_requests(reqs))
+    state = ClusterState(inv)
+    checked = 0
+    for k in rng.permutation(len(reqs) * 3) % len(reqs):
+        r = reqs[k]
+        cost, choice = pol.node_costs(state, r)
+        node_ok, gpu_ok = state.feasible(r)
+        for i in np.flatnonzero(node_ok)[:: 7]:
+            free = state.gpu_free[i].copy()
+            if r.kind == "whole":
+                free[np.flatnonzero(gpu_ok[i])[: r.gpus]] = 0
+            elif r.kind == "share":
+                free[choice[i]] -= r.gpu_milli
+            args = (np.array([state.node_model[i]]),)
+            after = pol.fragmentation(state, np.array([state.cpu_free[i] - r.cpu_milli]),
+                                      np.array([state.mem_free[i] - r.memory_mib]), free[None], *args)
+            now = pol.fragmentation(state, state.cpu_free[i:i + 1], state.mem_free[i:i + 1],
+                                    state.gpu_free[i:i + 1], *args)
+            assert cost[i] == pol.cost(after - now)[0], (r, i)
+            checked += 1
+        assert np.isinf(cost[~node_ok]).all()
+        p = pol.place(state, r)
+        if p is not None:
+            state.allocate(r, p)
+    assert checked > 500

@@ -39,6 +39,7 @@ class FragmentationPolicy(PlacementPolicy):
         self._state_id = None
         self._frag_now = None
         self._frag_version = None
+        self._sums_now = None
         self._tables = None
         self._tables_key = None
         self._dirty = False
@@ -84,10 +85,19 @@ class FragmentationPolicy(PlacementPolicy):
         return {}
 
     # ---- to define ---------------------------------------------------------------------------
-    def fragmentation(self, state, cpu, mem, free, model) -> np.ndarray:  # pragma: no cover - abstract
-        """Fragmentation of many hypothetical node states at once: [H] from cpu [H], mem [H],
-        free [H, G] milli per GPU (-1 = none), model [H]."""
+    # tables()["lut"]: [1001, C] per free milli value of one GPU, columns that add up over a node's
+    # GPUs (counts and milli, integers: sums are exact in float64)
+    def frag_sums(self, state, cpu, mem, sums, model) -> np.ndarray:  # pragma: no cover - abstract
+        """Fragmentation of many hypothetical node states at once: [H] from cpu [H], mem [H], the
+        node's per-GPU table rows summed over its GPUs [H, C], model [H]."""
         raise NotImplementedError
+
+    def fragmentation(self, state, cpu, mem, free, model) -> np.ndarray:
+        """:meth:`frag_sums` of node states given as free milli per GPU [H, G] (-1 = none)."""
+        return self.frag_sums(state, cpu, mem, self._gpu_sums(state, free), model)
+
+    def _gpu_sums(self, state, free) -> np.ndarray:
+        return self.tables(state)["lut"][np.maximum(free, 0)].sum(1)
 
     def cost(self, delta: np.ndarray) -> np.ndarray:
         """Cost of placements that raise fragmentation by ``delta`` (least wins)."""
@@ -101,45 +111,46 @@ class FragmentationPolicy(PlacementPolicy):
         raise NotImplementedError
 
     # ---- scoring ------------------------------------------------------------------------------
-    def _frag_rows(self, state: ClusterState, cpu, mem, free, model) -> np.ndarray:
-        """:meth:`fragmentation` of many rows, computed once per distinct node state when there are
-        many (an empty cluster has a handful of distinct node states among a thousand nodes)."""
+    def _frag_rows(self, state: ClusterState, cpu, mem, free, model):
+        """(:meth:`fragmentation`, table sums) of many rows, computed once per distinct node state
+        when there are many (an empty cluster has a handful of distinct node states among a
+        thousand nodes)."""
         if len(cpu) <= 64:
-            return self.fragmentation(state, cpu, mem, free, model)
-        key = np.concatenate([cpu[:, None], mem[:, None], np.sort(free, axis=1), model[:, None]], axis=1)
-        # rows hashed to one int64 (multiply-add with odd 64-bit constants, wrapping): np.unique on
-        # one column is far faster than on rows; a collision (~n^2/2^64) would only mis-score a node
-        digest = (key.astype(np.uint64) * _HASH_MULT[: key.shape[1]]).sum(axis=1)
-        _, first, inverse = np.unique(digest, return_index=True, return_inverse=True)
-        uniq = key[first]
-        frag = self.fragmentation(state, uniq[:, 0], uniq[:, 1], uniq[:, 2:-1], uniq[:, -1])
-        return frag[inverse.reshape(-1)]
+            sums = self._gpu_sums(state, free)
+            return self.frag_sums(state, cpu, mem, sums, model), sums
+        # np.unique on one digest column is far faster than on rows
+        _, first, inverse = np.unique(self._row_digest(cpu, mem, free, model), return_index=True,
+                                      return_inverse=True)
+        sums = self._gpu_sums(state, free[first])
+        frag = self.frag_sums(state, cpu[first], mem[first], sums, model[first])
+        inverse = inverse.reshape(-1)
+        return frag[inverse], sums[inverse]
 
     def _sync(self, state: ClusterState):
         """Reset the caches when the policy is pointed at another state object."""
         if self._state_id != id(state) or self._frag_now is None:
             self._state_id = id(state)
             self._cache = {}
-            self._frag_now = self._frag_rows(state, state.cpu_free, state.mem_free, state.gpu_free,
-                                             state.node_model)
+            self._frag_now, self._sums_now = self._frag_rows(state, state.cpu_free, state.mem_free,
+                                                             state.gpu_free, state.node_model)
             self._frag_version = state.version.copy()
+            self._digest_now = np.zeros(state.n_nodes, dtype=np.uint64)
+            self._digest_version = np.full(state.n_nodes, -1, dtype=np.int64)
 
     def deltas(self, state: ClusterState, req: SliceRequest, nodes: np.ndarray, gpu_ok_rows):
         """(cost, chosen GPU or -1) of placing ``req`` on each of ``nodes`` (``gpu_ok_rows``: the
         per-GPU fit mask of those nodes). The nodes' current fragmentation is refreshed in the same
-        vectorised call where they changed."""
+        vectorised call where they changed.
+
+        A node after placing differs from the node now in one GPU (a share) or in k whole free GPUs:
+        its table sums are the node's current sums (kept per node) plus the change of those GPUs'
+        rows, so only changed nodes are summed over all their GPUs."""
         cpu = state.cpu_free[nodes] - req.cpu_milli
         mem = state.mem_free[nodes] - req.memory_mib
-        if req.kind == "cpu" or req.kind == "whole":
-            rows = np.arange(len(nodes))
-            cols = vals = None
-            free = state.gpu_free[nodes].copy()
-            if req.kind == "whole":
-                ok = gpu_ok_rows
-                free[ok & (np.cumsum(ok, axis=1) <= req.gpus)] = 0  # the first free GPUs, as placed
-        else:
-            # share: one candidate per distinct free value among the fitting GPUs of each node (the
-            # first such GPU: a stable sort keeps GPU order among equal values)
+        cols = vals = None
+        if req.kind == "share":
+            # one candidate per distinct free value among the fitting GPUs of each node (the first
+            # such GPU: a stable sort keeps GPU order among equal values)
             fr = np.where(gpu_ok_rows, state.gpu_free[nodes], -1)
             order = np.argsort(fr, axis=1, kind="stable")
             sv = np.take_along_axis(fr, order, axis=1)
@@ -147,20 +158,15 @@ class FragmentationPolicy(PlacementPolicy):
             keep[:, 1:] &= sv[:, 1:] != sv[:, :-1]
             rows, j = np.nonzero(keep)
             cols, vals = order[rows, j], sv[rows, j]
-            free = state.gpu_free[nodes[rows]].copy()
-            free[np.arange(len(rows)), cols] -= req.gpu_milli
             cpu, mem = cpu[rows], mem[rows]
+        else:
+            rows = np.arange(len(nodes))
         stale = nodes[self._frag_version[nodes] != state.version[nodes]]
         n_after = len(rows)
-        if len(stale):
-            cpu = np.concatenate([cpu, state.cpu_free[stale]])
-            mem = np.concatenate([mem, state.mem_free[stale]])
-            free = np.concatenate([free, state.gpu_free[stale]])
-        model = state.node_model[np.concatenate([nodes[rows], stale])]
-        frag = self._frag_rows(state, cpu, mem, free, model)
-        if len(stale):
-            self._frag_now[stale] = frag[n_after:]
-            self._frag_version[stale] = state.version[stale]
+        if n_after + len(stale) > 64:
+            frag = self._rows_full(state, req, nodes, rows, vals, cpu, mem, stale)
+        else:
+            frag = self._rows_incremental(state, req, nodes, rows, vals, cpu, mem, stale)
         cost = self.cost(frag[:n_after] - self._frag_now[nodes[rows]])
         if cols is None:
             return cost, np.full(len(nodes), -1)
@@ -171,6 +177,71 @@ class FragmentationPolicy(PlacementPolicy):
         chosen_cost[rows, cols] = cost
         best = chosen_cost[np.arange(len(nodes)), choice]
         return best, choice
+
+    def _store_now(self, state, stale, frag, sums) -> None:
+        self._frag_now[stale] = frag
+        self._sums_now[stale] = sums
+        self._frag_version[stale] = state.version[stale]
+
+    def _rows_full(self, state, req, nodes, rows, vals, cpu, mem, stale):
+        """Many rows: the after-states from the nodes' current sums, scored once per distinct
+        (node state now, candidate GPU's free value): a young cluster has few distinct node states."""
+        if len(stale):
+            frag, sums = self._frag_rows(state, state.cpu_free[stale], state.mem_free[stale],
+                                         state.gpu_free[stale], state.node_model[stale])
+            self._store_now(state, stale, frag, sums)
+        at = nodes[rows]
+        digest = self._digests(state, at)
+        if vals is not None:
+            digest = digest * _HASH_MULT[0] + vals.astype(np.uint64)
+        _, first, inverse = np.unique(digest, return_index=True, return_inverse=True)
+        u = at[first]
+        sums = self._after_sums(state, req, u, None if vals is None else vals[first])
+        frag = self.frag_sums(state, cpu[first], mem[first], sums, state.node_model[u])
+        return frag[inverse.reshape(-1)]
+
+    def _after_sums(self, state, req, at, vals):
+        """Table sums of nodes ``at`` after placing ``req`` (on the GPU of free value ``vals``)."""
+        lut = self.tables(state)["lut"]
+        sums = self._sums_now[at]
+        if req.kind == "whole":
+            sums = sums + req.gpus * (lut[0] - lut[1000])
+        elif req.kind == "share":
+            sums = sums + (lut[vals - req.gpu_milli] - lut[vals])
+        return sums
+
+    @staticmethod
+    def _row_digest(cpu, mem, free, model) -> np.ndarray:
+        """One uint64 per node state (cpu, mem, free per GPU in any order, model): a multiply-add
+        with odd 64-bit constants, wrapping; a collision (~n^2/2^64) would only mis-score a node."""
+        key = np.concatenate([cpu[:, None], mem[:, None], np.sort(free, axis=1), model[:, None]], axis=1)
+        return (key.astype(np.uint64) * _HASH_MULT[: key.shape[1]]).sum(axis=1)
+
+    def _digests(self, state, at) -> np.ndarray:
+        """Digests of the current states of nodes ``at``, recomputed where they changed."""
+        moved = at[self._digest_version[at] != state.version[at]]
+        if len(moved):
+            self._digest_now[moved] = self._row_digest(state.cpu_free[moved], state.mem_free[moved],
+                                                       state.gpu_free[moved], state.node_model[moved])
+            self._digest_version[moved] = state.version[moved]
+        return self._digest_now[at]
+
+    def _rows_incremental(self, state, req, nodes, rows, vals, cpu, mem, stale):
+        """Few rows: the changed nodes summed over their GPUs, the after-states from those sums."""
+        if len(stale):
+            s_stale = self._gpu_sums(state, state.gpu_free[stale])
+            self._sums_now[stale] = s_stale
+        sums = self._after_sums(state, req, nodes[rows], vals)
+        model = state.node_model[nodes[rows]]
+        if len(stale):
+            cpu = np.concatenate([cpu, state.cpu_free[stale]])
+            mem = np.concatenate([mem, state.mem_free[stale]])
+            sums = np.concatenate([sums, s_stale])
+            model = np.concatenate([model, state.node_model[stale]])
+        frag = self.frag_sums(state, cpu, mem, sums, model)
+        if len(stale):
+            self._store_now(state, stale, frag[len(rows):], s_stale)
+        return frag
 
     def _key(self, req: SliceRequest) -> tuple:
         s = (req.kind, req.gpus, req.gpu_milli, req.gpu_mem_mib, req.gpu_models, req.cpu_milli)
@@ -245,23 +316,24 @@ class FGD(FragmentationPolicy):
         ask = t.per_gpu_milli
         gpu_cls = ask > 0
         # per free value: [enough for the class's per-GPU ask (count), fragment if not (milli)]
-        lut = np.concatenate([(v >= ask) & gpu_cls, np.where((v < ask) & gpu_cls, v, 0)], axis=1)
+        lut = np.concatenate([(v >= ask) & gpu_cls, np.where((v < ask) & gpu_cls, v, 0), v], axis=1)
         return {"lut": lut.astype(np.float64), "n": len(ask), "gpu_cls": gpu_cls,
                 "need": np.where(t.share, 1, t.ngpu), "cpu": t.cpu}
 
-    def fragmentation(self, state, cpu, mem, free, model):
+    def frag_sums(self, state, cpu, mem, per, model):
         k = self.tables(state)
         n = k["n"]
-        fz = np.maximum(free, 0)
-        per = k["lut"][fz].sum(1)  # [H, 2K]
-        fits, partial = per[:, :n], per[:, n:]
-        total = fz.sum(1).astype(np.float64)
+        fits, partial, total = per[:, :n], per[:, n:2 * n], per[:, 2 * n]
         ok = k["gpu_cls"] & k["allowed"][model] & (cpu[:, None] >= k["cpu"]) & (fits >= k["need"])
         frag = np.where(ok, partial, total[:, None])
         return frag @ self.target.weight
 
     def cost(self, delta):
-        # Go: int64(sigmoid((before-after)/1000) * MaxNodeScore); the least cost is the highest score
+        # Go: int64(sigmoid((before-after)/1000) * MaxNodeScore); the least cost is the highest score.
+        # The increase is rounded to 1e-6 milli first: the simulator scores a node's state before and
+        # after with the same arithmetic, so an unchanged fragmentation is exactly 0 (score 50); ours
+        # sums rows in batches of different sizes, whose float rounding (~1e-13) would truncate 50 to 49
+        delta = np.round(delta, 6)
         return -np.trunc((1.0 / (1.0 + np.exp(delta / 1000.0))) * 100.0)
 
     def gpu_key(self, cost, cols, vals):

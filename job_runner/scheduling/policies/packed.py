@@ -28,20 +28,20 @@ class PackedFGD(FragmentationPolicy):
 
     name = "default"
 
-    def fragmentation(self, state, cpu, mem, free, model):
+    def frag_sums(self, state, cpu, mem, per_gpu, model):
         k = self.tables(state)
         n = k["n"]
-        # one gather from a per-free-value table gives, per class: share instances, FGD's partial
-        # sums; and the node's free total and number of whole free GPUs
-        per_gpu = k["lut"][np.maximum(free, 0)].sum(1)  # [H, 2K+2]
+        # the per-free-value table summed over the node's GPUs gives, per class: share instances,
+        # FGD's partial sums; and the node's free total and number of whole free GPUs [H, 2K+2]
         share_inst, partial = per_gpu[:, :n], per_gpu[:, n:2 * n]
         tot = per_gpu[:, 2 * n:2 * n + 1]
         gpu_inst = share_inst + k["whole_lut"][per_gpu[:, -1].astype(np.int64)]
         cm = np.minimum(cpu[:, None] * k["inv_cpu"], mem[:, None] * k["inv_mem"])
         inst = np.minimum(np.floor(cm + 1e-9), gpu_inst) * k["allowed"][model]
-        waste = tot - np.minimum(inst * k["per"], tot)
-        fgd = np.where(inst == 0, tot, partial)
-        return (waste + fgd) @ k["weight"]
+        # waste (tot - what instances use) + FGD's fragment (tot where no instance fits, else the
+        # partial sum), summed over classes with their weights
+        rest = np.where(inst == 0, tot, partial - np.minimum(inst * k["per"], tot))
+        return tot[:, 0] * k["weight_sum"] + rest @ k["weight"]
 
     def build_tables(self, state, t):
         big = 1e12
@@ -71,7 +71,7 @@ class PackedFGD(FragmentationPolicy):
             "n": len(t.weight), "lut": lut, "whole_lut": whole_lut, "inv_cpu": inv_cpu, "inv_mem": inv_mem,
             # CPU-only classes: one instance that fits makes the waste 0, else all free GPU
             "per": np.where(t.share, t.milli, np.where(t.whole, t.ngpu * 1000, big)).astype(np.float64),
-            "weight": weight,
+            "weight": weight, "weight_sum": float(weight.sum()),
         }
 
     def pick(self, state, req, cost):
