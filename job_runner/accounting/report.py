@@ -73,10 +73,16 @@ def _filters(model, tenants, users):
 def _raw(s, acc: _Acc, a: float, b: float, flt) -> None:
     """Closed intervals overlapping [a, b), clipped to it (short ones start at most a day before ``a``)."""
     iv = UsageInterval
-    q = s.query(iv).filter(iv.end_ts.isnot(None), iv.end_ts > a, iv.start_ts < b, *flt(iv)).filter(
+    q = select(*_cols()).where(iv.end_ts.isnot(None), iv.end_ts > a, iv.start_ts < b, *flt(iv)).where(
         or_(iv.start_ts >= a - DAY, iv.long.is_(True)))
-    for r in q:
+    for r in s.execute(q):
         _add_interval(acc, r, a, b, None)
+
+
+def _cols():
+    iv = UsageInterval
+    return (iv.kind, iv.tenant, iv.user, iv.gpu_model, iv.gpus, iv.cpu, iv.memory_gib, iv.start_ts, iv.end_ts,
+            iv.idle_s, iv.used_gpu_s)
 
 
 def _add_interval(acc, r, a, b, now):
@@ -128,6 +134,32 @@ def usage_report(s, start: float, end: float, group_by=("tenant",), tenants=None
         if b > a:
             _raw(s, acc, a, b, flt)
     iv = UsageInterval
-    for r in s.query(iv).filter(iv.end_ts.is_(None), iv.start_ts < end, *flt(iv)):
+    for r in s.execute(select(*_cols()).where(iv.end_ts.is_(None), iv.start_ts < end, *flt(iv))):
         _add_interval(acc, r, start, end, now)
+    _idle_spells(s, acc, start, end, now, flt)
     return acc.result()
+
+
+def _idle_spells(s, acc: _Acc, start: float, end: float, now: float, flt) -> None:
+    """Idle-held GPU time of servers from GPU monitoring's ``gpu_idle_intervals`` (issue 15 B: one row per
+    idle spell, gpu_milli held, NULL end = idle now), clipped to the period, per day."""
+    from job_runner.db.monitoring import GPUIdleInterval as gi
+
+    q = s.query(gi).filter(gi.started_at < end, or_(gi.ended_at.is_(None), gi.ended_at > start), *flt(gi))
+    spells = q.all()
+    if not spells:
+        return
+    models = {}
+    ids = sorted({x.allocation_id for x in spells})
+    for i in range(0, len(ids), 900):
+        models.update(s.query(UsageInterval.workload_id, UsageInterval.gpu_model).filter(
+            UsageInterval.kind == "server", UsageInterval.workload_id.in_(ids[i:i + 900])).all())
+    for x in spells:
+        lo, hi = max(x.started_at, start), min(x.ended_at if x.ended_at is not None else now, end)
+        t = lo
+        while t < hi:
+            day = int(math.floor(t / DAY))
+            nxt = min(hi, (day + 1) * DAY)
+            acc.add(day, x.tenant, x.user, models.get(x.allocation_id) or "", "server",
+                    {"idle_gpu_s": (x.gpu_milli or 0) / 1000.0 * (nxt - t)})
+            t = nxt

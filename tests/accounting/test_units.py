@@ -114,3 +114,19 @@ def test_budget_status_warns_at_thresholds(db):
     with db.read() as s:
         (b,) = budget_status(s, now=now + 1800)
     assert b["crossed"] == [0.5, 0.8, 1.0] and b["over"] and b["holding"]
+
+
+def test_idle_spells_from_gpu_monitoring_count_as_idle_gpu_hours(db):
+    """The culling engineer's gpu_idle_intervals (issue 15 B) are the idle-held hours of the report."""
+    from job_runner.db.monitoring import GPUIdleInterval
+
+    now = 20000 * DAY + 10000
+    with db.session() as s:
+        s.add(UsageInterval(kind="server", workload_id=9, attempt=0, tenant="t", user="u", gpu_model="A100-40GB",
+                            gpus=0.5, start_ts=now - 7200, end_ts=None))
+        s.add(GPUIdleInterval(allocation_id=9, tenant="t", user="u", gpu_milli=500, started_at=now - 3600,
+                              ended_at=now - 1800, end_reason="active"))
+        s.add(GPUIdleInterval(allocation_id=9, tenant="t", user="u", gpu_milli=500, started_at=now - 900, ended_at=None))
+    with db.read() as s:
+        (r,) = usage_report(s, now - DAY, now, ("tenant", "gpu_model"), now=now)
+    assert r["idle_gpu_hours"] == pytest.approx(0.5 * (1800 + 900) / 3600) and r["gpu_hours"] == pytest.approx(1.0)
