@@ -22,6 +22,12 @@ from .pod import PodInputHandler, PodOutputHandler, PodProgressHandler, PodResul
 from .retention import RetentionHandler
 from .tenants import ProfilesHandler, TenantHandler, ViewHandler
 
+# --- storage + environments (issue 15 C) ---
+from .environments import EnvironmentHandler, EnvironmentsHandler  # noqa: E402
+from .storage import (DatasetHandler, DatasetsHandler, MountsHandler, StorageHandler,  # noqa: E402
+                      TenantStorageHandler, VolumesHandler)
+# --- end storage + environments ---
+
 
 # --- pipelines + schedules (issue 14) ---
 def _pipelines_routes(api: str, kw: dict) -> list:
@@ -77,11 +83,21 @@ def api_handlers(prefix: str, settings) -> list:
         (api + "profiles", ProfilesHandler, kw),
         (api + "me", ViewHandler, {**kw, "view": "me"}),
         (api + "retention", RetentionHandler, kw),
+        # --- storage + environments (issue 15 C) ---
+        (api + "storage", StorageHandler, kw),
+        (api + "storage/mounts", MountsHandler, kw),
+        (api + "storage/volumes", VolumesHandler, kw),
+        (api + r"storage/([^/]+)", TenantStorageHandler, kw),
+        (api + "datasets", DatasetsHandler, kw),
+        (api + r"datasets/([^/]+)", DatasetHandler, kw),
+        (api + "environments", EnvironmentsHandler, kw),
+        (api + r"environments/([^/]+)", EnvironmentHandler, kw),
+        # --- end storage + environments ---
+    ] + _pipelines_routes(api, kw) + [  # --- pipelines + schedules (issue 14) ---
         # --- accounting (issue 15 A) ---
         *accounting_routes(api, kw),
         # --- end accounting ---
         # --- experiments (issue 13) ---
         *experiment_routes(api, kw),
-    ] + _pipelines_routes(api, kw) + [  # --- pipelines + schedules (issue 14) ---
         (api + r".*", NotFoundHandler),
     ]

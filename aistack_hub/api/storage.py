@@ -26,6 +26,14 @@ class MountsHandler(APIHandler):
         self.write_json(await self.services.storage.mounts(self.identity, self.query(MountsQuery)))
 
 
+class VolumesHandler(APIHandler):
+    """The Kubernetes volumes of a pod of ``tenant`` (KubeGPUSpawner asks with the hub's token)."""
+
+    async def get(self):
+        tenant = self.get_query_argument("tenant", "")
+        self.write_json(await self.services.storage.volumes(self.identity, tenant))
+
+
 class DatasetsHandler(APIHandler):
     async def get(self):
         self.write_json(await self.services.storage.datasets(self.identity, self.query(StorageQuery)))

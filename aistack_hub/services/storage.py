@@ -228,6 +228,13 @@ class StorageService:
         return {"volumes": vols, "volumeMounts": mounts,
                 "env": {"AISTACK_TENANT_DIR": self.storage.inside(tenant)}}
 
+    async def volumes(self, ident: Identity, tenant: str) -> dict:
+        if not ident.is_admin:
+            raise Forbidden("only the hub and admins ask for a pod's volumes")
+        if tenant not in {t.name for t in self.ctx.tenants()}:
+            raise NotFound(f"no tenant {tenant!r}")
+        return await self.ctx.offload.io(self.pod_volumes_sync, tenant)
+
     def claims_sync(self, tenant: str, namespace: str) -> list[dict]:
         """The claims a tenant's namespace needs: its own and one per dataset published to it."""
         out = [self.kube.tenant_pvc(tenant, namespace, self._quota_gib(tenant) or None)]

@@ -5,6 +5,7 @@ import base64
 import math
 
 from job_runner.binding.kube import LABEL_PREFIX, dns_label, label_value
+from job_runner.binding.storage_kube import add_to_pod  # storage (issue 15 C)
 from job_runner.scheduling import Assignment, SliceRequest
 
 from .base import JobSpec
@@ -84,6 +85,18 @@ def job_manifest(ex, job: JobSpec, assignment: dict | None) -> dict:
         pod_spec["volumes"] = [{"name": "home", "persistentVolumeClaim": {"claimName": claim}}]
         container["volumeMounts"] = [{"name": "home", "mountPath": ex.home_mount_path}]
         container["workingDir"] = ex.home_mount_path
+    # --- storage + environments (issue 15 C): the tenant's claim, its datasets read-only, the environment's
+    # image (hooks the service sets: aistack_hub.services.storage.install; a plain executor has none)
+    storage = getattr(ex, "storage_volumes", None)
+    if storage is not None:
+        got = storage(job.tenant)
+        add_to_pod(pod_spec, container, got["volumes"], got["volumeMounts"])
+        env_list.extend({"name": k, "value": str(v)} for k, v in sorted((got.get("env") or {}).items()))
+    image_of = getattr(ex, "environment_image", None)
+    image = image_of(job.tenant, job.kernel_name) if image_of is not None else None
+    if image:
+        container["image"] = image
+    # --- end storage + environments ---
     spec = {
         "backoffLimit": 0,  # each retry is a new attempt decided by the service's retry policy
         "ttlSecondsAfterFinished": ex.ttl_seconds_after_finished,
