@@ -80,3 +80,34 @@ def accounting_routes(api: str, kw: dict) -> list:
         (api + r"accounting/budgets/([^/]+)", BudgetHandler, kw),
         (api + "accounting/reminders", RemindersHandler, kw),
     ]
+
+
+def openapi_paths() -> dict:
+    """The accounting endpoints for openapi.json (aistack_hub.api.openapi)."""
+    tag = ["accounting"]
+    err = {str(c): {"description": "an error {error, message}"} for c in (400, 401, 403, 404, 409)}
+    q = [{"name": n, "in": "query", "schema": {"type": "string"}} for n in
+         ("start", "end", "period", "group_by", "tenant", "user", "format", "limit", "offset")]
+    page = [{"name": n, "in": "query", "schema": {"type": "integer"}} for n in ("limit", "offset")]
+    ok = {"200": {"description": "ok"}}
+    return {
+        "/accounting/report": {"get": {"tags": tag, "summary": "Usage and cost for a period, grouped (JSON page or "
+                                       "CSV with Accept: text/csv / format=csv)", "parameters": q,
+                                       "responses": {**ok, **err}}},
+        "/accounting/prices": {"get": {"tags": tag, "summary": "The price book's versions (pages)", "parameters": page,
+                                       "responses": {**ok, **err}},
+                               "post": {"tags": tag, "summary": "Add a price version (platform admins)",
+                                        "responses": {"201": {"description": "created"}, **err}}},
+        "/accounting/prices/{id}": {"put": {"tags": tag, "summary": "Change a future price version",
+                                            "responses": {**ok, **err}},
+                                    "delete": {"tags": tag, "summary": "Remove a future price version",
+                                               "responses": {"204": {"description": "removed"}, **err}}},
+        "/accounting/budgets": {"get": {"tags": tag, "summary": "Budgets with month-to-date spend (pages)",
+                                        "parameters": page, "responses": {**ok, **err}}},
+        "/accounting/budgets/{tenant}": {"put": {"tags": tag, "summary": "Set a tenant's monthly budget (platform admins)",
+                                                 "responses": {**ok, **err}},
+                                         "delete": {"tags": tag, "summary": "Remove a tenant's budget",
+                                                    "responses": {"204": {"description": "removed"}, **err}}},
+        "/accounting/reminders": {"get": {"tags": tag, "summary": "The caller's over-budget / over-quota reminders",
+                                          "responses": {**ok, **err}}},
+    }

@@ -195,6 +195,10 @@ def openapi_spec(base_path: str = "/services/aistack/api") -> dict:
                                "caller may see (other tenants' only for platform admins)",
                                "responses": {"200": _resp("inventory", {"type": "object"}), **_errors(401, 403)}}},
     }
+    # --- accounting (issue 15 A) ---
+    from .accounting import openapi_paths as _accounting_paths
+    paths.update(_accounting_paths())
+    # --- end accounting ---
     return {
         "openapi": "3.1.0",
         "info": {"title": "aistack service API", "version": "1",
