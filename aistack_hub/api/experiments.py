@@ -77,3 +77,22 @@ def experiment_routes(api: str, kw: dict) -> list:
         (api + r"jobs/([^/]+)/metrics", JobMetricsHandler, kw),
         (api + r"jobs/([^/]+)/pod/metrics", PodMetricsHandler, kw),
     ]
+
+
+def openapi_paths() -> dict:
+    """The experiments' part of openapi.json (docs/experiments.md has the fields)."""
+    def op(summary, tag="experiments", code="200"):
+        return {"tags": [tag], "summary": summary,
+                "responses": {code: {"description": summary, "content": {"application/json": {"schema": {"type": "object"}}}},
+                              "400": {"description": "bad input"}, "404": {"description": "not found"}}}
+    exp = "/experiments/{id}"
+    return {
+        "/experiments": {"post": op("Create an experiment (space, objective, strategy, budget, parallelism)", code="201"),
+                         "get": op("List experiments (pages: limit, before)")},
+        exp: {"get": op("An experiment: state, trials with metrics, best")},
+        exp + "/cancel": {"post": op("Cancel an experiment and its trials")},
+        exp + "/trials": {"post": op("Add a trial with given parameters", code="201")},
+        exp + "/trials/{trial}/stop": {"post": op("Stop a trial (stopped_by: you)")},
+        exp + "/trials/{trial}/resume": {"post": op("Resume a trial from its checkpoint with more budget")},
+        "/jobs/{id}/metrics": {"get": op("A job's reported metrics", tag="jobs")},
+    }

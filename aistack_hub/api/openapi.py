@@ -199,6 +199,9 @@ def openapi_spec(base_path: str = "/services/aistack/api") -> dict:
     from .accounting import openapi_paths as _accounting_paths
     paths.update(_accounting_paths())
     # --- end accounting ---
+    # --- experiments (issue 13) ---
+    from .experiments import openapi_paths as _experiment_paths
+    paths.update(_experiment_paths())
     return {
         "openapi": "3.1.0",
         "info": {"title": "aistack service API", "version": "1",
