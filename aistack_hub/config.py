@@ -87,6 +87,7 @@ KNOWN_CLASSES = {
     "LocalExecutor": "job_runner.executors.local",
     "KubernetesExecutor": "job_runner.executors.kubernetes",
     "NoopExecutor": "job_runner.executors.noop",
+    "Monitor": "job_runner.monitoring.monitor",  # --- GPU monitoring + culling (issue 15 B) ---
 }
 
 

@@ -7,6 +7,8 @@ with the viewer's own token, so the page shows and changes exactly what the view
 """
 from __future__ import annotations
 
+import functools
+import json
 import os
 from urllib.parse import quote
 
@@ -14,11 +16,13 @@ import jinja2
 from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
+from .dashboard import ChartJSHandler, as_json, dashboard_data, partials, template_env
 from .data import APIError, Endpoints, call, gather, gpu_hours_svg, whoami
 from .oauth import SharedStateHubOAuth
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-_env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(HERE, "templates")), autoescape=True)
+# Our templates, then JupyterHub's: admin.html extends the hub's page.html (its look, Bootstrap 5, dark mode)
+_env = template_env()
 
 
 def gpus(milli) -> str:
@@ -32,6 +36,24 @@ def gib(mib) -> str:
 _env.filters["gpus"] = gpus
 _env.filters["gib"] = gib
 _env.filters["cpus"] = gpus
+
+
+def keep_input(method):
+    """A refused edit (4xx but 403) shows the page again with the form as it was sent and what is wrong
+    next to it, instead of a dead-end error page."""
+    @functools.wraps(method)
+    async def wrapper(self, *args):
+        try:
+            return await method(self, *args)
+        except web.HTTPError as e:
+            if not 400 <= e.status_code < 500 or e.status_code == 403 or self._finished:
+                raise
+            message = e.log_message or e.reason or f"refused ({e.status_code})"
+            kept = {"action": self.request.path, "message": message,
+                    "form": {k: self.get_body_argument(k, "") for k in self.request.body_arguments}}
+            self.set_status(e.status_code)
+            await self.finish_page(error=message, kept=kept)
+    return wrapper
 
 
 class AdminBase(HubOAuthenticated, web.RequestHandler):
@@ -66,6 +88,22 @@ class AdminBase(HubOAuthenticated, web.RequestHandler):
         message = getattr(exc, "log_message", None) or self._reason
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(_env.get_template("error.html").render(status=status_code, message=message, base=self.base()))
+
+    def render_page(self, data: dict, dash: dict, notice="", error="", kept=None) -> str:
+        return _env.get_template("admin.html").render(
+            **data, base=self.base(), plot=gpu_hours_svg(data["gpu_hours"]), xsrf=self.xsrf_form_html(),
+            notice=notice, error=error, kept=kept or {}, dashboard_json=as_json(dash), partials=partials(),
+            user={"name": data["me"].get("name"), "json_escaped_name": json.dumps(data["me"].get("name"))[1:-1]})
+
+    async def finish_page(self, notice="", error="", kept=None):
+        try:
+            data = await gather(self.endpoints, self.viewer_token())
+        except APIError as e:
+            raise web.HTTPError(e.status if 400 <= e.status < 500 else 502, e.message) from e
+        dash = await dashboard_data(self.endpoints.api, self.viewer_token(), bool(data["me"].get("admin")),
+                                    data["gpu_hours"])
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(self.render_page(data, dash, notice, error, kept))
 
     async def api(self, method, path, body=None, query=None):
         try:
@@ -102,17 +140,7 @@ class AdminBase(HubOAuthenticated, web.RequestHandler):
 class AdminPageHandler(AdminBase):
     @web.authenticated
     async def get(self):
-        try:
-            data = await gather(self.endpoints, self.viewer_token())
-        except APIError as e:
-            raise web.HTTPError(e.status if 400 <= e.status < 500 else 502, e.message) from e
-        html = _env.get_template("admin.html").render(
-            **data, base=self.base(), plot=gpu_hours_svg(data["gpu_hours"]),
-            xsrf=self.xsrf_form_html(), notice=self.get_argument("notice", ""),
-            error=self.get_argument("error", ""),
-        )
-        self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(html)
+        await self.finish_page(notice=self.get_argument("notice", ""), error=self.get_argument("error", ""))
 
 
 def _number(form, name, scale: float, allow_empty=True):
@@ -134,6 +162,7 @@ class TenantQuotaHandler(AdminBase):
     """Edit a tenant's quota and settings in place (admins only; the API enforces it)."""
 
     @web.authenticated
+    @keep_input
     async def post(self, tenant):
         form = {k: self.get_body_argument(k, "") for k in (
             "resource_group", "gpus", "cpus", "memory_gib", "max_servers_per_user", "max_running_jobs",
@@ -178,6 +207,7 @@ class TenantCreateHandler(AdminBase):
     tenant" for a group made in JupyterHub's own admin page (the group and its members stay)."""
 
     @web.authenticated
+    @keep_input
     async def post(self):
         name = _name(self, "name")
         try:
@@ -198,6 +228,7 @@ class TenantRenameHandler(AdminBase):
     group with the same members; the old one deleted)."""
 
     @web.authenticated
+    @keep_input
     async def post(self, tenant):
         new = _name(self, "new_name")
         if new == tenant:
@@ -217,6 +248,7 @@ class TenantDeleteHandler(AdminBase):
     """Delete a tenant without queued or running work (admins), and its JupyterHub group."""
 
     @web.authenticated
+    @keep_input
     async def post(self, tenant):
         await self.api("DELETE", f"tenants/{quote(tenant, safe='')}")
         await self.hub("DELETE", f"groups/{quote(tenant, safe='')}", ok=(404,))
@@ -229,6 +261,7 @@ class TenantMembersHandler(AdminBase):
     can start a server on their first login."""
 
     @web.authenticated
+    @keep_input
     async def post(self, tenant):
         await self.require_tenant_admin(tenant)
         # JupyterHub's authenticators store names lower-cased (Authenticator.normalize_username)
@@ -263,6 +296,7 @@ class TenantGrantHandler(AdminBase):
     PATCH tenants, which enforces it)."""
 
     @web.authenticated
+    @keep_input
     async def post(self, tenant):
         user = _name(self, "user")
         grant = self.get_body_argument("grant", "")
@@ -290,5 +324,6 @@ handlers = [
     (r"admin/tenants/([^/]+)/delete", TenantDeleteHandler),
     (r"admin/tenants/([^/]+)/members", TenantMembersHandler),
     (r"admin/tenants/([^/]+)/grants", TenantGrantHandler),
+    (r"admin/static/lib/chart\.umd\.js", ChartJSHandler),  # Chart.js (dashboard.py)
     (r"admin/static/(.*)", AdminStaticHandler),
 ]

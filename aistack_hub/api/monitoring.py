@@ -77,6 +77,11 @@ class IdleIntervalsHandler(_Base):
         await self.run(self.monitoring.idle_intervals, since, until, self.get_query_argument("tenant", "") or None)
 
 
+class QueueHistoryHandler(_Base):
+    async def get(self):
+        await self.run(self.monitoring.queue, _num(self, "since"), _num(self, "until"), _num(self, "points", int))
+
+
 class AlarmsHandler(_Base):
     async def get(self):
         await self.run(self.monitoring.alarms)
@@ -95,4 +100,5 @@ def monitoring_handlers(api_prefix: str, settings, monitoring) -> list:
         (m + "idle-intervals", IdleIntervalsHandler, kw),
         (m + r"policies/([^/]+)", PolicyHandler, kw),
         (m + "alarms", AlarmsHandler, kw),
+        (m + "queue", QueueHistoryHandler, kw),
     ]

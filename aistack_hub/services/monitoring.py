@@ -141,6 +141,42 @@ class MonitoringService:
         return {"since": since, "until": until, "items": items,
                 "idle_gpu_hours": round(sum(i["idle_gpu_hours"] for i in items), 6)}
 
+    def queue(self, ident, since: float | None, until: float | None, points: int | None) -> dict:
+        """Queue length (jobs waiting) and the mean wait of the jobs that started, per time bucket."""
+        if not ident.is_admin:
+            raise Forbidden("the queue's history is for platform admins")
+        import datetime as _dt
+
+        from job_runner.db import Job
+
+        until = until or time.time()
+        since = since or until - 24 * 3600
+        if not 0 < until - since <= MAX_SPAN_S:
+            raise Invalid(f"the span must be more than 0 and at most {MAX_SPAN_S // 86400} days")
+        n = max(1, min(points or 48, 500))
+        width = (until - since) / n
+        utc = _dt.timezone.utc
+        ts = (lambda d: d.replace(tzinfo=utc).timestamp() if d is not None else None)
+        lo = _dt.datetime.fromtimestamp(since, utc).replace(tzinfo=None)
+        hi = _dt.datetime.fromtimestamp(until, utc).replace(tzinfo=None)
+        with self.ctx.db.read() as s:
+            rows = s.execute(select(Job.created_at, Job.started_at, Job.finished_at).where(
+                Job.created_at < hi, (Job.started_at.is_(None)) | (Job.started_at >= lo)).limit(100000)).all()
+        buckets = [{"ts": since + (i + 0.5) * width, "queued": 0, "started": 0, "wait_s": 0.0} for i in range(n)]
+        for created, started, finished in rows:
+            c, st = ts(created), ts(started) or ts(finished)
+            for i, b in enumerate(buckets):
+                t = since + (i + 1) * width
+                if c <= t and (st is None or st > t):
+                    b["queued"] += 1
+            if started is not None and since <= ts(started) < until:
+                b = buckets[min(n - 1, int((ts(started) - since) / width))]
+                b["started"] += 1
+                b["wait_s"] += ts(started) - c
+        for b in buckets:
+            b["mean_wait_s"] = b.pop("wait_s") / b["started"] if b["started"] else None
+        return {"since": since, "until": until, "points": buckets}
+
     def alarms(self, ident) -> dict:
         if not ident.is_admin:
             raise Forbidden("alarms are for platform admins")

@@ -23,6 +23,11 @@ else
   echo "lab extension: up to date ($out)"
 fi
 
+# --- admin dashboard (issue 15 B): Chart.js for the admin page, copied (never committed) to a gitignored lib/
+mkdir -p aistack_hub/admin/static/lib
+cp node_modules/chart.js/dist/chart.umd.js aistack_hub/admin/static/lib/chart.umd.js
+# --- end admin dashboard ---
+
 # What the wheel installs as data_files (setup.cfg), the editable install gets as links/copies in .venv:
 # the built frontend (linked, so rebuilds take effect) and the server extension's enable switch.
 prefix="$(.venv/bin/python -c 'import sys; print(sys.prefix)')"

@@ -1,0 +1,93 @@
+// The admin dashboard in a real Chromium (Debian's, driven by playwright-core): charts with real axes in
+// light and dark mode (prefers-color-scheme), and an invalid quota edit that keeps the input and says
+// what is wrong. Prints one JSON line of results; screenshots go to $ARTIFACTS.
+// env: HUB_URL PASSWORD ARTIFACTS [CHROMIUM]
+const { chromium } = require('playwright-core');
+const fs = require('fs');
+const path = require('path');
+
+const HUB = process.env.HUB_URL;
+const ART = process.env.ARTIFACTS;
+const ADMIN = HUB + 'services/aistack/admin/';
+const T = 30000;
+const results = { steps: [] };
+const step = name => { results.steps.push(name); process.stderr.write(`[browser] ${name}\n`); };
+
+async function login(page) {
+  await page.goto(HUB + 'hub/login');
+  await page.fill('input[name="username"]', 'admin');
+  await page.fill('input[name="password"]', process.env.PASSWORD);
+  await Promise.all([page.waitForNavigation(), page.click('input[type="submit"], button[type="submit"]')]);
+}
+
+async function charts(page) {
+  await page.waitForSelector('html[data-charts]', { timeout: T });
+  return page.evaluate(() => {
+    const out = { state: document.documentElement.getAttribute('data-charts'),
+                  theme: document.documentElement.getAttribute('data-bs-theme'),
+                  bodyBg: getComputedStyle(document.body).backgroundColor, charts: {} };
+    for (const [k, c] of Object.entries(window.aistackCharts || {})) {
+      const scales = {};
+      for (const [id, s] of Object.entries(c.scales)) {
+        scales[id] = { title: s.options.title && s.options.title.text, ticks: s.ticks.length,
+                       min: s.min, max: s.max, width: Math.round(s.width), height: Math.round(s.height),
+                       tickColor: s.options.ticks.color };
+      }
+      const meta0 = c.getDatasetMeta(0);
+      out.charts[k] = { scales, datasets: c.data.datasets.map(d => ({ label: d.label, colour: d.backgroundColor || d.borderColor, n: d.data.length })),
+                        labels: c.data.labels || null, width: c.width, height: c.height,
+                        firstBarWidth: meta0 && meta0.data[0] && meta0.data[0].width ? Math.round(meta0.data[0].width) : null };
+    }
+    return out;
+  });
+}
+
+async function main() {
+  fs.mkdirSync(ART, { recursive: true });
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] });
+  try {
+    for (const scheme of ['light', 'dark']) {
+      const ctx = await browser.newContext({ viewport: { width: 1400, height: 1000 }, colorScheme: scheme });
+      const page = await ctx.newPage();
+      page.setDefaultTimeout(T);
+      await login(page);
+      const resp = await page.goto(ADMIN);
+      results[scheme + 'Status'] = resp.status();
+      await page.uncheck('#live');
+      results[scheme] = await charts(page);
+      await page.locator('#dashboard').screenshot({ path: path.join(ART, `dashboard-${scheme}.png`) });
+      step(`dashboard ${scheme}`);
+      if (scheme === 'light') {
+        // an invalid quota edit: the page again, the input kept, the message next to it
+        const gpus = page.locator('#tenant-team-a input[name="gpus"]').first();
+        await gpus.fill('lots');
+        const [r] = await Promise.all([page.waitForNavigation(),
+          page.click('#tenant-team-a form[id^="quota-team-a-"] button[type="submit"]')]);
+        results.invalidStatus = r.status();
+        results.invalidUrl = page.url();
+        results.pageError = (await page.locator('#page-error').textContent()).replace(/\s+/g, ' ').trim();
+        results.fieldError = (await page.locator('#quota-error-team-a').textContent()).trim();
+        results.keptValue = await page.locator('#tenant-team-a input[name="gpus"]').first().inputValue();
+        results.keptInvalid = await page.locator('#tenant-team-a input[name="gpus"]').first().getAttribute('class');
+        results.otherFieldClass = await page.locator('#tenant-team-a input[name="cpus"]').first().getAttribute('class');
+        results.afterInvalidCharts = (await charts(page)).state;
+        await page.locator('#tenant-team-a').screenshot({ path: path.join(ART, 'quota-invalid.png') });
+        step('invalid quota kept');
+        // corrected: saved
+        await page.locator('#tenant-team-a input[name="gpus"]').first().fill('3');
+        await Promise.all([page.waitForURL(u => u.toString().includes('notice='), { timeout: T }),
+          page.click('#tenant-team-a form[id^="quota-team-a-"] button[type="submit"]')]);
+        results.savedNotice = (await page.locator('.notice').textContent()).trim();
+        step('corrected quota saved');
+      }
+      await ctx.close();
+    }
+  } catch (e) {
+    results.error = String(e && e.stack || e);
+  } finally {
+    await browser.close();
+  }
+  console.log(JSON.stringify(results));
+}
+main();

@@ -1,0 +1,137 @@
+"""The admin page as a dashboard, in a real browser: Debian's Chromium driven by playwright-core
+(browser/dashboard.js) against a real AIStack Hub (``aistack-hub up``: JupyterHub with NativeAuthenticator,
+the proxy, the aistack service). Screenshots: test-artifacts/admin_dashboard/*.png (looked at by the author).
+
+No GPU exists here: the GPU samples (six hours of utilisation of the configured GPUs) are fed into the
+service's database as the monitor would have written them (``job_runner.monitoring.store``); the
+GPU-hours come from server slices and jobs written with past times, as the real service records them.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+import requests
+
+from tests.hub.launcher import PASSWORD, REPO, HubStartError, start_hub, stop_hub
+
+ARTIFACTS = os.path.join(REPO, "test-artifacts", "admin_dashboard")
+CHROMIUM = os.environ.get("AISTACK_CHROMIUM", "/usr/bin/chromium")
+TENANTS = ("team-a", "team-b", "team-c")
+CONFIG = {
+    "Authenticator": {"admin_users": ["admin"]},
+    "Monitor": {"interval_s": 5},
+    "tenants": [{"name": t, "quotas": {"any": {"gpu_milli": 4000}}} for t in TENANTS],
+    "profiles": [{"slug": "gpu-1", "display_name": "1 GPU",
+                  "request": {"kind": "whole", "gpus": 1, "cpu_milli": 200, "memory_mib": 512}}],
+    "inventory": [{"name": "test-node", "cpu_milli": 8000, "memory_mib": 32768,
+                   "gpus": [{"model": "A100-80GB"}, {"model": "A100-80GB"}]}],
+}
+
+
+def feed_history(db_url: str):
+    """Six hours of GPU samples of the two configured GPUs, three days of slices, a day of jobs."""
+    from job_runner.db import ALLOC_RELEASED, SUCCEEDED, Allocation, Job, open_database
+    from job_runner.monitoring import store
+    from job_runner.monitoring.samples import GPUSample, Reading
+
+    db = open_database(db_url)
+    now = dt.datetime.now(dt.timezone.utc).timestamp()
+    for k in range(72):  # every 5 min
+        ts = now - 6 * 3600 + k * 300
+        store.write_samples(db, Reading(ts=ts, gpus=[
+            GPUSample("test-node", "0", util_pct=50 + 45 * math.sin(k / 8), mem_used_mib=30000, model="A100-80GB"),
+            GPUSample("test-node", "1", util_pct=5 + (k % 12) * 2.0, mem_used_mib=8000, model="A100-80GB")]), [])
+    utc_now = dt.datetime.utcnow()
+    whole = {"kind": "whole", "gpus": 1, "cpu_milli": 200, "memory_mib": 512}
+    with db.session() as s:
+        for day in range(3):
+            for i, t in enumerate(TENANTS):
+                start = utc_now - dt.timedelta(days=day, hours=10 - i)
+                s.add(Allocation(user=f"u{i}", tenant=t, profile="gpu-1", state=ALLOC_RELEASED, request=whole,
+                                 allocated_at=start, released_at=start + dt.timedelta(hours=1 + i + day)))
+        for k in range(24):
+            created = utc_now - dt.timedelta(hours=23 - k, minutes=30)
+            s.add(Job(name=f"j{k}", user="u0", tenant="team-a", profile="gpu-1", state=SUCCEEDED, notebook="{}",
+                      request=whole, created_at=created, started_at=created + dt.timedelta(minutes=5 + k % 7),
+                      finished_at=created + dt.timedelta(minutes=25)))
+    db.dispose()
+
+
+@pytest.fixture(scope="module")
+def hub():
+    tmp = tempfile.mkdtemp(prefix="aistack-dashboard-")
+    os.chmod(tmp, 0o711)
+    try:
+        h = start_hub(CONFIG, tmp)
+    except HubStartError as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        h.signup("admin")
+        assert h.login("admin") is not None, h.log_tail()
+        feed_history(f"sqlite:///{os.path.join(h.data_dir, 'aistack.sqlite')}")
+        yield h
+    finally:
+        stop_hub(h)
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        shutil.copy(h.log_path, os.path.join(ARTIFACTS, "hub.log"))
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_chartjs_is_served_or_the_page_fails_loudly(hub):
+    r = requests.get(hub.url + "services/aistack/admin/static/lib/chart.umd.js", timeout=10)
+    assert r.status_code == 200, ("Chart.js is not served: run `jlpm install` and scripts/setup.d/40-labextension.sh "
+                                  f"({r.status_code} {r.text[:300]})")
+    assert "Chart.js v4" in r.text[:400]
+
+
+@pytest.mark.browser
+def test_dashboard_in_chromium(hub):
+    """Charts with real axes (GPU utilisation per GPU, stacked GPU-hours per tenant per day, queue), stable
+    tenant colours, dark mode from prefers-color-scheme, and an invalid quota edit that keeps the input."""
+    assert os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: run `bash scripts/setup.sh test` (45-chromium.sh)"
+    env = dict(os.environ, HUB_URL=hub.url, PASSWORD=PASSWORD, ARTIFACTS=ARTIFACTS, CHROMIUM=CHROMIUM)
+    out = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "browser", "dashboard.js")],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no result from the browser script (rc {out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
+    res = json.loads(lines[-1])
+    with open(os.path.join(ARTIFACTS, "browser-results.json"), "w") as f:
+        json.dump(res, f, indent=1)
+    assert not res.get("error"), f"{res['error']}\nsteps: {res.get('steps')}\n{out.stderr[-2000:]}\n{hub.log_tail(3000)}"
+
+    light, dark = res["light"], res["dark"]
+    assert res["lightStatus"] == 200 and light["state"] == "ready" and light["theme"] == "light"
+    util = light["charts"]["util"]
+    assert [d["label"] for d in util["datasets"]] == ["test-node/0", "test-node/1"]
+    assert all(d["n"] >= 60 for d in util["datasets"]), util["datasets"]
+    assert util["scales"]["y"]["title"] == "utilisation (%)" and util["scales"]["y"]["max"] == 100
+    assert util["scales"]["x"]["title"] == "time (UTC)" and util["scales"]["x"]["ticks"] >= 4
+    hours = light["charts"]["hours"]
+    assert [d["label"] for d in hours["datasets"]] == list(TENANTS)
+    assert len(hours["labels"]) >= 3 and hours["labels"] == sorted(hours["labels"])
+    assert hours["scales"]["y"]["title"] == "GPU-hours" and hours["scales"]["y"]["ticks"] >= 3
+    assert hours["scales"]["x"]["ticks"] == len(hours["labels"])  # every day labelled, none clipped
+    assert hours["firstBarWidth"] <= 48, hours  # a day is a bar, not a full-width block
+    queue = light["charts"]["queue"]
+    assert queue["scales"]["wait"]["title"] == "mean wait (min)" and queue["scales"]["y"]["title"] == "jobs waiting"
+    # stable colours: a tenant has the same colour in both renderings (they are a hash of its name)
+    assert [d["colour"] for d in hours["datasets"]] == [d["colour"] for d in dark["charts"]["hours"]["datasets"]]
+    assert len({d["colour"] for d in hours["datasets"]}) == 3
+    # dark mode follows the browser's prefers-color-scheme (JupyterHub's darkmode.js + Bootstrap 5)
+    assert dark["theme"] == "dark" and dark["bodyBg"] != light["bodyBg"], (light["bodyBg"], dark["bodyBg"])
+    assert dark["charts"]["hours"]["scales"]["y"]["tickColor"] != light["charts"]["hours"]["scales"]["y"]["tickColor"]
+
+    # an invalid quota edit: the page again (400), the input kept and marked, the message next to it
+    assert res["invalidStatus"] == 400 and "'lots' is not a number" in res["pageError"], res
+    assert "'lots' is not a number" in res["fieldError"] and res["keptValue"] == "lots"
+    assert "is-invalid" in res["keptInvalid"] and "is-invalid" not in res["otherFieldClass"]
+    assert res["afterInvalidCharts"] == "ready"
+    assert "quota of team-a saved" in res["savedNotice"]
+    assert hub.service("GET", "tenants/team-a").json()["quotas"]["any"]["gpu_milli"] == 3000
