@@ -19,6 +19,7 @@ import { estimatedStartText, IJob, normalizeJob } from './jobs';
 import { normalizeParameters, ParamValue } from './params';
 import { JobLogView, JobsPanel } from './panel';
 import { openExperimentCommand } from './experimentCommand'; // experiments (issue 13)
+import { startIdleWatch } from './idle'; // GPU idle culling (issue 15 B)
 
 const PLUGIN_ID = 'aistack_lab:plugin';
 
@@ -120,6 +121,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     labShell: ILabShell | null
   ) => {
     const trans = (translator ?? nullTranslator).load('aistack_lab');
+    startIdleWatch(); // GPU idle culling (issue 15 B): the "keep for N hours" notification
     let settings: ISettings = { ...DEFAULTS };
     let me: IMe = { name: null, admin: false, tenants: [] };
 
