@@ -173,6 +173,7 @@ class TenantStorage(Configurable):
         """The tenant's folder, created if missing: root:<group>, 2770 (setgid). The root folder is 0755."""
         path = self.tenant_dir(tenant)
         os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        os.chmod(os.path.dirname(path), 0o755)
         gid = self.ensure_group(tenant)
         try:
             os.mkdir(path, 0o770)
@@ -189,8 +190,9 @@ class TenantStorage(Configurable):
 
     def prepare_dataset(self, name: str) -> str:
         path = self.dataset_dir(name)
-        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
         os.makedirs(path, mode=0o755, exist_ok=True)
+        for d in (os.path.dirname(path), path):  # whatever the process's umask (the platform's is 077)
+            os.chmod(d, 0o755)
         return path
 
     # ------------------------------------------------------------------ mounts
