@@ -23,8 +23,8 @@ from job_runner.pod import job_token
 
 from . import runfiles
 from .base import FAILED, ExecState, Executor, JobSpec
-from .k8s_manifest import (ATTEMPT_LABEL, CONTAINER_NAME, INSTANCE_LABEL, JOB_ID_LABEL, MANAGED_BY_LABEL, job_manifest,
-                           token_secret_manifest)
+from .k8s_manifest import (ATTEMPT_LABEL, CONTAINER_NAME, INSTANCE_LABEL, JOB_ID_LABEL, MANAGED_BY_LABEL,
+                           job_manifest, token_secret_manifest)
 from .k8s_status import CLUSTER_REASONS, finished, state_of
 
 
@@ -105,6 +105,8 @@ class KubernetesExecutor(Executor):
     def _run_files_default(self):
         return runfiles.FileRunFiles(self.jobs_dir) if self.jobs_dir else None
 
+    reconcile_namespaces = List(Unicode(), config=True, help="""Namespaces where orphan reconciliation lists Jobs (the
+        chart sets the tenants': its Roles are per namespace). Empty: all namespaces (a ClusterRole lists Jobs).""")
     delete_on_cleanup = Bool(False, config=True,
         help="Delete a finished Job at once instead of leaving it to ttlSecondsAfterFinished.")
     renderer = Instance(SliceRenderer, help="Renders slices; configure it as SliceRenderer.")
@@ -149,14 +151,13 @@ class KubernetesExecutor(Executor):
 
     async def _apis(self):
         from kubernetes_asyncio import client
-
         api = await self._client()
         return client.BatchV1Api(api), client.CoreV1Api(api)
 
     async def close(self):
-        if self.api_client is not None:
-            await self.api_client.close()
-            self.api_client = None
+        api, self.api_client = self.api_client, None
+        if api is not None:
+            await api.close()
 
     def token_key(self) -> str:
         """The key of the per-job tokens: ours, else the service's (the executor's parent)."""
@@ -223,8 +224,7 @@ class KubernetesExecutor(Executor):
             labels = created.metadata.labels or {}
             if (labels.get(JOB_ID_LABEL), labels.get(INSTANCE_LABEL)) != (str(job.id), label_value(self.instance)):
                 raise RuntimeError(f"Job {ns}/{name} exists but is not job {job.id}'s") from e
-        handle = {"namespace": ns, "name": name, "job_id": job.id, "attempt": job.attempt,
-                  "uid": created.metadata.uid}
+        handle = {"namespace": ns, "name": name, "job_id": job.id, "attempt": job.attempt, "uid": created.metadata.uid}
         await self._ensure_token_secret(handle)
         return handle
 
@@ -282,8 +282,10 @@ class KubernetesExecutor(Executor):
         the database says are admitted or running): a cancel or timeout whose delete was lost, a Job of
         a database that was reset. Finished Jobs are left to ttlSecondsAfterFinished (their logs stay)."""
         batch, _ = await self._apis()
-        items = (await batch.list_job_for_all_namespaces(label_selector=self.selector(),
-                                                         _request_timeout=self.request_timeout_s)).items
+        kw = {"label_selector": self.selector(), "_request_timeout": self.request_timeout_s}
+        items = [] if self.reconcile_namespaces else (await batch.list_job_for_all_namespaces(**kw)).items
+        for ns in self.reconcile_namespaces:
+            items += (await batch.list_namespaced_job(ns, **kw)).items
         deleted = []
         for item in items:
             labels = item.metadata.labels or {}

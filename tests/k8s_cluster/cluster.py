@@ -146,7 +146,9 @@ class Cluster:
         images = build_images()
         say(f"images ready in {time.monotonic() - t0:.0f}s: {images['AISTACK_PLATFORM_IMAGE']}, {images['AISTACK_JOB_IMAGE']}")
         self.pg = PostgresServer().start()
-        hub_db, service_db = self.pg.create_db("jupyterhub"), self.pg.create_db("aistack")
+        # SQLAlchemy 2.1 reads postgresql:// as psycopg 3; the images hold psycopg2 (JupyterHub takes the URL as is).
+        hub_db = self.pg.create_db("jupyterhub").replace("postgresql://", "postgresql+psycopg2://", 1)
+        service_db = self.pg.create_db("aistack")
         say(f"PostgreSQL on 127.0.0.1:{self.pg.port}")
         self.cp = ControlPlane(workdir=self.state / "k8s", keep_workdir=True).start()
         say(f"control plane {self.cp.server} with kwok's GPU nodes in {self.cp.startup_seconds:.0f}s")

@@ -164,6 +164,7 @@ app.kubernetes.io/component: {{ index . 1 }}
   "KubernetesExecutor" (dict
     "namespace_template" (printf "%s{tenant}" .Values.tenantNamespaces.prefix)
     "create_namespaces" false
+    "reconcile_namespaces" (splitList "," (include "aistack.tenantNamespaceList" .))
     "image" (include "aistack.jobImage" .)
     "service_url" (printf "http://%s.%s.svc:%v/services/aistack/api/" $serviceName .Release.Namespace $a.port)
     "ttl_seconds_after_finished" $a.jobs.ttlSecondsAfterFinished) -}}

@@ -1,5 +1,3 @@
-# NOT YET COLLECTED (the name does not start with test_): scripts/cluster.sh up does not reach a ready hub yet
-# (docs/kubernetes.md, "A one-machine cluster"). Rename to test_cluster_sh.py once it does; it then runs in CI.
 """`bash scripts/cluster.sh up|down`: the chart installed on a real one-machine cluster, used, and removed.
 
 Closes: "cluster.sh up|down|status: control plane, real node, kwok GPU nodes, images imported, the chart
