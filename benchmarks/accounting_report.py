@@ -91,13 +91,21 @@ def main():
     ap.add_argument("--tenants", type=int, default=100)
     ap.add_argument("--days", type=int, default=90)
     ap.add_argument("--per-day", type=int, default=10000)
+    ap.add_argument("--db", help="keep the database in this file (filled once, reused by later runs)")
     args = ap.parse_args()
     rnd = random.Random(15)
     with tempfile.TemporaryDirectory() as d:
-        db = open_database(f"sqlite:///{d}/bench.sqlite")
-        now = float(int(time.time()))
+        path = args.db or f"{d}/bench.sqlite"
+        reuse = os.path.exists(path)
+        db = open_database(f"sqlite:///{path}")
         t0 = time.perf_counter()
-        n = populate(db, args.tenants, args.days, args.per_day, now, rnd)
+        if reuse:
+            with db.read() as s:
+                now = float(s.execute(text("SELECT MAX(end_ts) FROM usage_intervals")).scalar()) + 1
+                n = s.execute(text("SELECT COUNT(*) FROM usage_intervals")).scalar()
+        else:
+            now = float(int(time.time()))
+            n = populate(db, args.tenants, args.days, args.per_day, now, rnd)
         fill = time.perf_counter() - t0
         a = (int(now // DAY) - args.days + 1) * DAY + 0.37 * DAY  # a partial first day
         with db.read() as s:

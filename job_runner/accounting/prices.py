@@ -53,6 +53,10 @@ class PriceBook:
             got = self._cache[key] = got or 0.0
         return got
 
+    def change_days(self) -> list[int]:
+        """Every day on which some price changes (sorted)."""
+        return sorted({d for days, _ in self._v.values() for d in days})
+
     def _find(self, resource, model, day):
         v = self._v.get((resource, model))
         if not v:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 
 from job_runner.db.accounting import UsageDaily, UsageInterval
 
@@ -70,13 +70,32 @@ def _filters(model, tenants, users):
     return f
 
 
-def _raw(s, acc: _Acc, a: float, b: float, flt) -> None:
-    """Closed intervals overlapping [a, b), clipped to it (short ones start at most a day before ``a``)."""
+def _raw(s, acc: _Acc, a: float, b: float, flt, by_user: bool) -> None:
+    """Closed intervals overlapping [a, b) — a part of one UTC day — clipped to it and summed in SQL (the
+    same arithmetic as ``day_parts``). Two index range scans: short intervals (<= 1 day) start at most a day
+    before ``a`` (``+ 0`` keeps SQLite off the end_ts index, which would scan every later interval); long
+    ones come from the (long, start_ts) index."""
     iv = UsageInterval
-    q = select(*_cols()).where(iv.end_ts.isnot(None), iv.end_ts > a, iv.start_ts < b, *flt(iv)).where(
-        or_(iv.start_ts >= a - DAY, iv.long.is_(True)))
-    for r in s.execute(q):
-        _add_interval(acc, r, a, b, None)
+    pg = s.get_bind().dialect.name == "postgresql"
+    least, greatest = (func.least, func.greatest) if pg else (func.min, func.max)
+    dur = iv.end_ts - iv.start_ts
+    over = least(iv.end_ts, b) - greatest(iv.start_ts, a)
+    frac = case((dur > 0, over / dur), else_=0.0)
+    req = iv.gpus * dur
+    charged = case((iv.used_gpu_s.is_(None), req), (iv.used_gpu_s > req, iv.used_gpu_s), else_=req)
+    keys = [iv.tenant, iv.gpu_model, iv.kind] + ([iv.user] if by_user else [])
+    sums = [func.sum(iv.gpus * over), func.sum(charged * frac), func.sum(iv.cpu * over),
+            func.sum(iv.memory_gib * over), func.sum(iv.idle_s * frac * iv.gpus), func.sum(over),
+            func.sum(case((and_(iv.start_ts >= a, iv.start_ts < b), 1), else_=0))]
+    day = int(math.floor(a / DAY))
+    for cond in ((iv.start_ts >= a - DAY, iv.long.is_(False)), (iv.long.is_(True),)):
+        q = select(*keys, *sums).where(*cond, iv.start_ts < b, (iv.end_ts + 0) > a, *flt(iv)).group_by(*keys)
+        for row in s.execute(q):
+            tenant, model, kind = row[0], row[1], row[2]
+            user = row[3] if by_user else None
+            vals = row[4:] if by_user else row[3:]
+            acc.add(day, tenant, user, model or "", kind, dict(zip(SUMS, (float(v or 0) for v in vals[:-1]))),
+                    int(vals[-1] or 0))
 
 
 def _cols():
@@ -112,27 +131,32 @@ def usage_report(s, start: float, end: float, group_by=("tenant",), tenants=None
         return _filters(model, tenants, users)
 
     if d1 < d2:
+        # Whole days from the rollup, one aggregate per run of days with the same prices (few: one more than
+        # the price changes in the period), so that 90 days x 100 tenants come back as a few hundred rows.
         u = UsageDaily
-        cols = [u.day, u.tenant, u.gpu_model, u.kind]
-        if "user" in group_by:
-            cols.insert(2, u.user)
-        q = select(*cols, *[func.sum(getattr(u, c)) for c in SUMS], func.sum(u.runs)) \
-            .where(u.day >= d1, u.day < d2, *flt(u)).group_by(*cols)
-        for row in s.execute(q):
-            row = tuple(row)
-            if "user" in group_by:
-                day, tenant, user, model, kind = row[:5]
-                rest = row[5:]
-            else:
-                day, tenant, model, kind = row[:4]
-                user, rest = None, row[4:]
-            acc.add(day, tenant, user, model, kind, dict(zip(SUMS, rest[:-1])), int(rest[-1] or 0))
+        by_user, by_day = "user" in group_by, "day" in group_by
+        cols = [u.tenant, u.gpu_model, u.kind] + ([u.user] if by_user else []) + ([u.day] if by_day else [])
+        cuts = [d1] + [d for d in acc.book.change_days() if d1 < d < d2] + [d2]
+        for lo, hi in zip(cuts, cuts[1:]):
+            q = select(*cols, *[func.sum(getattr(u, c)) for c in SUMS], func.sum(u.runs)) \
+                .where(u.day >= lo, u.day < hi, *flt(u)).group_by(*cols)
+            for row in s.execute(q):
+                tenant, model, kind = row[0], row[1], row[2]
+                k = 3
+                user = row[k] if by_user else None
+                k += by_user
+                day = row[k] if by_day else lo
+                k += by_day
+                acc.add(day, tenant, user, model, kind, dict(zip(SUMS, row[k:k + len(SUMS)])), int(row[-1] or 0))
         segments = [(start, d1 * DAY), (d2 * DAY, end)]
     else:
         segments = [(start, end)]
-    for a, b in segments:
-        if b > a:
-            _raw(s, acc, a, b, flt)
+    for a0, b0 in segments:
+        a = a0
+        while a < b0:  # cut at UTC midnights: each raw part lies in one day
+            b = min(b0, (math.floor(a / DAY) + 1) * DAY)
+            _raw(s, acc, a, b, flt, "user" in group_by)
+            a = b
     iv = UsageInterval
     for r in s.execute(select(*_cols()).where(iv.end_ts.is_(None), iv.start_ts < end, *flt(iv))):
         _add_interval(acc, r, start, end, now)
