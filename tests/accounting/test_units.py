@@ -87,6 +87,19 @@ def test_report_matches_a_ledger_computed_second_by_second(db):
         for t, (gpu_s, cost) in want.items():
             assert got[t]["gpu_hours"] * 3600 == pytest.approx(float(gpu_s), rel=1e-9), (t, a, b)
             assert got[t]["cost"] == pytest.approx(float(cost), rel=1e-9), (t, a, b)
+        # per tenant and day (the chart's grouping): the same figures, day by day
+        by_day = {}
+        for iv in intervals:
+            for day in range(iv["start_ts"] // DAY, iv["end_ts"] // DAY + 1):
+                secs = min(iv["end_ts"], b, (day + 1) * DAY) - max(iv["start_ts"], a, day * DAY)
+                if secs > 0:
+                    key = (iv["tenant"], str(dt.date(1970, 1, 1) + dt.timedelta(days=day)))
+                    by_day[key] = by_day.get(key, 0) + Fraction(iv["gpus"]) * secs
+        with db.read() as s:
+            rows = usage_report(s, a, b, ("tenant", "day"), now=base + 100 * DAY)
+        assert {(r["tenant"], r["day"]) for r in rows} == set(by_day)
+        for r in rows:
+            assert r["gpu_hours"] * 3600 == pytest.approx(float(by_day[(r["tenant"], r["day"])]), rel=1e-9)
 
 
 def test_open_intervals_count_to_now_and_cost_is_max_of_request_and_usage(db):
