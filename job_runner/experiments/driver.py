@@ -100,7 +100,7 @@ class ExperimentDriver:
             by_job = {t["job_id"]: t for t in trials if t["job_id"]}
             metric = exp.spec["objective"]["metric"]
             pts = self._points(s, metric, by_job, self.seen.get(exp_id, 0))
-            problem = self._never_reported(s, exp, trials)
+            problem = self._never_reported(s, exp, [t for t in trials if d.last_step.get(t["number"], -1) < 0])
         if pts:
             self.seen[exp_id] = pts[-1][0]
         new: dict[int, list] = {}
@@ -121,7 +121,8 @@ class ExperimentDriver:
         if prune:
             self._prune(prune)
             did["pruned"] += [(exp_id, t["number"]) for t in prune]
-        active = sum(1 for t in trials if t["job_state"] not in FINAL_STATES and t not in prune) \
+        # a pruned trial holds its slot until its job is final (the controller stops it on its next pass)
+        active = sum(1 for t in trials if t["job_state"] not in FINAL_STATES) \
             + sum(1 for t in trials if t["job_id"] is None)
         free = int(exp.spec["parallelism"]) - active
         n = len(trials)
