@@ -88,6 +88,18 @@ async def dashboard_data(api: str, token: str, admin: bool, gpu_hours: list) -> 
     return out
 
 
+async def gpu_policies(api: str, token: str, tenants: list[str]) -> dict:
+    """Each tenant's GPU idle-culling policy (``GET monitoring/policies/{tenant}``); absent if refused."""
+    from urllib.parse import quote
+
+    out = {}
+    for name in tenants[:200]:
+        got = await _get(api, token, f"monitoring/policies/{quote(name, safe='')}")
+        if "effective" in got:
+            out[name] = got
+    return out
+
+
 def as_json(data) -> str:
     """JSON safe inside a <script type="application/json"> element."""
     return json.dumps(data, default=str).replace("</", "<\\/")

@@ -16,7 +16,7 @@ import jinja2
 from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
-from .dashboard import ChartJSHandler, as_json, dashboard_data, partials, template_env
+from .dashboard import ChartJSHandler, as_json, dashboard_data, gpu_policies, partials, template_env
 from .data import APIError, Endpoints, call, gather, gpu_hours_svg, whoami
 from .oauth import SharedStateHubOAuth
 
@@ -102,6 +102,8 @@ class AdminBase(HubOAuthenticated, web.RequestHandler):
             raise web.HTTPError(e.status if 400 <= e.status < 500 else 502, e.message) from e
         dash = await dashboard_data(self.endpoints.api, self.viewer_token(), bool(data["me"].get("admin")),
                                     data["gpu_hours"])
+        data["gpu_policies"] = await gpu_policies(self.endpoints.api, self.viewer_token(),
+                                                  [t["name"] for t in data["tenants"]])
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(self.render_page(data, dash, notice, error, kept))
 
@@ -311,6 +313,26 @@ class TenantGrantHandler(AdminBase):
         self.back(f"{user} {'now' if value else 'no longer'} {says} {tenant}", tenant)
 
 
+class GPUIdlePolicyHandler(AdminBase):
+    """The tenant's GPU idle-culling policy (tenant admins and admins; PUT monitoring/policies enforces it).
+    Empty fields: the platform's default (``Monitor.idle_*``)."""
+
+    @web.authenticated
+    @keep_input
+    async def post(self, tenant):
+        form = {k: self.get_body_argument(k, "").strip() for k in (
+            "enabled", "threshold_pct", "idle_min", "warn_min", "max_keep_hours")}
+        if form["enabled"] not in ("", "on", "off"):
+            raise web.HTTPError(400, "enabled: choose default, on or off")
+        body = {"enabled": None if not form["enabled"] else form["enabled"] == "on",
+                "threshold_pct": form["threshold_pct"] or None, "max_keep_hours": form["max_keep_hours"] or None}
+        for field, key in (("idle_min", "idle_s"), ("warn_min", "warn_s")):
+            minutes = _number(form, field, 60)
+            body[key] = minutes
+        await self.api("PUT", f"monitoring/policies/{quote(tenant, safe='')}", body)
+        self.back(f"GPU idle policy of {tenant} saved", tenant)
+
+
 class AdminStaticHandler(web.StaticFileHandler):
     def initialize(self, path=None, default_filename=None):
         super().initialize(path=os.path.join(HERE, "static"))
@@ -324,6 +346,7 @@ handlers = [
     (r"admin/tenants/([^/]+)/delete", TenantDeleteHandler),
     (r"admin/tenants/([^/]+)/members", TenantMembersHandler),
     (r"admin/tenants/([^/]+)/grants", TenantGrantHandler),
+    (r"admin/tenants/([^/]+)/gpu-idle", GPUIdlePolicyHandler),
     (r"admin/static/lib/chart\.umd\.js", ChartJSHandler),  # Chart.js (dashboard.py)
     (r"admin/static/(.*)", AdminStaticHandler),
 ]

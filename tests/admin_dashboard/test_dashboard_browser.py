@@ -135,3 +135,6 @@ def test_dashboard_in_chromium(hub):
     assert res["afterInvalidCharts"] == "ready"
     assert "quota of team-a saved" in res["savedNotice"]
     assert hub.service("GET", "tenants/team-a").json()["quotas"]["any"]["gpu_milli"] == 3000
+    # the GPU idle policy, in place: refused with the reason and the input kept, then saved
+    assert res["policyStatus"] == 400 and "warn_s must be" in res["policyError"] and res["policyKept"] == "45", res
+    assert "for 20.0 min are stopped (warned 5.0 min before" in res["policySaved"], res["policySaved"]

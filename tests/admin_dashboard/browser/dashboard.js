@@ -57,6 +57,7 @@ async function main() {
       await page.uncheck('#live');
       results[scheme] = await charts(page);
       await page.locator('#dashboard').screenshot({ path: path.join(ART, `dashboard-${scheme}.png`) });
+      await page.screenshot({ path: path.join(ART, `page-${scheme}.png`) }); // the top: JupyterHub's navbar
       step(`dashboard ${scheme}`);
       if (scheme === 'light') {
         // an invalid quota edit: the page again, the input kept, the message next to it
@@ -80,6 +81,20 @@ async function main() {
           page.click('#tenant-team-a form[id^="quota-team-a-"] button[type="submit"]')]);
         results.savedNotice = (await page.locator('.notice').textContent()).trim();
         step('corrected quota saved');
+        // the tenant's GPU idle policy: a warning longer than the idle time is refused, the input kept
+        await page.uncheck('#live');
+        await page.locator('#gpu-idle-team-a input[name="idle_min"]').fill('20');
+        await page.locator('#gpu-idle-team-a input[name="warn_min"]').fill('45');
+        const [pr] = await Promise.all([page.waitForNavigation(), page.click('#gpu-idle-team-a button[type="submit"]')]);
+        results.policyStatus = pr.status();
+        results.policyError = (await page.locator('#gpu-idle-error-team-a').textContent()).trim();
+        results.policyKept = await page.locator('#gpu-idle-team-a input[name="warn_min"]').inputValue();
+        await page.locator('#gpu-idle-team-a').screenshot({ path: path.join(ART, 'gpu-idle-policy-invalid.png') });
+        await page.locator('#gpu-idle-team-a input[name="warn_min"]').fill('5');
+        await Promise.all([page.waitForURL(u => u.toString().includes('notice='), { timeout: T }),
+          page.click('#gpu-idle-team-a button[type="submit"]')]);
+        results.policySaved = (await page.locator('[data-gpu-idle="team-a"]').textContent()).replace(/\s+/g, ' ').trim();
+        step('gpu idle policy');
       }
       await ctx.close();
     }
