@@ -231,6 +231,8 @@ class StorageService:
     async def volumes(self, ident: Identity, tenant: str) -> dict:
         if not ident.is_admin:
             raise Forbidden("only the hub and admins ask for a pod's volumes")
+        if not self.kube.mount_claims:
+            return {"volumes": [], "volumeMounts": [], "env": {}}  # KubeStorage.mount_claims is off
         if tenant not in {t.name for t in self.ctx.tenants()}:
             raise NotFound(f"no tenant {tenant!r}")
         return await self.ctx.offload.io(self.pod_volumes_sync, tenant)
@@ -258,8 +260,18 @@ def install(app) -> None:
     app.services.storage = StorageService(ctx, storage, KubeStorage(parent=app), Isolation(parent=app))
     app.services.environments = envs = EnvironmentService(ctx, storage)
     ex = app.executor
-    ex.storage_mounts = app.services.storage.mounts_sync  # LocalExecutor (a marked block in its start)
-    ex.storage_volumes = app.services.storage.pod_volumes_sync  # Kubernetes job manifests
+    svc = app.services.storage
+
+    def mounts(tenant, user, account=None, sandboxed=True):
+        try:
+            return svc.mounts_sync(tenant, user, account, sandboxed)
+        except (Invalid, NotFound, OSError) as e:  # the job still runs, without the tenant's storage
+            app.log.warning("storage: no tenant storage for %s/%s: %s", tenant, user, e)
+            return {"rw": [], "ro": [], "env": {}}
+
+    ex.storage_mounts = mounts  # LocalExecutor (a marked block in its start)
+    if svc.kube.mount_claims:
+        ex.storage_volumes = svc.pod_volumes_sync  # Kubernetes job manifests
     ex.environment_image = envs.image_for
     try:
         envs.sync()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from traitlets import Float, List, Unicode
+from traitlets import Bool, Float, List, Unicode
 from traitlets.config import Configurable
 
 LABEL = "aistack.io/storage"
@@ -32,6 +32,9 @@ def dataset_claim(name: str) -> str:
 class KubeStorage(Configurable):
     """The claims' storage class and access modes (the cluster decides what it offers)."""
 
+    mount_claims = Bool(False, help="""Mount the tenant's claim and its datasets' claims into job pods (and, via
+        GET storage/volumes, servers). Off by default: the claims must exist in the tenant's namespace first
+        (KubeStorage.tenant_pvc / dataset_pvc manifests; a pod naming a missing claim stays Pending).""").tag(config=True)
     storage_class = Unicode("", help="storageClassName of the tenants' claims ('' = the cluster's default "
                                      "class).").tag(config=True)
     access_modes = List(Unicode(), ["ReadWriteMany"], help="""accessModes of a tenant's claim. ReadWriteMany
