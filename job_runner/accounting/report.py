@@ -12,7 +12,7 @@ import time
 
 from sqlalchemy import and_, case, func, or_, select
 
-from job_runner.db.accounting import UsageDaily, UsageInterval
+from job_runner.db.accounting import UsageDaily, UsageDailyTenant, UsageInterval
 
 from .prices import PriceBook, day_date
 from .rollup import DAY, SUMS, interval_parts
@@ -133,8 +133,8 @@ def usage_report(s, start: float, end: float, group_by=("tenant",), tenants=None
     if d1 < d2:
         # Whole days from the rollup, one aggregate per run of days with the same prices (few: one more than
         # the price changes in the period), so that 90 days x 100 tenants come back as a few hundred rows.
-        u = UsageDaily
         by_user, by_day = "user" in group_by, "day" in group_by
+        u = UsageDaily if by_user or users is not None else UsageDailyTenant
         cols = [u.tenant, u.gpu_model, u.kind] + ([u.user] if by_user else []) + ([u.day] if by_day else [])
         cuts = [d1] + [d for d in acc.book.change_days() if d1 < d < d2] + [d2]
         for lo, hi in zip(cuts, cuts[1:]):

@@ -10,7 +10,7 @@ import math
 
 from sqlalchemy import insert
 
-from job_runner.db.accounting import UsageDaily
+from job_runner.db.accounting import UsageDaily, UsageDailyTenant
 
 DAY = 86400.0
 SUMS = ("gpu_s", "charged_gpu_s", "cpu_s", "mem_gib_s", "idle_gpu_s", "held_s")
@@ -57,23 +57,37 @@ def interval_parts(iv, a=None, b=None, now: float | None = None):
                      g("used_gpu_s"), a, b)
 
 
+TENANT_KEYS = ("day", "tenant", "gpu_model", "kind")
+USER_KEYS = ("day", "tenant", "user", "gpu_model", "kind")
+
+
 def _upsert(s, rows: list[dict]) -> None:
+    """Add ``rows`` (per day, tenant, user, model, kind) to both rollups (per user and per tenant)."""
     if not rows:
         return
+    per_tenant: dict[tuple, dict] = {}
+    for r in rows:
+        t = per_tenant.setdefault(tuple(r[k] for k in TENANT_KEYS), dict.fromkeys(SUMS, 0.0) | {"runs": 0})
+        for c in SUMS + ("runs",):
+            t[c] += r[c]
+    _upsert_into(s, UsageDaily, USER_KEYS, rows)
+    _upsert_into(s, UsageDailyTenant, TENANT_KEYS, [dict(zip(TENANT_KEYS, k), **v) for k, v in per_tenant.items()])
+
+
+def _upsert_into(s, model, keys, rows: list[dict]) -> None:
     dialect = s.get_bind().dialect.name
     if dialect in ("sqlite", "postgresql"):
         mod = __import__(f"sqlalchemy.dialects.{dialect}", fromlist=["insert"])
-        stmt = mod.insert(UsageDaily)
-        t = UsageDaily.__table__
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["day", "tenant", "user", "gpu_model", "kind"],
-            set_={c: t.c[c] + stmt.excluded[c] for c in SUMS + ("runs",)})
+        stmt = mod.insert(model)
+        t = model.__table__
+        stmt = stmt.on_conflict_do_update(index_elements=list(keys),
+                                          set_={c: t.c[c] + stmt.excluded[c] for c in SUMS + ("runs",)})
         s.execute(stmt, rows)
         return
     for r in rows:  # other databases: read-modify-write (the writing session holds the lock)
-        cur = s.get(UsageDaily, (r["day"], r["tenant"], r["user"], r["gpu_model"], r["kind"]))
+        cur = s.get(model, tuple(r[k] for k in keys))
         if cur is None:
-            s.execute(insert(UsageDaily), [r])
+            s.execute(insert(model), [r])
         else:
             for c in SUMS + ("runs",):
                 setattr(cur, c, getattr(cur, c) + r[c])

@@ -75,6 +75,24 @@ class UsageDaily(Base):
     __table_args__ = (Index("ix_usage_daily_tenant_day", "tenant", "day"),)
 
 
+class UsageDailyTenant(Base):
+    """``usage_daily`` without the user (written with it): what reports by tenant read (5x fewer rows)."""
+
+    __tablename__ = "usage_daily_tenant"
+
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(63), primary_key=True)
+    gpu_model: Mapped[str] = mapped_column(String(63), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    gpu_s: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    charged_gpu_s: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    cpu_s: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    mem_gib_s: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    idle_gpu_s: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    held_s: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    runs: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
 class Price(Base):
     """One version of one price: ``unit_price`` per hour of ``resource`` (gpu: per GPU-hour of ``gpu_model``,
     '' = any model without its own price; cpu: per core-hour; memory: per GiB-hour), in force from

@@ -59,6 +59,17 @@ def upgrade():
     )
     op.create_index("ix_usage_daily_tenant_day", "usage_daily", ["tenant", "day"])
     op.create_table(
+        "usage_daily_tenant",
+        sa.Column("day", sa.Integer(), nullable=False),
+        sa.Column("tenant", sa.String(63), nullable=False),
+        sa.Column("gpu_model", sa.String(63), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
+        *[sa.Column(c, sa.Float(), nullable=False) for c in
+          ("gpu_s", "charged_gpu_s", "cpu_s", "mem_gib_s", "idle_gpu_s", "held_s")],
+        sa.Column("runs", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("day", "tenant", "gpu_model", "kind"),
+    )
+    op.create_table(
         "prices",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
         sa.Column("resource", sa.String(16), nullable=False),
@@ -86,6 +97,7 @@ def upgrade():
 def downgrade():
     op.drop_table("budgets")
     op.drop_table("prices")
+    op.drop_table("usage_daily_tenant")
     op.drop_index("ix_usage_daily_tenant_day", table_name="usage_daily")
     op.drop_table("usage_daily")
     for ix in ("ix_usage_long", "ix_usage_start", "ix_usage_open"):
