@@ -110,7 +110,8 @@ def main():
         a = (int(now // DAY) - args.days + 1) * DAY + 0.37 * DAY  # a partial first day
         with db.read() as s:
             rollup_rows = s.execute(text("SELECT COUNT(*) FROM usage_daily")).scalar()
-        print(f"intervals: {n:,}  rollup rows: {rollup_rows:,}  (filled in {fill:.1f} s, rollup written as they closed)")
+        print(f"intervals: {n:,}  rollup rows: {rollup_rows:,}  "
+              + (f"(reused {path})" if reuse else f"(filled in {fill:.1f} s, rollup written as they closed)"))
 
         def report(group_by):
             with db.read() as s:
