@@ -55,10 +55,6 @@ from . import pipelines as _pipelines  # noqa: F401,E402  (pipeline/schedule tab
 # --- experiments (issue 13): its tables in the metadata
 from . import experiments as _experiments  # noqa: E402,F401
 
-# --- accounting (issue 15 A) ---
-from . import accounting as _accounting  # noqa: F401,E402  (usage/price/budget tables in the metadata)
-# --- end accounting ---
-
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 # Arbitrary, fixed keys for PostgreSQL advisory locks.
 MIGRATION_LOCK_KEY = 0x41495354  # "AIST"
