@@ -1,2 +1,2 @@
 """Fixtures of the accounting tests: the job service tests' real JupyterHub and deployment file."""
-from tests.job_service.conftest import deployment_path, hub  # noqa: F401
+from tests.job_service.conftest import deployment_path, hub, postgres  # noqa: F401

@@ -1,5 +1,5 @@
 """Accounting without a service: what slices charge, the report (rollup + raw edges) against a ledger computed
-here second by second, price versions per day, budgets. A real SQLite database through the real migrations."""
+here second by second, price versions per day, budgets. Real SQLite and PostgreSQL through the real migrations."""
 from __future__ import annotations
 
 import datetime as dt
@@ -19,9 +19,13 @@ from job_runner.db.accounting import Budget, Price, UsageInterval
 DAY = 86400
 
 
-@pytest.fixture()
-def db(tmp_path):
-    d = open_database(f"sqlite:///{tmp_path}/acc.sqlite")
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/acc.sqlite"
+    else:
+        url = request.getfixturevalue("postgres").create_db(f"acc_{random.randrange(1 << 30)}")
+    d = open_database(url)
     yield d
     d.dispose()
 
