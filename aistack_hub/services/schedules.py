@@ -96,6 +96,13 @@ class ScheduleService:
                 raise Invalid("a notebook schedule's target needs 'path' (a notebook in your home)", "bad_target")
             req = parse(JobSubmit, {**target, "tenant": tenant})
             self.ctx.offered_profile(req.profile, tenant)
+        elif kind == "experiment":
+            from .experiments import ExperimentSubmit
+
+            if "path" not in target:
+                raise Invalid("an experiment schedule's target needs 'path' (a notebook in your home) and the "
+                              "fields of POST experiments", "bad_target")
+            self.ctx.offered_profile(parse(ExperimentSubmit, {**target, "tenant": tenant}).profile, tenant)
         elif kind == "pipeline":
             text, _ = self.pipelines._text(target, ident)
             self.pipelines.parse(text, tenant)  # a bad file: 400 with its line

@@ -16,9 +16,11 @@ from job_runner.schedules import cron_slots, decide, window_slots
 
 from .context import Identity
 from .errors import DomainError
-from .models import JobSubmit, parse
+from .models import parse
+from .pipelines_advance import submit_path_job
 
 ADMIN = Identity(name="hub", kind="hub", admin=True)
+KEEP = object()  # _set: leave the fire's reason as it is
 MAX_SKIP_ROWS = 100  # skipped slots recorded per schedule and pass at most
 
 
@@ -47,6 +49,7 @@ class ScheduleTicker:
         now = self.svc.settings.now()
         with self.ctx.db.read() as s:
             rows = s.query(Schedule).filter(Schedule.paused == 0).all()
+            s.expunge_all()  # plain copies: read() rolls back (which would expire them)
         claims = []
         for r in rows:
             if r.next_at is not None and r.next_at > now:
@@ -63,7 +66,8 @@ class ScheduleTicker:
                 for slot, why in d.skip:
                     self._insert(s, r.id, slot, "skipped", why)
                 for slot in d.fire:
-                    fid = self._insert(s, r.id, slot, "firing", None)
+                    why = f"caught up (catch_up: {r.catch_up}): missed at its time" if slot in d.caught_up else None
+                    fid = self._insert(s, r.id, slot, "firing", why)
                     if fid is not None:
                         claims.append((r.id, fid))
                 row = s.get(Schedule, r.id)
@@ -90,7 +94,9 @@ class ScheduleTicker:
 
     def _load(self, schedule_id: int):
         with self.ctx.db.read() as s:
-            return s.get(Schedule, schedule_id)
+            r = s.get(Schedule, schedule_id)
+            s.expunge_all()
+            return r
 
     async def fire(self, schedule_id: int, fire_id: int) -> None:
         r = await self.ctx.offload.io(self._load, schedule_id)
@@ -114,20 +120,23 @@ class ScheduleTicker:
         try:
             job_id = run_id = None
             if r.kind == "notebook":
-                job = await self.svc.jobs.submit(ident, parse(JobSubmit, {**r.target, "tenant": r.tenant}))
+                job = await submit_path_job(self.ctx, self.svc.jobs, ident, {**r.target, "tenant": r.tenant})
                 job_id = job["id"]
             elif r.kind == "pipeline":
                 run = await self.svc.pipelines.create(ident, {**r.target, "tenant": r.tenant, "schedule_id": r.id})
                 run_id = run["id"]
-            else:
-                exp = await self.svc.experiments.create(ident, {**r.target, "tenant": r.tenant})
-                run_id = exp.get("id")
+            else:  # issue 13's experiments: started, not followed here (its own page says how it ends)
+                from .experiments import ExperimentSubmit
+
+                exp = await self.svc.experiments.create(ident, parse(ExperimentSubmit, {**r.target, "tenant": r.tenant}))
+                await self.ctx.offload.io(self._set, fire_id, "started", f"experiment {exp.get('id')}", None, None)
+                return
         except DomainError as e:
             await self.ctx.offload.io(self._set, fire_id, "failed", f"not submitted: {e.message}", None, None)
             note = await self.ctx.offload.io(self._notify, r, f"schedule {r.name!r} could not submit: {e.message}")
             await self._webhook(note)
             return
-        await self.ctx.offload.io(self._set, fire_id, "submitted", None, job_id, run_id)
+        await self.ctx.offload.io(self._set, fire_id, "submitted", KEEP, job_id, run_id)
 
     def _live(self, fires: list) -> list:
         """The fires whose job or run has not ended."""
@@ -143,7 +152,9 @@ class ScheduleTicker:
     def _set(self, fire_id: int, state: str, reason, job_id, run_id) -> None:
         with self.ctx.db.session() as s:
             f = s.get(ScheduleFire, fire_id)
-            f.state, f.reason, f.job_id, f.run_id = state, reason, job_id, run_id
+            f.state, f.job_id, f.run_id = state, job_id, run_id
+            if reason is not KEEP:
+                f.reason = reason
             if state in ("skipped", "failed"):
                 f.finished_at = utcnow()
 
