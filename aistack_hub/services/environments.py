@@ -158,6 +158,20 @@ class EnvironmentService:
         """The Jupyter data folder with every environment's kernelspec (the service's kernel check)."""
         return os.path.join(os.path.abspath(self.storage.environments_dir), "all")
 
+    def refusal(self, tenant: str, kernel_name: str | None) -> str | None:
+        """Blocking: why ``tenant`` may not run ``kernel_name``, or None. A kernel that belongs to catalog
+        environments none of which is offered to the tenant is another tenant's environment (its kernelspec
+        is installed for the service's check, so the name alone would pass it and fail at start)."""
+        if not kernel_name:
+            return None
+        with self.ctx.db.read() as s:
+            owners = [(r.name, offered(r, tenant)) for r in s.query(Environment)
+                      if kernel_name_of(_plain(r)) == kernel_name]
+        if owners and not any(ok for _, ok in owners):
+            return (f"kernel {kernel_name!r} is the environment {owners[0][0]!r}, which is not offered to "
+                    f"tenant {tenant!r}; ask a platform admin to offer it")
+        return None
+
     def image_for(self, tenant: str, kernel_name: str | None) -> str | None:
         """Blocking: the image of the tenant's environment whose kernel is ``kernel_name`` (Kubernetes jobs)."""
         if not kernel_name:

@@ -79,6 +79,9 @@ class JobService:
     def __init__(self, ctx: ServiceContext):
         self.ctx = ctx
         self._kernels: set | None = None
+        # (tenant, kernel name) -> why the tenant may not use that kernel, or None (set by the environment
+        # catalog, aistack_hub.services.storage.install; None: no catalog)
+        self.environment_check = None
         # nbformat at construction (service start, before the loop runs: ~0.3 s): the first inspection after a
         # start then waits for no import; what remains to warm (the schema) runs in the background
         notebooks.preload()
@@ -298,6 +301,9 @@ class JobService:
         profile = ctx.offered_profile(req.profile, tenant)
         name = req.name or default_name(req.path or nb.name or "job")
         kernel = self._kernel(req, nb)
+        refusal = self.environment_check and self.environment_check(tenant, kernel)
+        if refusal:
+            raise Forbidden(refusal, "environment_not_offered")
         self._check_sizes(req)
         try:
             if req.sweep is not None:

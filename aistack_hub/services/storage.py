@@ -273,6 +273,7 @@ def install(app) -> None:
     if svc.kube.mount_claims:
         ex.storage_volumes = svc.pod_volumes_sync  # Kubernetes job manifests
     ex.environment_image = envs.image_for
+    app.services.jobs.environment_check = envs.refusal  # a job may name only its tenant's environments
     try:
         envs.sync()
     except (OSError, StorageError) as e:

@@ -53,6 +53,12 @@ def test_catalog_per_tenant_and_a_job_runs_in_the_chosen_kernel(hub, storage_ser
 
     # a job with the environment runs in its kernel; one without, beside it, does not
     nb = make_notebook(PROBE)
+    # another tenant's environment: its kernelspec is installed (for the service's check) but team-b may not
+    # use it: refused at submission with the reason, not failed at start
+    r = dave.post(api + "jobs", json={"notebook": nb, "profile": "cpu", "tenant": "team-b",
+                                      "kernel_name": "aistack-marker"})
+    assert r.status_code == 403 and r.json()["error"] == "environment_not_offered", r.text
+    assert "marker" in r.json()["message"] and "team-b" in r.json()["message"], r.text
     with_env = alice.post(api + "jobs", json={"notebook": nb, "profile": "cpu", "tenant": "team-a",
                                               "kernel_name": "aistack-marker"})
     without = alice.post(api + "jobs", json={"notebook": nb, "profile": "cpu", "tenant": "team-a"})
