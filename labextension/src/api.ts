@@ -69,3 +69,41 @@ export const api = {
       body: JSON.stringify({ directory })
     })
 };
+
+/** Every environment of the tenant (`GET environments?tenant=T`, following `next_offset`, 10 pages at most). */
+export async function loadEnvironments(tenant: string): Promise<{ items: any[] }> {
+  const items: any[] = [];
+  let offset: number | null = 0;
+  for (let page = 0; page < 10 && offset !== null; page++) {
+    const q: string[] = tenant ? [`tenant=${encodeURIComponent(tenant)}`] : [];
+    if (offset) {
+      q.push(`offset=${offset}`);
+    }
+    const res: any = await api.get(`environments${q.length ? '?' + q.join('&') : ''}`);
+    items.push(...(Array.isArray(res?.items) ? res.items : []));
+    offset = typeof res?.next_offset === 'number' && res.next_offset > offset ? res.next_offset : null;
+  }
+  return { items };
+}
+
+/**
+ * POST experiments with the notebook attached: the unsaved `content` when given, else the saved file at
+ * `path` read through this server's contents API (the service may not see this server's files).
+ */
+export async function createExperiment(body: Record<string, unknown>, path: string, content?: unknown): Promise<any> {
+  let notebook = content;
+  if (notebook === undefined || notebook === null) {
+    const settings = ServerConnection.makeSettings();
+    const url = URLExt.join(settings.baseUrl, 'api', 'contents', URLExt.encodeParts(path)) + '?type=notebook&content=1';
+    const response = await ServerConnection.makeRequest(url, {}, settings);
+    if (!response.ok) {
+      throw new AistackError(response.status, 'bad_notebook', `cannot read ${path}: ${response.statusText}`);
+    }
+    notebook = (await response.json()).content;
+  }
+  const out: Record<string, unknown> = { ...body, notebook };
+  if (path.replace(/^\/+|\/+$/g, '')) {
+    out.notebook_path = path.replace(/^\/+|\/+$/g, '');
+  }
+  return api.post('experiments', out);
+}

@@ -9,16 +9,23 @@ import { TranslationBundle } from '@jupyterlab/translation';
 import { Widget } from '@lumino/widgets';
 
 import {
+  chosenKernel,
   defaultText,
+  environmentChoices,
   evaluateForm,
+  experimentBody,
+  IEnvironmentChoice,
+  IExperimentInput,
   IFieldInput,
   IFormResult,
   IParameter,
   jobNameFrom,
   ParamValue,
+  validateExperiment,
   validateJobFields
 } from './params';
 import { waitText } from './jobs';
+import { createExperiment, loadEnvironments } from './api';
 
 export interface ITenantInfo {
   name: string;
@@ -56,6 +63,15 @@ export interface IDialogOptions {
   /** Values to start from (rerun with edited parameters). */
   initial?: { name?: string; tenant?: string; profile?: string; parameters?: Record<string, ParamValue>; priority?: string };
   trans: TranslationBundle;
+  /** The tenant's environment catalog (`GET environments?tenant=T`); default: the service's. */
+  loadEnvironments?: (tenant: string) => Promise<any>;
+  /**
+   * "Run as experiment" (a sweep searched by the experiments service) is offered when the caller gives
+   * the notebook's path (its unsaved content too, if any) and how to open the experiment's view.
+   */
+  notebookPath?: string;
+  notebookContent?: unknown;
+  openExperiment?: (id: string) => unknown;
 }
 
 export interface IJobRequest {
@@ -162,8 +178,53 @@ export class RunJobForm extends Widget implements Dialog.IBodyWidget<IJobRequest
         ? trans.__('This sweep submits %1 jobs, one per combination.', form.grid.length)
         : '';
     this.sweepNote.classList.toggle('aistack-mod-error', !!form.errors._sweep);
+    const expErrors = this.validateExperimentPart(Object.keys(form.sweep), showAll);
     this.validated();
-    return Object.keys(jobErrors).length === 0 && !profileMissing && Object.keys(form.errors).length === 0;
+    return Object.keys(jobErrors).length === 0 && !profileMissing && Object.keys(form.errors).length === 0 && Object.keys(expErrors).length === 0;
+  }
+
+  /** Whether the user asked for an experiment (a sweep is filled and "Run as experiment" is ticked). */
+  get asExperiment(): boolean {
+    return !!this.expToggle && this.expToggle.checked && this.expBox.style.display !== 'none';
+  }
+
+  /** The body of POST experiments (without the notebook), or null when the form is invalid. */
+  experimentRequest(): Record<string, unknown> | null {
+    return this.validate(true) ? experimentBody(this.request(), this.experimentInput()) : null;
+  }
+
+  private experimentInput(): IExperimentInput {
+    return {
+      metric: this.expMetric.value,
+      mode: this.expMode.value,
+      strategy: this.expStrategy.value,
+      parallelism: this.expParallelism.value,
+      budgetParameter: this.expBudgetParam.value,
+      budgetMax: this.expBudgetMax.value
+    };
+  }
+
+  private validateExperimentPart(swept: string[], showAll: boolean): Record<string, string> {
+    if (!this.expToggle) {
+      return {};
+    }
+    this.expBox.style.display = swept.length ? '' : 'none';
+    const on = this.asExperiment;
+    this.expFields.style.display = on ? '' : 'none';
+    const asha = this.expStrategy.value === 'asha';
+    for (const row of [this.expBudgetParam, this.expBudgetMax]) {
+      (row.closest('.aistack-RunJobForm-row') as HTMLElement).style.display = asha ? '' : 'none';
+    }
+    const errors = on ? validateExperiment(this.experimentInput(), swept) : {};
+    const trans = this.options.trans;
+    this.setError(this.expMetric, errors.metric && trans.__(errors.metric), showAll);
+    this.setError(this.expParallelism, errors.parallelism && trans.__(errors.parallelism), showAll);
+    this.setError(this.expBudgetMax, errors.budgetMax && trans.__(errors.budgetMax), showAll);
+    this.setError(this.expBudgetParam, errors.budgetParameter && trans.__(errors.budgetParameter), showAll);
+    if (on && !errors.sweep) {
+      this.sweepNote.textContent = trans.__('The experiment searches these %1 combinations for the best %2 (%3).', this.evaluate().grid.length, this.expMetric.value || '…', this.expStrategy.value);
+    }
+    return errors;
   }
 
   private evaluate(): IFormResult {
@@ -188,7 +249,7 @@ export class RunJobForm extends Widget implements Dialog.IBodyWidget<IJobRequest
       name: this.nameInput.value.trim(),
       tenant: this.tenantSelect.value,
       profile: this.profileSelect.value,
-      kernel_name: this.kernelSelect.value,
+      kernel_name: chosenKernel(this.envSelect.value, this.kernelSelect.value),
       priority: this.prioritySelect.value,
       timeout_s: timeout ? Math.round(Number(timeout) * 60) : null,
       expected_duration_s: expected ? Math.round(Number(expected) * 60) : null,
@@ -266,6 +327,13 @@ export class RunJobForm extends Widget implements Dialog.IBodyWidget<IJobRequest
       'kernel'
     );
     node.appendChild(this.field(trans.__('Kernel'), this.kernelSelect));
+    this.envSelect = this.select([{ value: '', label: trans.__("The notebook's own kernel") }], '', 'environment');
+    this.envSummary = el('div', { class: 'aistack-RunJobForm-help aistack-RunJobForm-envSummary' });
+    this.envRow = this.field(trans.__('Environment'), this.envSelect);
+    this.envRow.insertBefore(this.envSummary, this.envRow.lastChild);
+    this.envRow.style.display = 'none'; // shown once the tenant's catalog lists an environment with a kernel
+    this.envSelect.addEventListener('change', () => this.envChanged());
+    node.appendChild(this.envRow);
 
     // the notebook's parameters
     const fieldset = el('fieldset', { class: 'aistack-RunJobForm-params' });
@@ -309,6 +377,9 @@ export class RunJobForm extends Widget implements Dialog.IBodyWidget<IJobRequest
     }
     this.sweepNote = el('div', { class: 'aistack-RunJobForm-help aistack-RunJobForm-sweepNote', 'aria-live': 'polite' });
     fieldset.appendChild(this.sweepNote);
+    if (this.options.notebookPath && params.length) {
+      fieldset.appendChild(this.buildExperimentPart());
+    }
     node.appendChild(fieldset);
 
     // how it runs
@@ -334,6 +405,80 @@ export class RunJobForm extends Widget implements Dialog.IBodyWidget<IJobRequest
     this.profileSelect.addEventListener('change', () => this.profileChanged());
     this.updatePriorities();
     void this.tenantChanged();
+  }
+
+  /** "Run as experiment": objective metric, max/min, strategy, parallelism (and asha's budget). */
+  private buildExperimentPart(): HTMLElement {
+    const trans = this.options.trans;
+    this.expBox = el('div', { class: 'aistack-RunJobForm-experiment' });
+    this.expBox.style.display = 'none';
+    const toggleLabel = el('label', { class: 'aistack-RunJobForm-experimentToggle' });
+    this.expToggle = el('input', { type: 'checkbox', name: 'as-experiment' });
+    toggleLabel.append(this.expToggle, document.createTextNode(' ' + trans.__('Run as experiment (search the sweep for the best value of a metric)')));
+    this.expBox.appendChild(toggleLabel);
+    this.expFields = el('div', { class: 'aistack-RunJobForm-experimentFields' });
+    this.expMetric = el('input', { type: 'text', name: 'exp-metric', class: 'jp-mod-styled', placeholder: 'val_acc' });
+    this.expFields.appendChild(this.field(trans.__('Objective metric'), this.expMetric, trans.__('a metric the notebook reports')));
+    this.expMode = this.select([{ value: 'max', label: trans.__('maximize') }, { value: 'min', label: trans.__('minimize') }], 'max', 'exp-mode');
+    this.expFields.appendChild(this.field(trans.__('Goal'), this.expMode));
+    this.expStrategy = this.select(
+      [
+        { value: 'grid', label: trans.__('grid (every combination)') },
+        { value: 'random', label: trans.__('random') },
+        { value: 'asha', label: trans.__('asha (stops poor trials early)') }
+      ],
+      'grid',
+      'exp-strategy'
+    );
+    this.expFields.appendChild(this.field(trans.__('Strategy'), this.expStrategy));
+    this.expParallelism = el('input', { type: 'number', min: '1', step: '1', name: 'exp-parallelism', class: 'jp-mod-styled' });
+    this.expParallelism.value = '2';
+    this.expFields.appendChild(this.field(trans.__('Trials at once'), this.expParallelism));
+    this.expBudgetParam = this.select(
+      [{ value: '', label: trans.__('(none: the notebook reads it itself)') }, ...this.options.params.map(p => ({ value: p.name, label: p.name }))],
+      this.options.params.find(p => /epoch|step|iter/i.test(p.name))?.name ?? '',
+      'exp-budget-parameter'
+    );
+    this.expFields.appendChild(this.field(trans.__('Budget parameter'), this.expBudgetParam, trans.__('the parameter asha raises rung by rung (epochs…)')));
+    this.expBudgetMax = el('input', { type: 'number', min: '1', step: '1', name: 'exp-budget-max', class: 'jp-mod-styled' });
+    this.expBudgetMax.value = '9';
+    this.expFields.appendChild(this.field(trans.__('Budget max'), this.expBudgetMax));
+    this.expBox.appendChild(this.expFields);
+    for (const input of [this.expToggle, this.expMetric, this.expMode, this.expStrategy, this.expParallelism, this.expBudgetParam, this.expBudgetMax]) {
+      input.addEventListener('input', () => this.validate());
+      input.addEventListener('change', () => this.validate());
+    }
+    return this.expBox;
+  }
+
+  /** The tenant's environments with a kernel; on any failure the field stays hidden (the notebook's kernel). */
+  private async loadEnvironmentChoices(tenant: string): Promise<void> {
+    let choices: IEnvironmentChoice[] = [];
+    try {
+      choices = environmentChoices(await (this.options.loadEnvironments ?? loadEnvironments)(tenant));
+    } catch {
+      choices = [];
+    }
+    if (tenant !== this.tenantSelect.value) {
+      return; // the user picked another tenant meanwhile
+    }
+    const current = this.envSelect.value;
+    this.envChoices = choices;
+    while (this.envSelect.options.length > 1) {
+      this.envSelect.remove(1);
+    }
+    for (const c of choices) {
+      this.envSelect.appendChild(el('option', { value: c.value }, c.label));
+    }
+    this.envSelect.value = choices.some(c => c.value === current) ? current : '';
+    this.envRow.style.display = choices.length ? '' : 'none';
+    this.envChanged();
+  }
+
+  private envChanged(): void {
+    const c = this.envChoices.find(x => x.value === this.envSelect.value);
+    this.envSummary.textContent = c ? c.description || this.options.trans.__('runs with kernel %1', c.value) : '';
+    this.kernelSelect.disabled = !!c; // the environment names the kernel
   }
 
   private updatePriorities(): void {
@@ -363,6 +508,7 @@ export class RunJobForm extends Widget implements Dialog.IBodyWidget<IJobRequest
     const trans = this.options.trans;
     this.profileSelect.disabled = true;
     this.profileSummary.textContent = trans.__('Loading profiles…');
+    const environments = this.loadEnvironmentChoices(this.tenantSelect.value);
     try {
       this.profiles = await this.options.loadProfiles(this.tenantSelect.value);
     } catch (e) {
@@ -385,6 +531,7 @@ export class RunJobForm extends Widget implements Dialog.IBodyWidget<IJobRequest
     if (this.profiles.length) {
       this.profileChanged();
     }
+    await environments;
     this.validate();
     this.readyResolve();
   }
@@ -403,6 +550,19 @@ export class RunJobForm extends Widget implements Dialog.IBodyWidget<IJobRequest
   private profileSelect!: HTMLSelectElement;
   private profileSummary!: HTMLElement;
   private kernelSelect!: HTMLSelectElement;
+  private envSelect!: HTMLSelectElement;
+  private envSummary!: HTMLElement;
+  private envRow!: HTMLElement;
+  private envChoices: IEnvironmentChoice[] = [];
+  private expBox!: HTMLElement;
+  private expToggle: HTMLInputElement | undefined;
+  private expFields!: HTMLElement;
+  private expMetric!: HTMLInputElement;
+  private expMode!: HTMLSelectElement;
+  private expStrategy!: HTMLSelectElement;
+  private expParallelism!: HTMLInputElement;
+  private expBudgetParam!: HTMLSelectElement;
+  private expBudgetMax!: HTMLInputElement;
   private prioritySelect!: HTMLSelectElement;
   private timeoutInput!: HTMLInputElement;
   private expectedInput!: HTMLInputElement;
@@ -453,6 +613,19 @@ export async function showRunJobDialog(options: IDialogOptions): Promise<IJobReq
   dialog.addClass('aistack-RunJobDialog');
   const result = await dialog.launch();
   if (!result.button.accept) {
+    return null;
+  }
+  if (form.asExperiment && options.notebookPath) {
+    // the sweep becomes an experiment: created here, then its view opens; no job request goes back
+    const body = form.experimentRequest();
+    if (!body) {
+      return null;
+    }
+    const created = await createExperiment(body, options.notebookPath, options.notebookContent);
+    const id = String(created?.id ?? '');
+    if (id && options.openExperiment) {
+      await options.openExperiment(id);
+    }
     return null;
   }
   return result.value;

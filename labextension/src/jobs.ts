@@ -245,3 +245,64 @@ export function failureText(job: IJob): string | null {
 export function newlyFinished(previous: Map<string, string>, jobs: IJob[]): IJob[] {
   return jobs.filter(j => FINAL_STATES.includes(j.state) && previous.has(j.id) && !FINAL_STATES.includes(previous.get(j.id)!));
 }
+
+// --- live metrics of a job (GET jobs/{id}/metrics: {job_id, state, metrics: {name: [[step, value], ...]}}) ---
+
+export interface ILatestMetric {
+  name: string;
+  step: number;
+  value: number;
+  /** the values by step, for a sparkline */
+  values: number[];
+}
+
+/** The latest value (highest step) of each reported metric, by name. */
+export function latestMetrics(raw: any): ILatestMetric[] {
+  const metrics = raw?.metrics;
+  if (!metrics || typeof metrics !== 'object') {
+    return [];
+  }
+  const out: ILatestMetric[] = [];
+  for (const name of Object.keys(metrics).sort()) {
+    const points = (Array.isArray(metrics[name]) ? metrics[name] : []).filter(
+      (p: any) => Array.isArray(p) && p.length >= 2 && typeof p[1] === 'number' && Number.isFinite(p[1])
+    ) as [number, number][];
+    if (!points.length) {
+      continue;
+    }
+    const sorted = [...points].sort((a, b) => Number(a[0]) - Number(b[0]));
+    const last = sorted[sorted.length - 1];
+    out.push({ name, step: Number(last[0]), value: last[1], values: sorted.map(p => p[1]) });
+  }
+  return out;
+}
+
+/** A metric value in at most 4 significant digits (1234567 -> "1.235e+6", 0.91234 -> "0.9123"). */
+export function formatMetric(v: number): string {
+  if (Number.isInteger(v) && Math.abs(v) < 1e6) {
+    return String(v);
+  }
+  const a = Math.abs(v);
+  return a !== 0 && (a >= 1e6 || a < 1e-3) ? v.toExponential(3) : String(Number(v.toPrecision(4)));
+}
+
+/** "loss 0.312 · val_acc 0.91 (step 12)": one line for a job's row. */
+export function metricsLine(latest: ILatestMetric[]): string {
+  if (!latest.length) {
+    return '';
+  }
+  const step = Math.max(...latest.map(m => m.step));
+  return `${latest.map(m => `${m.name} ${formatMetric(m.value)}`).join(' · ')} (step ${step})`;
+}
+
+/** Which jobs' metrics to (re)read: the running ones each time, a finished one once more after it ended. */
+export function jobsNeedingMetrics(jobs: IJob[], known: Map<string, string>, max = 20): IJob[] {
+  const out = jobs.filter(j => {
+    if (j.state === 'queued' || j.state === 'admitted') {
+      return false;
+    }
+    const seen = known.get(j.id);
+    return !FINAL_STATES.includes(j.state) || seen === undefined || !FINAL_STATES.includes(seen);
+  });
+  return out.slice(0, max);
+}

@@ -7,7 +7,7 @@ import { TranslationBundle } from '@jupyterlab/translation';
 import { Widget } from '@lumino/widgets';
 import { Signal, ISignal } from '@lumino/signaling';
 
-import { api, fetchLogBytes } from './api';
+import { AistackError, api, fetchLogBytes } from './api';
 import {
   elapsedSeconds,
   estimatedStartText,
@@ -17,6 +17,10 @@ import {
   groupJobs,
   groupState,
   IJob,
+  ILatestMetric,
+  jobsNeedingMetrics,
+  latestMetrics,
+  metricsLine,
   newlyFinished,
   normalizeJob,
   progressFraction
@@ -113,6 +117,49 @@ export class JobsPanel extends Widget {
     if (ended.length) {
       this._finished.emit(ended);
     }
+    void this.refreshMetrics(jobs);
+  }
+
+  /** Live metrics (GET jobs/{id}/metrics): the running jobs' on every refresh, a finished job's once more. */
+  private async refreshMetrics(jobs: IJob[]): Promise<void> {
+    if (this.metricsUnavailable) {
+      return;
+    }
+    const wanted = jobsNeedingMetrics(jobs, this.metricsStates);
+    await Promise.all(
+      wanted.map(async job => {
+        try {
+          this.metrics.set(job.id, latestMetrics(await api.get(`jobs/${encodeURIComponent(job.id)}/metrics`)));
+        } catch (e) {
+          if (e instanceof AistackError && e.status === 404 && e.code !== 'not_found') {
+            this.metricsUnavailable = true; // a service without the metrics endpoint: stop asking
+          }
+        }
+        this.metricsStates.set(job.id, job.state);
+        this.showMetrics(job.id);
+      })
+    );
+  }
+
+  private showMetrics(jobId: string): void {
+    const li = this.list.querySelector(`[data-job-id="${CSS.escape(jobId)}"]`);
+    if (!li) {
+      return;
+    }
+    let line = li.querySelector('.aistack-Job-metrics') as HTMLElement | null;
+    const latest = this.metrics.get(jobId) ?? [];
+    if (!latest.length) {
+      line?.remove();
+      return;
+    }
+    if (!line) {
+      line = document.createElement('div');
+      line.className = 'aistack-Job-metrics';
+      line.setAttribute('aria-label', this.trans.__('latest metrics'));
+      li.insertBefore(line, li.querySelector('.aistack-Job-actions'));
+    }
+    line.textContent = metricsLine(latest);
+    line.title = latest.map(m => `${m.name}: ${m.values.slice(-20).map(v => +v.toPrecision(4)).join(', ')}`).join('\n');
   }
 
   /** Remember the current states so that the next refresh can tell which jobs ended. */
@@ -269,6 +316,13 @@ export class JobsPanel extends Widget {
       button('rerun-edit', trans.__('Rerun…'), trans.__('Rerun with edited parameters'), () => this.actions.rerun(job, true));
     }
     li.appendChild(actions);
+    if (this.metrics.get(job.id)?.length) {
+      const line = document.createElement('div');
+      line.className = 'aistack-Job-metrics';
+      line.setAttribute('aria-label', trans.__('latest metrics'));
+      line.textContent = metricsLine(this.metrics.get(job.id)!);
+      li.insertBefore(line, actions);
+    }
     return li;
   }
 
@@ -280,6 +334,9 @@ export class JobsPanel extends Widget {
   private _jobs: IJob[] = [];
   private _user: string | null = null;
   private lastStates = new Map<string, string>();
+  private metrics = new Map<string, ILatestMetric[]>();
+  private metricsStates = new Map<string, string>();
+  private metricsUnavailable = false;
   private refreshing: Promise<void> | null = null;
   private list: HTMLUListElement;
   private status: HTMLElement;

@@ -366,3 +366,133 @@ export function jobNameFrom(fileName: string): string {
     .replace(/-+$/, '');
   return name || 'job';
 }
+
+// --- environments + experiments from the Run-as-job dialog ---
+
+/** One choice of the dialog's "Environment" field: `value` is what POST jobs gets as `kernel_name`. */
+export interface IEnvironmentChoice {
+  value: string;
+  label: string;
+  description: string;
+}
+
+/**
+ * The environments of `GET environments?tenant=T` that name a kernel (label: display_name), in the
+ * service's order, one per kernel; the dialog puts "The notebook's own kernel" (value '') before them.
+ */
+export function environmentChoices(raw: any): IEnvironmentChoice[] {
+  const items: any[] = Array.isArray(raw?.items) ? raw.items : Array.isArray(raw) ? raw : [];
+  const seen = new Set<string>();
+  const out: IEnvironmentChoice[] = [];
+  for (const e of items) {
+    const kernel = e?.kernel_name;
+    if (typeof kernel !== 'string' || !kernel || seen.has(kernel)) {
+      continue;
+    }
+    seen.add(kernel);
+    out.push({ value: kernel, label: String(e.display_name || e.name || kernel), description: String(e.description || '') });
+  }
+  return out;
+}
+
+/** The kernel a job runs with: the chosen environment's kernel, else the notebook's own. */
+export function chosenKernel(environment: string, notebookKernel: string): string {
+  return environment || notebookKernel;
+}
+
+export type ExperimentStrategy = 'grid' | 'random' | 'asha';
+
+/** What the dialog's "Run as experiment" part asks (texts as typed). */
+export interface IExperimentInput {
+  metric: string;
+  mode: string;
+  strategy: string;
+  parallelism: string;
+  /** asha: the notebook parameter that receives the budget (epochs…), '' = none */
+  budgetParameter: string;
+  budgetMax: string;
+}
+
+/** Field errors of the experiment part ({} when it may be submitted); `swept`: the swept parameters. */
+export function validateExperiment(input: IExperimentInput, swept: string[], maxParallelism = 32): Record<string, string> {
+  const errors: Record<string, string> = {};
+  if (!swept.length) {
+    errors.sweep = 'an experiment searches the swept parameters: sweep at least one';
+  }
+  if (!/^[A-Za-z_][A-Za-z0-9_.\-/]*$/.test(input.metric.trim())) {
+    errors.metric = 'the metric the notebook reports (a name such as val_acc)';
+  }
+  if (input.mode !== 'max' && input.mode !== 'min') {
+    errors.mode = 'max or min';
+  }
+  if (!['grid', 'random', 'asha'].includes(input.strategy)) {
+    errors.strategy = 'grid, random or asha';
+  }
+  const par = Number(input.parallelism);
+  if (!/^\d+$/.test(input.parallelism.trim()) || par < 1 || par > maxParallelism) {
+    errors.parallelism = `a whole number from 1 to ${maxParallelism}`;
+  }
+  if (input.strategy === 'asha') {
+    const max = Number(input.budgetMax);
+    if (!/^\d+$/.test(input.budgetMax.trim()) || max < 1) {
+      errors.budgetMax = 'asha stops trials early: the most budget (epochs…) a trial gets, a whole number >= 1';
+    }
+    if (input.budgetParameter && swept.includes(input.budgetParameter)) {
+      errors.budgetParameter = 'the budget parameter cannot also be swept';
+    }
+  }
+  return errors;
+}
+
+/** The job fields the experiment shares with POST jobs. */
+export interface IExperimentJobFields {
+  name: string;
+  tenant: string;
+  profile: string;
+  kernel_name: string;
+  priority: string;
+  timeout_s: number | null;
+  parameters: Record<string, ParamValue>;
+  sweep: Record<string, ParamValue[]> | null;
+}
+
+/**
+ * The body of POST experiments (docs/experiments.md) for the dialog's job fields and experiment choice:
+ * the sweep's values become the search space, the other parameters stay fixed for every trial. The
+ * notebook (`notebook` or `path`) is added by the caller.
+ */
+export function experimentBody(job: IExperimentJobFields, input: IExperimentInput): Record<string, unknown> {
+  const strategy = input.strategy as ExperimentStrategy;
+  const space: Record<string, ParamValue[]> = { ...(job.sweep ?? {}) };
+  const fixed: Record<string, ParamValue> = { ...job.parameters };
+  for (const k of Object.keys(space)) {
+    delete fixed[k];
+  }
+  const body: Record<string, unknown> = {
+    name: job.name,
+    profile: job.profile,
+    priority: job.priority,
+    parameters: fixed,
+    space,
+    objective: { metric: input.metric.trim(), mode: input.mode === 'min' ? 'min' : 'max' },
+    strategy,
+    parallelism: parseInt(input.parallelism, 10)
+  };
+  if (job.tenant) {
+    body.tenant = job.tenant;
+  }
+  if (job.kernel_name) {
+    body.kernel_name = job.kernel_name;
+  }
+  if (job.timeout_s !== null) {
+    body.timeout_s = job.timeout_s;
+  }
+  if (strategy === 'asha') {
+    const parameter = input.budgetParameter || null;
+    body.budget = { parameter, max: parseInt(input.budgetMax, 10) };
+    if (parameter) {
+      delete fixed[parameter]; // the trial's budget is set by the experiment, rung by rung
+    }
+  }
+  return body;
+}
