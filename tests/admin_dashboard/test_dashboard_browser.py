@@ -128,6 +128,12 @@ def test_dashboard_in_chromium(hub):
     assert dark["theme"] == "dark" and dark["bodyBg"] != light["bodyBg"], (light["bodyBg"], dark["bodyBg"])
     assert dark["charts"]["hours"]["scales"]["y"]["tickColor"] != light["charts"]["hours"]["scales"]["y"]["tickColor"]
 
+    # accounting, storage, environments: loaded through the api-proxy without an error shown
+    parts = res["partials"]
+    assert parts["accError"] == "" and parts["envError"] == "" and parts["stMore"] == "", parts
+    assert parts["accCsv"].endswith("/services/aistack/admin/api-proxy/accounting/report?group_by=tenant&format=csv")
+    assert parts["stRows"] == len(TENANTS), parts  # every tenant's storage usage, read with the admin's token
+
     # an invalid quota edit: the page again (400), the input kept and marked, the message next to it
     assert res["invalidStatus"] == 400 and "'lots' is not a number" in res["pageError"], res
     assert "'lots' is not a number" in res["fieldError"] and res["keptValue"] == "lots"
@@ -138,3 +144,58 @@ def test_dashboard_in_chromium(hub):
     # the GPU idle policy, in place: refused with the reason and the input kept, then saved
     assert res["policyStatus"] == 400 and "warn_s must be" in res["policyError"] and res["policyKept"] == "45", res
     assert "for 20.0 min are stopped (warned 5.0 min before" in res["policySaved"], res["policySaved"]
+
+
+def test_api_proxy_scopes_xsrf_and_allow_list(hub):
+    """The admin page's api-proxy (aistack_hub/admin/proxy.py), as a browser session with cookies: it forwards
+    with the viewer's own token (a member may not read another tenant's report, an admin may, CSV passes
+    through), refuses a cookie-authenticated write without X-XSRFToken, and forwards only its allow-list."""
+    proxy = hub.url + "services/aistack/admin/api-proxy/"
+    admin = hub.login("admin")
+    assert "sent to the admin" in hub.signup("carol")
+    assert admin.get(hub.url + "hub/authorize/carol").status_code == 200
+    carol = hub.login("carol")  # her first login creates her JupyterHub user
+    assert carol is not None, hub.log_tail()
+    assert hub.api("POST", "groups/team-a").status_code in (201, 409)
+    r = hub.api("POST", "groups/team-a/users", json={"users": ["carol"]})
+    assert r.status_code == 200, r.text
+
+    # a member's proxied read of another tenant's report: the API's 403 (the viewer's token, not the service's)
+    r = carol.get(proxy + "accounting/report", params={"tenant": "team-b"})
+    assert r.status_code == 403, (r.status_code, r.text[:500])
+    assert "team-b" in r.json()["message"], r.text
+    # the admin's: the report, and the CSV with its Content-Type and Content-Disposition
+    r = admin.get(proxy + "accounting/report", params={"tenant": "team-b"})
+    assert r.status_code == 200 and r.json()["group_by"] == ["tenant"], (r.status_code, r.text[:500])
+    assert "rows" in r.json(), r.text[:500]
+    r = admin.get(proxy + "accounting/report", params={"tenant": "team-b", "format": "csv"})
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/csv"), (r.status_code, r.headers)
+    assert 'filename="aistack-usage.csv"' in r.headers["Content-Disposition"] and r.text.count("\n") >= 1
+    r = carol.get(proxy + "storage/team-a")
+    assert r.status_code == 200, (r.status_code, r.text[:500])
+
+    # a write without X-XSRFToken is refused and changes nothing; with the page's token it is forwarded
+    budget = {"amount": 100, "thresholds": [0.5, 1.0]}
+    r = admin.put(proxy + "accounting/budgets/team-a", json=budget)
+    assert r.status_code == 403, (r.status_code, r.text[:500])
+    budgets = hub.service("GET", "accounting/budgets").json()
+    assert "team-a" not in json.dumps(budgets), budgets
+    assert admin.get(hub.url + "services/aistack/admin/").status_code == 200  # the page sets the _xsrf cookie
+    xsrf = admin.cookies.get("_xsrf", path="/services/aistack/") or admin.cookies.get("_xsrf")
+    assert xsrf, admin.cookies
+    r = admin.put(proxy + "accounting/budgets/team-a", json=budget, headers={"X-XSRFToken": xsrf})
+    assert r.status_code == 200, (r.status_code, r.text[:500])
+    assert "team-a" in json.dumps(hub.service("GET", "accounting/budgets").json())
+    r = admin.delete(proxy + "accounting/budgets/team-a", headers={"X-XSRFToken": xsrf})
+    assert r.status_code in (200, 204), (r.status_code, r.text[:500])
+    # a member's write with a valid XSRF token still meets the API's scopes
+    carol.get(hub.url + "services/aistack/admin/")  # 403 page for a member, but it sets carol's _xsrf cookie
+    cx = carol.cookies.get("_xsrf", path="/services/aistack/") or carol.cookies.get("_xsrf")
+    r = carol.put(proxy + "accounting/budgets/team-a", json=budget, headers={"X-XSRFToken": cx or ""})
+    assert r.status_code == 403, (r.status_code, r.text[:500])
+
+    # off the allow-list: 404 JSON with a message, for paths the API has (tenants, me) and traversal
+    for off in ("tenants", "tenants/team-a", "me", "storage/team-a/extra", "accounting", "storage%2F..%2Ftenants"):
+        r = admin.get(proxy + off)
+        assert r.status_code == 404, (off, r.status_code, r.text[:300])
+        assert "forwards only" in r.json()["message"], (off, r.text[:300])

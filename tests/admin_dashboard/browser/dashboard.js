@@ -60,6 +60,23 @@ async function main() {
       await page.screenshot({ path: path.join(ART, `page-${scheme}.png`) }); // the top: JupyterHub's navbar
       step(`dashboard ${scheme}`);
       if (scheme === 'light') {
+        // accounting, storage and environments: filled through the page's api-proxy (the viewer's token)
+        for (const id of ['accounting', 'storage', 'environments']) {
+          await page.waitForSelector(`#${id}[data-loaded="1"]`, { timeout: T });
+        }
+        results.partials = await page.evaluate(() => {
+          const text = id => { const e = document.getElementById(id); return e ? e.textContent.trim() : null; };
+          const rows = sel => document.querySelectorAll(sel).length;
+          const err = document.getElementById('acc-report-error');
+          return { accError: err && !err.classList.contains('d-none') ? err.textContent.trim() : '',
+                   accRows: rows('#acc-report tbody tr'), accCsv: (document.getElementById('acc-csv') || {}).href || null,
+                   stMore: text('st-more'), stRows: rows('#st-usage tbody tr'), envError: text('env-error'),
+                   envRows: rows('#env-list tbody tr') };
+        });
+        await page.locator('#accounting').screenshot({ path: path.join(ART, 'accounting.png') });
+        await page.locator('#storage').screenshot({ path: path.join(ART, 'storage.png') });
+        await page.locator('#environments').screenshot({ path: path.join(ART, 'environments.png') });
+        step('accounting, storage, environments loaded');
         // an invalid quota edit: the page again, the input kept, the message next to it
         const gpus = page.locator('#tenant-team-a input[name="gpus"]').first();
         await gpus.fill('lots');
