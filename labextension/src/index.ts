@@ -19,6 +19,7 @@ import { estimatedStartText, IJob, normalizeJob } from './jobs';
 import { normalizeParameters, ParamValue } from './params';
 import { JobLogView, JobsPanel } from './panel';
 import { openExperimentCommand } from './experimentCommand'; // experiments (issue 13)
+import { openPipelineCommand } from './pipeline'; // pipelines view (issue 14)
 import { startIdleWatch } from './idle'; // GPU idle culling (issue 15 B)
 
 const PLUGIN_ID = 'aistack_lab:plugin';
@@ -399,6 +400,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     tracker?.currentChanged.connect(() => app.commands.notifyCommandChanged(CommandIDs.runAsJob));
     // --- experiments (issue 13): the experiment view (aistack:open-experiment {id}) ---
     openExperimentCommand(app, palette);
+    // --- pipelines view (issue 14): a *.pipeline.yaml as a live graph (aistack:open-pipeline {path, run?}) ---
+    openPipelineCommand(app, palette);
 
     // refresh on a timer; the clock text ticks every second
     let timer: number | undefined;

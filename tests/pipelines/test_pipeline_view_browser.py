@@ -1,0 +1,111 @@
+"""The pipeline view in a real Chromium (playwright-core) against a real AIStack Hub (``aistack-hub up``, the
+lab extension tests' setup plus ``notebook_root`` so that the service reads the pipeline file and its
+notebooks from the user's home): a 2-task pipeline (``prep`` succeeds, ``train`` after it fails, real
+papermill jobs) is opened from the command palette as a graph, run from its toolbar; the graph shows both
+tasks with their states, the failed task offers Retry, and the retry gives it a second attempt.
+Screenshots: test-artifacts/pipelines/browser/*.png."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+import nbformat
+import pytest
+
+from tests.hub.launcher import PASSWORD, start_hub, stop_hub
+from tests.labextension.conftest import LAB_CONFIG, REPO, LabUser, _start_server
+
+CHROMIUM = os.environ.get("AISTACK_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = os.path.join(REPO, "test-artifacts", "pipelines", "browser")
+PIPELINE = """name: view-demo
+defaults: {profile: cpu}
+tasks:
+  - name: prep
+    notebook: ok.ipynb
+  - name: train
+    notebook: bad.ipynb
+    depends: [prep]
+"""
+
+
+def notebook(source: str) -> dict:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(source)]
+    return json.loads(nbformat.writes(nb))
+
+
+@pytest.fixture(scope="module")
+def view_hub():
+    """tests/labextension/conftest.py's lab_hub, with the users' homes where the service reads paths."""
+    tmp = tempfile.mkdtemp(prefix="aistack-pipeline-view-")
+    os.chmod(tmp, 0o711)
+    homes = tempfile.mkdtemp(prefix="aistack-pipeline-view-homes-", dir="/home")
+    os.chmod(homes, 0o755)
+    cfg = {**LAB_CONFIG, "Isolation": {"home_root": homes},
+           "AIStackService": {"notebook_root": os.path.join(homes, "{user}")},
+           "PipelineSettings": {"tick_interval_s": 0.3}}
+    hub = start_hub(cfg, tmp)
+    try:
+        assert "sent to the admin" in hub.signup("ana")
+        hub.signup("admin")
+        admin = hub.login("admin")
+        assert admin is not None, hub.log_tail()
+        assert admin.get(hub.url + "hub/authorize/ana").status_code == 200
+        assert hub.login("ana") is not None, f"ana cannot sign in:\n{hub.log_tail()}"
+        r = hub.api("POST", "groups/team-a/users", json={"users": ["ana"]})
+        assert r.status_code == 200, r.text
+        r = hub.api("POST", "users/ana/tokens", json={"note": "pipeline view test"})
+        assert r.status_code == 201, r.text
+        hub.password = PASSWORD
+        token = r.json()["token"]
+        yield hub, LabUser(hub, "ana", token, _start_server(hub, "ana", token, "team-a"))
+    finally:
+        stop_hub(hub)
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        shutil.copy(hub.log_path, os.path.join(ARTIFACTS, "hub.log"))
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(homes, ignore_errors=True)
+
+
+@pytest.mark.browser
+def test_pipeline_view_in_chromium(view_hub):
+    hub, ana = view_hub
+    assert os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: run `bash scripts/setup.sh test`"
+    assert os.path.exists(os.path.join(REPO, "labextension", "aistack_lab", "labextension", "package.json")), \
+        "the lab extension is not built: run `bash scripts/setup.sh test`"
+    r = ana.request("PUT", "lab/api/settings/@jupyterlab/apputils-extension:notification",
+                    json={"raw": json.dumps({"fetchNews": "false"})})
+    assert r.status_code == 204, r.text
+    ana.put_notebook("ok.ipynb", notebook("print('prepared')"))
+    ana.put_notebook("bad.ipynb", notebook("raise RuntimeError('train broke on purpose')"))
+    r = ana.request("PUT", "api/contents/demo.pipeline.yaml",
+                    json={"type": "file", "format": "text", "content": PIPELINE})
+    assert r.status_code in (200, 201), r.text
+    env = dict(os.environ, HUB_URL=hub.url, USER_NAME="ana", PASSWORD=hub.password, ARTIFACTS=ARTIFACTS,
+               CHROMIUM=CHROMIUM, PIPELINE_PATH="demo.pipeline.yaml")
+    out = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "browser", "pipeline_view.js")],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no result from the browser (rc {out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
+    res = json.loads(lines[-1])
+    assert not res.get("error"), f"{res['error']}\nsteps: {res['steps']}\n{hub.log_tail(3000)}"
+    assert res["tasks"] == {"prep": "succeeded", "train": "failed"}, res
+    assert res["edges"] == 1, res
+    assert "failed" in res["summary"] and "train" in res["summary"], res["summary"]
+    assert res["retryOnPrep"] == 0 and res["retryOnTrain"] == 1, res
+    assert "train broke on purpose" in res["log"], res["log"][-1500:]
+    # the service agrees: the run failed on train, and the Retry button gave train a second attempt
+    m = re.search(r"run (\d+) of view-demo", res["summary"])
+    assert m, res["summary"]
+    r = ana.ext("GET", f"api/pipelines/runs/{m.group(1)}")
+    assert r.status_code == 200, r.text
+    run = r.json()
+    train = next(n for n in run["nodes"] if n["task"] == "train")
+    assert train["attempts"] == 2 and len(train["job_ids"]) == 2, train
+    for name in ("01-failed", "02-retried"):
+        assert os.path.getsize(os.path.join(ARTIFACTS, f"{name}.png")) > 10_000, name
