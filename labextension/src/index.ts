@@ -329,6 +329,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
       const request: IJobRequest | null = await showRunJobDialog({
         notebookName: PathExt.basename(path),
+        // a filled sweep may run as an experiment (issue 13): the dialog posts it and opens its view
+        notebookPath: path,
+        notebookContent: rerunContent ?? content,
+        openExperiment: (id: string) => app.commands.execute('aistack:open-experiment', { id }),
         params: normalizeParameters(inspected),
         tenants: me.tenants.length ? me.tenants : [{ name: '' }],
         loadProfiles,
