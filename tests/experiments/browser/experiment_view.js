@@ -2,92 +2,46 @@
 // command palette, watch the curves grow, stop a running trial, resume it with more budget. Screenshots go
 // to $ARTIFACTS; prints one JSON line of results.
 // env: HUB_URL USER_NAME PASSWORD ARTIFACTS EXPERIMENT_ID [CHROMIUM]
-const { chromium } = require('playwright-core');
-const fs = require('fs');
-const os = require('os');
-const path = require('path');
-
-const HUB = process.env.HUB_URL;
-const USER = process.env.USER_NAME;
-const ART = process.env.ARTIFACTS;
-const ID = process.env.EXPERIMENT_ID;
-const results = { steps: [] };
-const step = s => {
-  results.steps.push(s);
-  process.stderr.write(`[browser] ${s}\n`);
-};
-const shot = (page, name) => page.screenshot({ path: path.join(ART, `${name}.png`) });
+const { runInLab } = require('../../browser/lab_session');
 
 async function lastSteps(page) {
   return page.$$eval('.aistack-ExperimentView-trials tbody tr', rows =>
     rows.map(r => [r.dataset.trial, r.cells[1].textContent, r.cells[r.cells.length - 2].textContent]));
 }
 
-async function main() {
-  fs.mkdirSync(ART, { recursive: true });
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aistack-chromium-'));
-  const context = await chromium.launchPersistentContext(dir, {
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
-    viewport: { width: 1400, height: 1000 }
-  });
-  const page = context.pages()[0] || (await context.newPage());
-  page.setDefaultTimeout(90000);
-  const errors = [];
-  page.on('console', m => m.type() === 'error' && errors.push(m.text()));
-  try {
-    await page.goto(HUB + 'hub/login');
-    await page.fill('input[name="username"]', USER);
-    await page.fill('input[name="password"]', process.env.PASSWORD);
-    await Promise.all([page.waitForNavigation(), page.click('input[type="submit"], button[type="submit"]')]);
-    await page.goto(HUB + `user/${USER}/lab`);
-    await page.locator('.jp-LauncherCard').first().waitFor({ timeout: 120000 });
-    step('lab open');
-    await page.keyboard.press('Control+Shift+C');
-    await page.keyboard.type('Open experiment');
-    await page.locator('.lm-CommandPalette-item', { hasText: 'Open experiment' }).first().click();
-    await page.locator('.jp-Dialog input').fill(ID);
-    await page.keyboard.press('Enter');
-    await page.locator('.aistack-ExperimentView-chart[data-metric="accuracy"] canvas').waitFor();
-    step('view open');
-    // live: a running trial's last step grows while the view is open (it polls)
-    await page.locator('.aistack-ExperimentView-stop').first().waitFor();
-    const first = await lastSteps(page);
-    await page.waitForFunction(before => {
-      const rows = [...document.querySelectorAll('.aistack-ExperimentView-trials tbody tr')];
-      return rows.some(r => {
-        const b = before.find(x => x[0] === r.dataset.trial);
-        const now = parseInt(r.cells[r.cells.length - 2].textContent) || 0;
-        return b && now > (parseInt(b[2]) || 0);
-      });
-    }, first, { timeout: 60000 });
-    results.grew = true;
-    results.charts = await page.$$eval('.aistack-ExperimentView-chart', els => els.map(e => e.dataset.metric));
-    results.summary = await page.locator('.aistack-ExperimentView-summary').textContent();
-    await shot(page, '01-live-curves');
-    step('curves live');
-    // stop the first running trial
-    const row = page.locator('.aistack-ExperimentView-trials tbody tr', { has: page.locator('.aistack-ExperimentView-stop') }).first();
-    const trial = await row.getAttribute('data-trial');
-    results.trial = trial;
-    await row.locator('.aistack-ExperimentView-stop').click();
-    const sel = `.aistack-ExperimentView-trials tbody tr[data-trial="${trial}"]`;
-    await page.waitForFunction(s => /stopped/.test(document.querySelector(s)?.cells[1].textContent || ''), sel);
-    results.stoppedText = await page.locator(sel).locator('td').nth(1).textContent();
-    await shot(page, '02-stopped');
-    step('stopped');
-    await page.locator(sel).locator('.aistack-ExperimentView-resume').click();
-    await page.waitForFunction(s => /queued|admitted|running/.test(document.querySelector(s)?.cells[1].textContent || ''), sel);
-    results.resumedText = await page.locator(sel).locator('td').nth(1).textContent();
-    await page.waitForFunction(s => /running/.test(document.querySelector(s)?.cells[1].textContent || ''), sel);
-    await shot(page, '03-resumed');
-    step('resumed');
-  } catch (e) {
-    results.error = String(e && e.stack ? e.stack : e);
-    await shot(page, '99-error').catch(() => {});
-  }
-  results.consoleErrors = errors;
-  await context.close();
-  console.log(JSON.stringify(results));
-}
-main();
+runInLab({ command: 'Open experiment', input: process.env.EXPERIMENT_ID }, async (page, { step, shot, results }) => {
+  await page.locator('.aistack-ExperimentView-chart[data-metric="accuracy"] canvas').waitFor();
+  step('view open');
+  // live: a running trial's last step grows while the view is open (it polls)
+  await page.locator('.aistack-ExperimentView-stop').first().waitFor();
+  const first = await lastSteps(page);
+  await page.waitForFunction(before => {
+    const rows = [...document.querySelectorAll('.aistack-ExperimentView-trials tbody tr')];
+    return rows.some(r => {
+      const b = before.find(x => x[0] === r.dataset.trial);
+      const now = parseInt(r.cells[r.cells.length - 2].textContent) || 0;
+      return b && now > (parseInt(b[2]) || 0);
+    });
+  }, first, { timeout: 60000 });
+  results.grew = true;
+  results.charts = await page.$$eval('.aistack-ExperimentView-chart', els => els.map(e => e.dataset.metric));
+  results.summary = await page.locator('.aistack-ExperimentView-summary').textContent();
+  await shot(page, '01-live-curves');
+  step('curves live');
+  // stop the first running trial
+  const row = page.locator('.aistack-ExperimentView-trials tbody tr', { has: page.locator('.aistack-ExperimentView-stop') }).first();
+  const trial = await row.getAttribute('data-trial');
+  results.trial = trial;
+  await row.locator('.aistack-ExperimentView-stop').click();
+  const sel = `.aistack-ExperimentView-trials tbody tr[data-trial="${trial}"]`;
+  await page.waitForFunction(s => /stopped/.test(document.querySelector(s)?.cells[1].textContent || ''), sel);
+  results.stoppedText = await page.locator(sel).locator('td').nth(1).textContent();
+  await shot(page, '02-stopped');
+  step('stopped');
+  await page.locator(sel).locator('.aistack-ExperimentView-resume').click();
+  await page.waitForFunction(s => /queued|admitted|running/.test(document.querySelector(s)?.cells[1].textContent || ''), sel);
+  results.resumedText = await page.locator(sel).locator('td').nth(1).textContent();
+  await page.waitForFunction(s => /running/.test(document.querySelector(s)?.cells[1].textContent || ''), sel);
+  await shot(page, '03-resumed');
+  step('resumed');
+});
