@@ -196,6 +196,14 @@ class KubeGPUSpawner(GPUSliceSpawnerMixin, KubeSpawner):
         if self.tenant_namespaces and self.create_tenant_namespaces:
             await self._ensure_tenant_namespace(self.__dict__["_aistack_tenant"])
 
+    async def _ensure_namespace(self):
+        """KubeSpawner creates the server's namespace before each start (``enable_user_namespaces``). A tenant's
+        namespace that something else creates (the chart: ``create_tenant_namespaces`` off, and the hub may
+        not create namespaces) is there already: nothing to do."""
+        if self.tenant_namespaces and not self.create_tenant_namespaces:
+            return
+        await super()._ensure_namespace()
+
     async def _ensure_tenant_namespace(self, tenant: dict | None):
         """The tenant's namespace, and its ResourceQuota when enforced (created or updated)."""
         from kubernetes_asyncio.client.exceptions import ApiException

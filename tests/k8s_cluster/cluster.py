@@ -33,6 +33,7 @@ from pathlib import Path
 
 import yaml
 
+from job_runner.binding.kube import SliceRenderer
 from tests.job_service.helpers import PostgresServer
 from tests.k8s.controlplane import REPO, ControlPlane
 from tests.k8s.node import RealNode
@@ -107,6 +108,15 @@ def chart_values(images: dict[str, str], node: RealNode, cp: ControlPlane, hub_d
                     "db": {"type": "postgres", "url": service_db}, "extraEnv": api_env,
                     "jobs": {"image": images["AISTACK_JOB_IMAGE"]}},
         "singleuser": {"image": job},
+        # The scheduler plans on the cluster's nodes: the real one (CPU servers and jobs) and kwok's GPU nodes.
+        "inventory": [n for n in SliceRenderer().inventory_config(cp.kubectl_json("get", "nodes")["items"])
+                      if n["gpus"] or n["name"] == node.name],
+        "profiles": [
+            {"slug": "small", "display_name": "Small (the real node)", "description": "0.5 CPU, 1 GiB",
+             "request": {"kind": "cpu", "cpu_milli": 500, "memory_mib": 1024}},
+            {"slug": "gpu-1", "display_name": "1 GPU (a kwok node)", "description": "one whole GPU, 1 CPU, 2 GiB",
+             "request": {"kind": "whole", "gpus": 1, "cpu_milli": 1000, "memory_mib": 2048}},
+        ],
     }
 
 

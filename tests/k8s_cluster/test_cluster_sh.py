@@ -51,6 +51,50 @@ def get(url: str, token: str | None = None) -> tuple[int, bytes]:
         return e.code, e.read()
 
 
+def call(method: str, url: str, token: str, body: dict | None = None) -> tuple[int, dict]:
+    req = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            data = resp.read()
+            return resp.status, json.loads(data) if data else {}
+    except urllib.error.HTTPError as e:
+        return e.code, {"error": e.read().decode()[:2000]}
+
+
+def start_a_server(url: str, token: str, up_stdout: str) -> float:
+    """alice (tenant default) starts a server with the 'small' profile: KubeGPUSpawner asks the service for the
+    slice, the scheduler places it on the real node, and a real pod of the job image (JupyterLab) answers
+    through the chart's proxy. Returns spawn-to-ready seconds; stops the server."""
+    hub = url + "hub/api"
+    assert call("POST", f"{hub}/users/alice", token)[0] in (201, 409)
+    assert call("POST", f"{hub}/groups/default/users", token, {"users": ["alice"]})[0] == 200
+    t0 = time.monotonic()
+    status, body = call("POST", f"{hub}/users/alice/server", token, {"tenant": "default", "profile": "small"})
+    assert status in (201, 202), (status, body)
+    deadline = time.monotonic() + 240
+    while True:
+        status, user = call("GET", f"{hub}/users/alice", token)
+        server = (user.get("servers") or {}).get("", {})
+        if server.get("ready"):
+            break
+        assert server or user.get("pending"), f"the server stopped while starting: {user}"
+        assert time.monotonic() < deadline, f"alice's server not ready in 240 s: {user}"
+        time.sleep(1)
+    ready = time.monotonic() - t0
+    status, body = get(url + "user/alice/api/status", token)
+    assert status == 200 and b"started" in body, (status, body[:500])
+    kubeconfig = next(line.split("=", 1)[1] for line in up_stdout.splitlines() if line.startswith("KUBECONFIG="))
+    from tests.k8s.controlplane import binary_paths
+    pods = json.loads(subprocess.run([binary_paths()["kubectl"], "--kubeconfig", kubeconfig, "get", "pods", "-A",
+                                      "-l", "component=singleuser-server", "-o", "json"],
+                                     capture_output=True, text=True, check=True).stdout)["items"]
+    assert [(p["metadata"]["namespace"], p["spec"]["nodeName"], p["status"]["phase"]) for p in pods] == [
+        ("aistack-default", "aistack-node-0", "Running")], pods
+    assert call("DELETE", f"{hub}/users/alice/server", token)[0] in (202, 204)
+    return ready
+
+
 @pytest.mark.timeout(1800)  # a first run builds the images (minutes); later runs reuse them
 def test_cluster_up_serves_the_hub_and_the_admin_token_then_down_restores_the_host():
     if os.geteuid() != 0:
@@ -80,6 +124,9 @@ def test_cluster_up_serves_the_hub_and_the_admin_token_then_down_restores_the_ho
         assert "default" in body.decode(), body[:500]
         assert get(url + "services/aistack/api/tenants")[0] == 401
         assert get(url + "services/aistack/api/tenants", "not-a-token")[0] == 403
+
+        server_seconds = start_a_server(url, token, up.stdout)
+        print(f"a user's server pod (spawn -> ready through the proxy): {server_seconds:.1f}s")
 
         shown = subprocess.run([*CLUSTER, "status"], capture_output=True, text=True, env=env, timeout=120, cwd=REPO)
         assert shown.returncode == 0 and "aistack-node-0" in shown.stdout and "kwok-a100-0" in shown.stdout, shown.stdout
