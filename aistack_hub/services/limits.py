@@ -36,6 +36,10 @@ class Limits(Configurable):
         32 * MIB, help="Largest output notebook GET jobs/{id}/output serves whole; a larger one is answered "
         "413 (\"output too large\") unless asked in ranges (a Range header, or ?offset=&length=), each at most "
         "this long.").tag(config=True)
+    max_log_bytes = Integer(
+        64 * MIB, help="Largest log a job pod may send (its cells' output and the runner's lines, kept in the "
+        "run-file store: the folder or the database). Past it the log ends with a line saying it was cut; the "
+        "job goes on. 0: no limit.").tag(config=True)
     max_log_followers_per_user = Integer(
         8, help="Log streams (GET jobs/{id}/logs?follow=1) one user may hold open at once; one more: 429. "
         "0: no following at all (poll with ?offset= instead).").tag(config=True)

@@ -78,7 +78,7 @@ class PodService:
         if not (_count(cell) and _count(total)):
             raise Invalid("'cell' and 'total' must be non-negative integers")
         if log:
-            self.files.append_log(row.id, log.encode())
+            self.files.append_log(row.id, log.encode(), self.ctx.limits.max_log_bytes)
         if cell is not None or total is not None:
             try:
                 prog = json.loads(self.files.get(row.id, row.attempt, "progress.json") or b"null")

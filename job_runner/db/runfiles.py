@@ -13,6 +13,8 @@ import time
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
+from job_runner.executors.runfiles import log_cut
+
 from .models import RunFile
 
 CHUNK_BYTES = 1 << 20
@@ -73,17 +75,20 @@ class DBRunFiles:
                              .order_by(RunFile.pos)).scalars()
             return b"".join(rows)
 
-    def append_log(self, job_id, data: bytes) -> None:
-        """Append to the job's log (rows at growing offsets; two appends at once: the loser retries)."""
+    def append_log(self, job_id, data: bytes, max_bytes: int = 0) -> int:
+        """Append to the job's log (rows at growing offsets; two appends at once: the loser retries); with
+        ``max_bytes`` the log stops there, ended by one line saying so (``log_cut``). Returns bytes written."""
         key = (int(job_id), 0, LOG)
         for tries in range(5):
             try:
                 with self.db.session() as s:
-                    end = s.execute(select(func.coalesce(func.max(RunFile.pos + RunFile.size), 0))
-                                    .where(*self._where(key))).scalar()
-                    s.add_all(RunFile(job_id=key[0], attempt=0, name=LOG, version=0, pos=o, size=len(c), data=c)
-                              for o, c in self._chunks(data, int(end)))
-                return
+                    end = int(s.execute(select(func.coalesce(func.max(RunFile.pos + RunFile.size), 0))
+                                        .where(*self._where(key))).scalar())
+                    data = log_cut(data, end, max_bytes)
+                    if data:
+                        s.add_all(RunFile(job_id=key[0], attempt=0, name=LOG, version=0, pos=o, size=len(c),
+                                          data=c) for o, c in self._chunks(data, end))
+                return len(data)
             except IntegrityError:
                 if tries == 4:
                     raise

@@ -100,6 +100,17 @@ def read_log(jobs_dir: str, job_id, offset: int = 0, limit: int = 1 << 20) -> tu
     return data, offset + len(data)
 
 
+def log_cut(data: bytes, size: int, max_bytes: int) -> bytes:
+    """What of ``data`` a log of ``size`` bytes takes under a limit of ``max_bytes`` (0: no limit): all of
+    it, the part that fits followed by one line saying the log was cut, or nothing once it was cut."""
+    if max_bytes <= 0 or size + len(data) <= max_bytes:
+        return data
+    if size >= max_bytes:
+        return b""
+    note = f"\n[log cut at {max_bytes} bytes: the job's log limit (Limits.max_log_bytes)]\n".encode()
+    return data[:max(0, max_bytes - size - len(note))] + note
+
+
 class FileRunFiles:
     """The run files of jobs in ``jobs_dir`` (the layout above): the store of one service process."""
 
@@ -128,10 +139,13 @@ class FileRunFiles:
         except OSError:
             return None
 
-    def append_log(self, job_id, data: bytes) -> None:
+    def append_log(self, job_id, data: bytes, max_bytes: int = 0) -> int:
+        """Append to the job's log; with ``max_bytes`` it stops there (``log_cut``). Returns bytes written."""
         os.makedirs(job_dir(self.jobs_dir, job_id), exist_ok=True)
         with open(log_path(self.jobs_dir, job_id), "ab") as f:
+            data = log_cut(data, f.tell(), max_bytes)
             f.write(data)
+        return len(data)
 
     def read_log(self, job_id, offset: int = 0, limit: int = 1 << 20) -> tuple[bytes, int] | None:
         return read_log(self.jobs_dir, job_id, offset, limit)

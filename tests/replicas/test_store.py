@@ -56,6 +56,20 @@ def test_whole_files_logs_and_ranges(store):
     assert files.read_output(job, 2) == "{}" and files.read_output(job, 1) == text
 
 
+def test_a_log_stops_at_its_limit_with_a_line_saying_so(store):
+    """Closes: no size limit on what pods send to the log (Limits.max_log_bytes), in both stores alike."""
+    files, db = store
+    job = _job(db)
+    limit = 120
+    assert files.append_log(job, b"a" * 30, limit) == 30
+    wrote = files.append_log(job, b"b" * 200, limit)  # crosses the limit: cut, and said so
+    log, end = files.read_log(job, 0, 10_000)
+    assert end == len(log) == 30 + wrote == limit, (end, wrote)
+    assert log.startswith(b"a" * 30 + b"b") and log.endswith(b"(Limits.max_log_bytes)]\n"), log
+    assert files.append_log(job, b"more", limit) == 0 and files.read_log(job, 0, 10_000)[1] == limit
+    assert files.append_log(_job(db) if db is not None else 2, b"c" * 500, 0) == 500  # 0: no limit
+
+
 def test_rows_go_with_their_job(tmp_path):
     """Closes: run files in the database are removed with their job (retention deletes job rows)."""
     db = open_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
