@@ -102,7 +102,7 @@ class ScheduleTicker:
         r = await self.ctx.offload.io(self._load, schedule_id)
         if r is None:
             return
-        active = await self.ctx.offload.io(self._live, self._active_fires(schedule_id, fire_id))
+        active = await self.ctx.offload.io(self._live_others, schedule_id, fire_id)  # DB reads off the loop
         if active and r.concurrency_policy == "Forbid":
             await self.ctx.offload.io(self._set, fire_id, "skipped",
                                       f"Forbid: the run of fire {active[0][0]} is still going", None, None)
@@ -137,6 +137,9 @@ class ScheduleTicker:
             await self._webhook(note)
             return
         await self.ctx.offload.io(self._set, fire_id, "submitted", KEEP, job_id, run_id)
+
+    def _live_others(self, schedule_id: int, fire_id: int) -> list:
+        return self._live(self._active_fires(schedule_id, fire_id))
 
     def _live(self, fires: list) -> list:
         """The fires whose job or run has not ended."""

@@ -20,6 +20,7 @@ import { normalizeParameters, ParamValue } from './params';
 import { JobLogView, JobsPanel } from './panel';
 import { openExperimentCommand } from './experimentCommand'; // experiments (issue 13)
 import { openPipelineCommand } from './pipeline'; // pipelines view (issue 14)
+import { scheduleCommands } from './schedule'; // schedules UI (issue 14)
 import { startIdleWatch } from './idle'; // GPU idle culling (issue 15 B)
 
 const PLUGIN_ID = 'aistack_lab:plugin';
@@ -406,6 +407,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     openExperimentCommand(app, palette);
     // --- pipelines view (issue 14): a *.pipeline.yaml as a live graph (aistack:open-pipeline {path, run?}) ---
     openPipelineCommand(app, palette);
+    // --- schedules UI (issue 14): aistack:schedule (dialog), aistack:open-schedules (list), file browser menu ---
+    scheduleCommands(app, palette, fileBrowser);
 
     // refresh on a timer; the clock text ticks every second
     let timer: number | undefined;
