@@ -6,7 +6,9 @@ Kubernetes pod mapping on, the pod using it (``namespace``, ``pod``, ``container
 ``DCGM_FI_DEV_GPU_UTIL`` (%), ``DCGM_FI_DEV_FB_USED`` / ``DCGM_FI_DEV_FB_FREE`` (MiB),
 ``DCGM_FI_PROF_GR_ENGINE_ACTIVE`` (0..1; what culling prefers: it is honest on MIG, where GPU_UTIL is not
 reported) and ``DCGM_FI_DEV_XID_ERRORS`` (the last XID; non-zero means the GPU reported one). Parsing is
-prometheus_client's own text parser.
+prometheus_client's own text parser. Where the exporter also copies the pods' labels onto the series, ours
+(``aistack_io_*``, Prometheus names of ``aistack.io/*``) are kept on the sample as ``pod_labels``: the
+attribution's first way to tell whose pod a series is (``attribution.workload_of_pod``).
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from .samples import GPUSample, Reading, SampleSource, SourceUnavailable, XIDEve
 FIELDS = {"DCGM_FI_DEV_GPU_UTIL": "util_pct", "DCGM_FI_DEV_FB_USED": "mem_used_mib",
           "DCGM_FI_DEV_FB_FREE": "_fb_free", "DCGM_FI_PROF_GR_ENGINE_ACTIVE": "engine_active",
           "DCGM_FI_DEV_XID_ERRORS": "_xid"}
+
+OUR_LABELS = "aistack_io_"  # our pod labels (aistack.io/job-id -> aistack_io_job_id) copied by the exporter
 
 
 def gpu_key(labels: dict) -> str:
@@ -46,6 +50,9 @@ def parse(text: str, default_node: str = "") -> Reading:
             if g is None:
                 g = samples[key] = GPUSample(node=node, gpu=key[1], model=lb.get("modelName", ""),
                                              uuid=lb.get("UUID", ""), namespace=key[2], pod=key[3])
+                ours = {k: v for k, v in lb.items() if k.startswith(OUR_LABELS)}
+                if ours:
+                    g.pod_labels = ours  # a plain attribute: read with getattr(g, "pod_labels", None)
             if attr.startswith("_"):
                 extra.setdefault(key, {})[attr] = s.value
             else:
