@@ -38,7 +38,7 @@ MIB = 1024 * 1024
 OVERRIDDEN_TRAITS = (
     "extra_resource_limits", "extra_resource_guarantees", "cpu_limit", "cpu_guarantee", "mem_limit",
     "mem_guarantee", "node_selector", "node_affinity_required", "tolerations", "extra_labels",
-    "extra_annotations", "environment", "image", "namespace",
+    "extra_annotations", "environment", "image", "namespace", "volumes", "volume_mounts",
 )
 
 
@@ -195,6 +195,38 @@ class KubeGPUSpawner(GPUSliceSpawnerMixin, KubeSpawner):
         self.dns_name = self.dns_name_template.format(namespace=self.namespace, name=self.pod_name)
         if self.tenant_namespaces and self.create_tenant_namespaces:
             await self._ensure_tenant_namespace(self.__dict__["_aistack_tenant"])
+        await self._add_tenant_storage()
+
+    async def _add_tenant_storage(self):
+        """The tenant's storage (issue 15 C): ``GET storage/volumes`` gives the volumes, mounts and env of the
+        tenant's claim and its datasets' claims (nothing while ``KubeStorage.mount_claims`` is off) and the
+        claims themselves, created here in the server's namespace first (409: there already) so the pod
+        never waits on a missing claim. ``volumes``/``volume_mounts`` are restored before each start."""
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        if not self.tenant or not self.aistack_api_url:
+            return  # no service configured (in-process allocations in tests): no tenant storage either
+        try:
+            code, got = await self.service.call("GET", "storage/volumes", query={"tenant": self.tenant})
+        except web.HTTPError as e:
+            code, got = e.status_code, {"message": e.log_message}
+        if code != 200 or not isinstance(got, dict):
+            self.log.warning("tenant storage of %s not mounted: GET storage/volumes answered %s: %s",
+                             self.tenant, code, (got or {}).get("message") if isinstance(got, dict) else got)
+            return
+        ns, timeout = self.namespace, self.k8s_api_request_timeout
+        for pvc in got.get("claims") or []:
+            pvc = {**pvc, "metadata": {**pvc["metadata"], "namespace": ns}}
+            try:
+                await self.api.create_namespaced_persistent_volume_claim(ns, pvc, _request_timeout=timeout)
+            except ApiException as e:
+                if e.status != 409:
+                    raise web.HTTPError(503, f"tenant storage: cannot create the claim {ns}/{pvc['metadata']['name']}"
+                                             f" ({e.status} {e.reason})") from e
+        self.volumes = [*self.volumes, *(got.get("volumes") or [])]
+        self.volume_mounts = [*self.volume_mounts, *(got.get("volumeMounts") or [])]
+        self.environment = {**self.environment,
+                            **{k: _escape_braces(v) for k, v in (got.get("env") or {}).items()}}
 
     async def _ensure_namespace(self):
         """KubeSpawner creates the server's namespace before each start (``enable_user_namespaces``). A tenant's

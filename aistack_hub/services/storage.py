@@ -232,10 +232,15 @@ class StorageService:
         if not ident.is_admin:
             raise Forbidden("only the hub and admins ask for a pod's volumes")
         if not self.kube.mount_claims:
-            return {"volumes": [], "volumeMounts": [], "env": {}}  # KubeStorage.mount_claims is off
+            return {"volumes": [], "volumeMounts": [], "env": {}, "claims": []}  # KubeStorage.mount_claims is off
         if tenant not in {t.name for t in self.ctx.tenants()}:
             raise NotFound(f"no tenant {tenant!r}")
-        return await self.ctx.offload.io(self.pod_volumes_sync, tenant)
+        return await self.ctx.offload.io(self.pod_volumes_with_claims, tenant)
+
+    def pod_volumes_with_claims(self, tenant: str) -> dict:
+        """``pod_volumes_sync`` and, as ``claims``, the manifests KubeGPUSpawner creates in the server's
+        namespace before the pod (namespace left empty: the spawner sets its own)."""
+        return {**self.pod_volumes_sync(tenant), "claims": self.claims_sync(tenant, "")}
 
     def claims_sync(self, tenant: str, namespace: str) -> list[dict]:
         """The claims a tenant's namespace needs: its own and one per dataset published to it."""
@@ -272,6 +277,7 @@ def install(app) -> None:
     ex.storage_mounts = mounts  # LocalExecutor (a marked block in its start)
     if svc.kube.mount_claims:
         ex.storage_volumes = svc.pod_volumes_sync  # Kubernetes job manifests
+        ex.storage_claims = svc.claims_sync  # created in the tenant's namespace before its Job (k8s_claims)
     ex.environment_image = envs.image_for
     app.services.jobs.environment_check = envs.refusal  # a job may name only its tenant's environments
     try:

@@ -32,9 +32,13 @@ def dataset_claim(name: str) -> str:
 class KubeStorage(Configurable):
     """The claims' storage class and access modes (the cluster decides what it offers)."""
 
-    mount_claims = Bool(False, help="""Mount the tenant's claim and its datasets' claims into job pods (and, via
-        GET storage/volumes, servers). Off by default: the claims must exist in the tenant's namespace first
-        (KubeStorage.tenant_pvc / dataset_pvc manifests; a pod naming a missing claim stays Pending).""").tag(config=True)
+    mount_claims = Bool(False, help="""Create and mount the tenants' claims: before a tenant's Job the service
+        creates its claim and its datasets' claims in the tenant's namespace (KubernetesExecutor,
+        executors/k8s_claims.py) and mounts them into the job pod; before a server KubeGPUSpawner gets them
+        from GET storage/volumes, creates them in the server's namespace and mounts them. Off by default: a
+        claim binds only where a provisioner serves its storage class (or a PersistentVolume is made for it);
+        on a cluster without one (kind/kwok test clusters, a bare kubelet node) every pod mounting it would
+        wait Pending. Turn it on where ``storage_class`` (RWX, e.g. NFS/CephFS/EFS) is provisioned.""").tag(config=True)
     storage_class = Unicode("", help="storageClassName of the tenants' claims ('' = the cluster's default "
                                      "class).").tag(config=True)
     access_modes = List(Unicode(), ["ReadWriteMany"], help="""accessModes of a tenant's claim. ReadWriteMany

@@ -25,6 +25,7 @@ from . import runfiles
 from .base import FAILED, ExecState, Executor, JobSpec
 from .k8s_manifest import (ATTEMPT_LABEL, CONTAINER_NAME, INSTANCE_LABEL, JOB_ID_LABEL, MANAGED_BY_LABEL,
                            job_manifest, token_secret_manifest)
+from .k8s_claims import ensure_claims  # tenant storage (issue 15 C)
 from .k8s_status import CLUSTER_REASONS, finished, state_of
 
 
@@ -40,12 +41,8 @@ class KubernetesExecutor(Executor):
         `namespace` wins: its servers, RBAC and quota live there); '{tenant}' is its name made DNS-safe.""")
     create_namespaces = Bool(True, config=True,
         help="Create a tenant's namespace on its first Job (needs the RBAC to create namespaces).")
-    instance = Unicode(
-        "aistack",
-        config=True,
-        help="""Value of the aistack.io/instance label on every Job: adopt and orphan reconciliation only
-        ever touch Jobs of this instance, so two deployments can share a cluster.""",
-    )
+    instance = Unicode("aistack", config=True, help="""Value of the aistack.io/instance label on every Job: adopt
+        and orphan reconciliation only ever touch Jobs of this instance, so two deployments can share a cluster.""")
     image = Unicode("quay.io/jupyter/scipy-notebook:latest", config=True,
         help="Image of jobs whose profile names none. It must contain this package (job_runner) and papermill.")
     image_pull_policy = Unicode("IfNotPresent", config=True, help="imagePullPolicy of job containers.")
@@ -214,6 +211,7 @@ class KubernetesExecutor(Executor):
         ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         batch, _ = await self._apis()
         await self.ensure_namespace(ns)
+        await ensure_claims(self, job.tenant, ns)  # the tenant's claims (hook storage_claims), before its pod
         try:
             created = await batch.create_namespaced_job(ns, manifest, _request_timeout=self.request_timeout_s)
         except ApiException as e:
