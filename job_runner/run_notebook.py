@@ -98,6 +98,7 @@ class _Progress:
         s["current_cell"] = index
         if s["first_cell_at"] is None:
             s["first_cell_at"] = time.time()
+            _startup("kernel up, first cell starts")  # experiments (issue 13): where a trial's start goes
         s["updated_at"] = time.time()
         write_json_atomic(self.path, s)
 
@@ -204,12 +205,16 @@ def main(argv=None) -> int:
     attempt_dir = os.path.abspath(argv[0])
     # --- experiments (issue 13): where job_runner.report writes (the kernel inherits it; a pod's runner sends it)
     os.environ.setdefault("AISTACK_METRICS_FILE", os.path.join(attempt_dir, "metrics.jsonl"))
+    # the service's stop marker (a pruned / stopped trial): report() raises TrialStopped once it exists
+    stop_file = os.environ.setdefault("AISTACK_STOP_FILE", os.path.join(attempt_dir, STOP_MARKER))
+    # --- end experiments ---
     with open(os.path.join(attempt_dir, "spec.json")) as f:
         spec = json.load(f)
     write_json_atomic(os.path.join(attempt_dir, "runner.json"), {
         "pid": os.getpid(), "pgid": os.getpgrp(), "start_time": process_start_time(os.getpid()), "kernels": [],
     })
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    _startup("runner up (Python started, its imports done)")  # experiments (issue 13)
     signal.signal(signal.SIGTERM, _on_sigterm)
     result_path = os.path.join(attempt_dir, "result.json")
     progress = _Progress(attempt_dir)
@@ -225,6 +230,7 @@ def main(argv=None) -> int:
         import papermill
 
         engine = _register_engine(progress)
+        _startup("papermill imported, starting the kernel")  # experiments (issue 13)
         papermill.execute_notebook(
             os.path.join(attempt_dir, "input.ipynb"),
             output,
@@ -242,13 +248,47 @@ def main(argv=None) -> int:
         write_json_atomic(result_path, {"state": "failed", "failure": failure(CANCELLED, "stopped by SIGTERM")})
         return 143
     except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded
+        # --- experiments (issue 13): the trial stopped itself at the service's stop marker (report())
+        if _stopped_by_marker(stop_file, result_path):
+            return 0
+        # --- end experiments ---
         fail = classify_exception(exc, output_link=spec.get("output_link"))
         _point_at_output_cell(fail, output, spec.get("output_link"))
         logging.error("job failed: %s", fail["message"])
         write_json_atomic(result_path, {"state": "failed", "failure": fail})
         return 1
+    if _stopped_by_marker(stop_file, result_path):  # experiments (issue 13): a trial that ended at should_stop()
+        return 0
     write_json_atomic(result_path, {"state": "succeeded"})
     return 0
+
+
+# --- experiments (issue 13): where the seconds from the job's process start to its first cell go (job log)
+def _startup(what: str) -> None:
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            age = float(f.read().split()[0]) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return
+    logging.info("startup: %s, %.2f s after the runner process started", what, age)
+
+
+# --- experiments (issue 13): a pruned / stopped trial ends as stopped (failure class "cancelled"), not failed
+STOP_MARKER = "stop"
+
+
+def _stopped_by_marker(stop_file: str, result_path: str) -> bool:
+    try:
+        with open(stop_file) as f:
+            why = f.read(200).strip() or "stopped by the experiment"
+    except OSError:
+        return False
+    logging.info("the trial stopped itself at the experiment's stop marker: %s", why)
+    write_json_atomic(result_path, {"state": "failed", "failure": failure(CANCELLED, why)})
+    return True
+# --- end experiments ---
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Literal
 
 from pydantic import Field
@@ -14,7 +15,7 @@ from traitlets.config import Configurable
 from job_runner.db import FINAL_STATES, QUEUED, Job, store_notebooks, utcnow
 from job_runner.db.experiments import EXP_CANCELLED, EXP_FINAL, EXP_RUNNING, Experiment, Trial
 from job_runner.db.ops import iso, transition
-from job_runner.experiments import ingest
+from job_runner.experiments import ingest, marker
 from job_runner.experiments.collect import Collector
 from job_runner.experiments import space as sp
 from job_runner.experiments.driver import ExperimentDriver, Refused, cancel_jobs
@@ -37,8 +38,12 @@ class ExperimentSettings(Configurable):
     max_parallelism = Integer(32, help="Most trials of one experiment running at once ('parallelism' above: "
                               "400).").tag(config=True)
     pass_interval_s = Float(0.5, help="Seconds between passes (metric ingest, pruning, new trials).").tag(config=True)
+    watch_interval_s = Float(0.05, help="Seconds between looks (an lstat each) at running trials' metrics files: "
+                             "a new line starts a pass at once (pruning reaches the trial fast).").tag(config=True)
     ingest_after_end_s = Float(120.0, help="A finished job's metrics are still read for this long (its last "
                                "lines).").tag(config=True)
+    stop_grace_s = Float(3.0, help="Seconds a pruned trial has to end itself at its next report() (the stop "
+                         "marker) before its cancel is requested.").tag(config=True)
     page_size = Integer(50, help="Experiments per page of GET experiments.").tag(config=True)
 
 
@@ -68,7 +73,8 @@ class ExperimentService:
     def __init__(self, ctx, jobs, pods, settings: ExperimentSettings | None = None):
         self.ctx, self.jobs, self.pods = ctx, jobs, pods
         self.settings = settings or ExperimentSettings()
-        self.driver = ExperimentDriver(ctx.db, self._submit_trial, ctx.controller.wake)
+        self._write_stop = lambda job_id, attempt, why: marker.write_stop(ctx.executor, job_id, attempt, why)
+        self.driver = ExperimentDriver(ctx.db, self._submit_trial, ctx.controller.wake, self._write_stop)
         self._notebooks: dict[str, object] = {}
         self.collector = Collector(ctx.db, ctx.executor, ctx.offload.io, self.settings.ingest_after_end_s)
 
@@ -251,6 +257,9 @@ class ExperimentService:
                 raise Conflict(f"trial {t.number} is already {trial_state(state, t.stopped_by)}", "already_final")
             t.stopped_by = ident.name
             cancel_jobs(s, [t.job_id], f"stopped by {ident.name}")
+            job_id, attempt = t.job_id, (s.get(Job, t.job_id).attempt if t.job_id else 0)
+        if job_id:
+            self._write_stop(job_id, attempt, f"stopped by {ident.name}")  # its report() raises
         self.ctx.controller.wake()
         return self._get_db(ident, exp_id)
 
@@ -364,18 +373,27 @@ class ExperimentService:
         return await self.collector.collect()
 
     async def run_pass(self) -> dict:
+        self.driver.stop_grace_s = self.settings.stop_grace_s  # settings are set after construction
+        self.collector.after_end_s = self.settings.ingest_after_end_s
         await self.collect()
         return await self.ctx.offload.io(self.driver.tick)
 
     async def run_forever(self, stop: asyncio.Event, is_leader=lambda: True) -> None:
+        last = 0.0
         while not stop.is_set():
             try:
-                await asyncio.wait_for(stop.wait(), timeout=self.settings.pass_interval_s)
+                await asyncio.wait_for(stop.wait(), timeout=min(self.settings.watch_interval_s,
+                                                                self.settings.pass_interval_s))
                 return
             except asyncio.TimeoutError:
                 pass
             if not is_leader():
                 continue
+            now = time.monotonic()
+            if now - last < self.settings.pass_interval_s and not (
+                    self.collector.watch and await self.ctx.offload.io(self.collector.changed)):
+                continue
+            last = now
             try:
                 await self.run_pass()
             except Exception:  # noqa: BLE001 - the next pass tries again

@@ -54,6 +54,7 @@ from . import runfiles
 from .base import FAILED, RUNNING, STARTING, ExecState, Executor, JobSpec
 
 METRICS_FILE = "metrics.jsonl"  # experiments (issue 13): what job_runner.report writes in the run folder
+STOP_FILE = "stop"  # experiments (issue 13): the service's stop marker there (a pruned / stopped trial)
 
 
 def _alive(pid: int | None, start_time: str | None) -> bool:
@@ -165,6 +166,7 @@ class LocalExecutor(Executor):
         })
         # --- experiments (issue 13): report() appends to the run folder's metrics file (read by read_metrics)
         env["AISTACK_METRICS_FILE"] = os.path.join(run_dir, METRICS_FILE)
+        env["AISTACK_STOP_FILE"] = os.path.join(run_dir, STOP_FILE)  # write_stop_marker: report() raises
         # Whatever extra_env says: never this service's own token (the hub's) in a workload.
         return scrub_env(env, set(env), secrets=(os.environ.get("JUPYTERHUB_API_TOKEN", ""),))
 
@@ -375,3 +377,4 @@ class LocalExecutor(Executor):
         if end < 0:
             return b"", offset
         return data[:end + 1], offset + end + 1
+

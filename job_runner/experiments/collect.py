@@ -11,22 +11,30 @@ from job_runner.db import ACTIVE_STATES, Job, utcnow
 from job_runner.db.experiments import EXP_RUNNING, Experiment
 from job_runner.executors.base import JobSpec
 
-from . import ingest
+from . import ingest, marker
 
 
 class Collector:
     def __init__(self, db, executor, io, after_end_s: float = 120.0):
         self.db, self.executor, self.io, self.after_end_s = db, executor, io, after_end_s
+        self._trial_jobs: set = set()
+        self.watch: dict[tuple, int] = {}  # (job id, attempt) of running trials -> metrics bytes read
+
+    def changed(self) -> bool:
+        """Has a running trial's metrics file grown past what was read (one ``lstat`` each; blocking)?"""
+        return any(marker.metrics_size(self.executor, j, a) > off for (j, a), off in list(self.watch.items()))
 
     def _to_collect(self) -> list:
         cut = utcnow() - dt.timedelta(seconds=self.after_end_s)
         with self.db.read() as s:
-            jobs = s.execute(select(Job.id, Job.attempt, Job.group_id).where(
+            jobs = s.execute(select(Job.id, Job.attempt, Job.group_id, Job.state).where(
                 Job.attempt > 0, (Job.state.in_(ACTIVE_STATES)) | (Job.finished_at > cut))).all()
             stdout = {}
             for e in s.execute(select(Experiment.id, Experiment.spec).where(Experiment.state == EXP_RUNNING)):
                 if e.spec.get("metrics_collector") == "stdout":
                     stdout[f"experiment-{e.id}"] = {e.spec["objective"]["metric"], *e.spec.get("metrics", [])}
+        self._trial_jobs = {(j.id, j.attempt) for j in jobs if j.state in ACTIVE_STATES
+                            and (j.group_id or "").startswith("experiment-")}
         return [(j.id, j.attempt, stdout.get(j.group_id)) for j in jobs]
 
     async def collect(self) -> int:
@@ -37,11 +45,13 @@ class Collector:
             return 0
         keys = [(j, a, "file") for j, a, _ in jobs] + [(j, 0, "stdout") for j, _, names in jobs if names]
         cur = await io(ingest.cursors, self.db, keys)
-        batches = []
+        batches, watch = [], {}
         for job_id, attempt, names in jobs:
             if hasattr(ex, "read_metrics"):
                 off, _ = cur[(job_id, attempt, "file")]
                 data, end = await io(ex.read_metrics, job_id, attempt, off)
+                if (job_id, attempt) in self._trial_jobs:
+                    watch[(job_id, attempt)] = end
                 if data:
                     batches.append((job_id, attempt, ingest.parse_jsonl(data), "file", end, None))
             if names:
@@ -51,4 +61,5 @@ class Collector:
                 if data:
                     pts = ingest.parse_stdout(data.decode("utf-8", "replace"), names, state)
                     batches.append((job_id, attempt, pts, "stdout", end, state))
+        self.watch = watch
         return await io(ingest.ingest, self.db, batches) if batches else 0

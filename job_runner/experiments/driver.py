@@ -10,10 +10,11 @@ in the experiment's ``message`` and the experiment fails; no trial left to run: 
 from __future__ import annotations
 
 import logging
+import time
 
 from sqlalchemy import select, update
 
-from job_runner.db import CANCELLED, FINAL_STATES, QUEUED, Job, utcnow
+from job_runner.db import ADMITTED, CANCELLED, FINAL_STATES, QUEUED, RUNNING, Job, utcnow
 from job_runner.db.ops import transition
 from job_runner.failures import CANCELLED as F_CANCELLED
 from job_runner.failures import failure
@@ -31,8 +32,13 @@ class Refused(Exception):
 
 
 class ExperimentDriver:
-    def __init__(self, db, submit, wake=lambda: None):
+    def __init__(self, db, submit, wake=lambda: None, stop=lambda job_id, attempt, why: False,
+                 stop_grace_s: float = 3.0):
         self.db = db
+        # (job id, attempt, why) -> True when the stop marker the trial's report() looks for was written
+        # (marker.write_stop): the trial ends itself at its next report(); its cancel waits stop_grace_s
+        self.stop, self.stop_grace_s = stop, stop_grace_s
+        self.grace: dict[int, float] = {}  # job id -> when its cancel is requested
         self.submit = submit  # (experiment row, parameters, trial number) -> job id, or raises Refused
         self.wake = wake
         self.studies: dict[int, StudyDriver] = {}
@@ -48,6 +54,7 @@ class ExperimentDriver:
              .where(Trial.experiment_id == exp_id).order_by(Trial.number))
         return [{"tid": t.id, "number": t.number, "job_id": t.job_id, "parameters": t.parameters,
                  "job_state": js, "state": trial_state(js, t.stopped_by), "steered": bool(t.steered),
+                 "stopped_by": t.stopped_by,
                  "attempt": att} for t, js, att in s.execute(q)]
 
     def _points(self, s, metric: str, job_ids, after: int) -> list[tuple]:
@@ -78,6 +85,7 @@ class ExperimentDriver:
     def tick(self) -> dict:
         """One pass; returns what it did ({"pruned": [...], "launched": [...]}) for tests and logs."""
         did = {"pruned": [], "launched": [], "completed": []}
+        self._cancel_late()
         with self.db.read() as s:
             ids = list(s.execute(select(Experiment.id).where(Experiment.state == EXP_RUNNING)).scalars())
         for exp_id in ids:
@@ -103,6 +111,10 @@ class ExperimentDriver:
             problem = self._never_reported(s, exp, [t for t in trials if d.last_step.get(t["number"], -1) < 0])
         if pts:
             self.seen[exp_id] = pts[-1][0]
+        late = [t["job_id"] for t in trials if t["stopped_by"] == "rule" and t["job_state"] not in FINAL_STATES
+                and t["job_id"] not in self.grace]  # pruned before a restart: its cancel may be lost
+        if late:
+            self.grace.update({j: (0.0, by_job[j].get("attempt")) for j in late})
         new: dict[int, list] = {}
         last: dict[int, float] = {}
         for _, job_id, step, value in pts:
@@ -119,7 +131,7 @@ class ExperimentDriver:
         if problem:
             return self._fail(exp, problem)
         if prune:
-            self._prune(prune)
+            self._prune(prune, d.last_step)
             did["pruned"] += [(exp_id, t["number"]) for t in prune]
         # a pruned trial holds its slot until its job is final (the controller stops it on its next pass)
         active = sum(1 for t in trials if t["job_state"] not in FINAL_STATES) \
@@ -197,11 +209,38 @@ class ExperimentDriver:
         row.job_id = job_id
         return True
 
-    def _prune(self, trials) -> None:
+    def _prune(self, trials, steps) -> None:
+        """stopped_by "rule" first; then the stop marker (the trial ends itself at its next report(), its
+        output, metrics and checkpoint whole); its cancel is requested at once where no marker could be
+        written (a queued job, a pod), else after stop_grace_s if its job is still not final."""
         with self.db.session() as s:
             for t in trials:
                 s.execute(update(Trial).where(Trial.id == t["tid"]).values(stopped_by="rule"))
-            cancel_jobs(s, [t["job_id"] for t in trials], "pruned by the experiment's rule")
+        now, at_once = time.monotonic(), []
+        for t in trials:
+            why = f"pruned by the experiment's rule at step {steps.get(t['number'])}"
+            if t["job_state"] == RUNNING and self.stop(t["job_id"], t.get("attempt") or 0, why):
+                self.grace[t["job_id"]] = (now + self.stop_grace_s, t.get("attempt"))
+            else:
+                at_once.append(t["job_id"])
+        if at_once:
+            with self.db.session() as s:
+                cancel_jobs(s, at_once, "pruned by the experiment's rule")
+
+    def _cancel_late(self) -> None:
+        """Cancel requests of pruned trials still running after their grace (only the attempt pruned: a
+        trial resumed meanwhile is left alone); each job once (its entry stays, at infinity)."""
+        now = time.monotonic()
+        due = [(j, att) for j, (at, att) in self.grace.items() if at <= now]
+        if not due:
+            return
+        with self.db.session() as s:
+            for j, att in due:
+                s.execute(update(Job).where(Job.id == j, Job.attempt == att, Job.state.in_((ADMITTED, RUNNING)))
+                          .values(cancel_requested=1))
+        for j, att in due:
+            self.grace[j] = (float("inf"), att)
+        self.wake()
 
     def _complete(self, exp) -> None:
         with self.db.session() as s:

@@ -11,9 +11,9 @@ def trial_state(job_state: str | None, stopped_by: str | None) -> str:
         return "pending"
     if job_state == SUCCEEDED:
         return "completed"
-    if job_state == FAILED:
+    if job_state == FAILED and not stopped_by:
         return "failed"
-    if job_state == CANCELLED:
+    if job_state in (CANCELLED, FAILED):  # FAILED: it ended itself at the stop marker (report() raised)
         if stopped_by == "rule":
             return "pruned"
         return "stopped" if stopped_by else "cancelled"

@@ -5,6 +5,7 @@ a pruned trial resumes from its checkpoint with more budget, a metric never repo
 The epochs are short sleeps: the work a training epoch would do, not synchronisation."""
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -85,6 +86,15 @@ def test_asha_prunes_frees_slots_and_resume_continues(svc):
     for t in pruned:
         assert t["stopped_by"] == "rule"
         assert t["last_step"] < 9 and t["metrics"]["accuracy"], t
+        # the trial learnt it was pruned at its next report() (the stop marker), not from the cancel: it
+        # ended itself within one epoch of the rung the pruner decided at (rungs 1, 3)
+        fail = t["failure"] or {}
+        got = re.search(r"pruned by the experiment's rule at step (\d+)", fail.get("message") or "")
+        assert got and fail.get("class") == "cancelled", t
+        rung = int(got.group(1))
+        assert rung in (1, 3) and rung <= t["last_step"] <= rung + 1, (rung, t["last_step"], t["metrics"])
+        log = s.get(api + f"jobs/{t['job_id']}/logs").text
+        assert "stopped itself at the experiment's stop marker" in log, log[-2000:]
     done = [t for t in e["trials"] if t["state"] == "completed"]
     assert done and all(t["last_step"] == 9 for t in done)
     assert e["best"]["parameters"]["lr"] == min(t["parameters"]["lr"] for t in done)

@@ -101,3 +101,48 @@ def test_ingest_rate_on_sqlite(tmp_path):
         got = ingest.series(s, [jid], ["acc"])
     assert len(got[jid]["acc"]) == 25000
     assert ingest.cursors(db, [(jid, 1, "file")])[(jid, 1, "file")][0] == len(lines)
+
+
+def test_report_sees_the_stop_marker_quickly_and_cheaply(tmp_path):
+    """report() with a stop marker to watch stays well under 1 ms per call, raises TrialStopped at the first
+    call after the marker appears (before recording that point), and should_stop() says so without raising.
+    The marker is written the way the service writes it (job_runner.experiments.marker.write_stop)."""
+    from job_runner.experiments import marker
+    from job_runner.report import TrialStopped
+
+    class Folder:  # what marker.* needs of an executor: where an attempt's run files are
+        def attempt_dir(self, job_id, attempt):
+            return str(tmp_path)
+
+    path, stop = tmp_path / marker.METRICS_FILE, tmp_path / marker.STOP_FILE
+    r = Reporter(str(path), stop_path=str(stop), check_every_s=0.0)  # the worst case: a stat() every call
+    n = 20000
+    t0 = time.perf_counter()
+    for i in range(1, n + 1):
+        r.report(step=i, accuracy=0.5)
+    per_call = (time.perf_counter() - t0) / n
+    assert per_call < 1e-3, f"report() with the stop check took {per_call * 1e6:.0f} us per call"
+    assert not r.should_stop()
+    assert marker.write_stop(Folder(), 7, 1, "pruned by the experiment's rule")
+    assert marker.write_stop(Folder(), 7, 1, "again")  # already there: kept, not overwritten
+    assert stop.read_text() == "pruned by the experiment's rule"
+    with pytest.raises(TrialStopped, match="pruned by the experiment's rule"):
+        r.report(step=n + 1, accuracy=0.9)
+    r.flush()
+    steps = [json.loads(x)["step"] for x in path.read_bytes().splitlines()]
+    assert steps[-1] == n and len(steps) == n, "the point after the stop was recorded"
+    assert r.should_stop()
+    assert marker.metrics_size(Folder(), 7, 1) == path.stat().st_size
+
+    # throttled (the default check_every_s): the marker is seen within one check interval, never missed
+    stop2 = tmp_path / "stop2"
+    r2 = Reporter(str(tmp_path / "m2.jsonl"), stop_path=str(stop2), check_every_s=0.02)
+    r2.report(step=1, accuracy=0.1)
+    stop2.write_text("stopped by hub")
+    deadline = time.monotonic() + 5
+    with pytest.raises(TrialStopped, match="stopped by hub"):
+        while time.monotonic() < deadline:
+            r2.report(accuracy=0.2)
+    r3 = Reporter(None, stop_path=str(stop2), raise_on_stop=False)  # asks should_stop() itself
+    r3.report(step=1, accuracy=0.3)
+    assert r3.should_stop() and r3.points()[-1]["step"] == 1
