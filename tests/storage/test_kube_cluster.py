@@ -30,6 +30,16 @@ def _pv(name, claim, modes):
                      "claimRef": {"namespace": NS, "name": claim}}}
 
 
+def _delete(cluster, ns, pvcs, pvs):
+    """Claims and volumes gone (this control plane runs no pvc/pv-protection controller: their finalizers
+    are taken off, else they would stay Terminating for the rest of the session)."""
+    for kind, names, where in (("pvc", pvcs, ["-n", ns]), ("pv", pvs, [])):
+        for name in names:
+            cluster.kubectl("delete", kind, *where, name, "--wait=false", check=False)
+            cluster.kubectl("patch", kind, *where, name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
+                            check=False)
+
+
 def _hooks(ex, kube: KubeStorage):
     ex.storage_claims = lambda tenant, ns: [kube.tenant_pvc(tenant, ns, 2),
                                             kube.dataset_pvc("imagenet", ns, 1)]
@@ -89,9 +99,7 @@ async def test_job_creates_its_tenants_claims_then_runs_once_they_are_bound(clus
     finally:
         queue.stop()
         await ex.close()
-        cluster.kubectl("delete", "pvc", "-n", NS, "aistack-storage-team-a", "aistack-dataset-imagenet",
-                        "--wait=false", check=False)
-        cluster.kubectl("delete", "pv", f"{tag}-tenant", f"{tag}-imagenet", "--wait=false", check=False)
+        _delete(cluster, NS, ["aistack-storage-team-a", "aistack-dataset-imagenet"], [f"{tag}-tenant", f"{tag}-imagenet"])
 
 
 async def test_server_gets_its_tenants_claim_from_the_real_service(cluster, tmp_path, instance):
@@ -137,5 +145,4 @@ async def test_server_gets_its_tenants_claim_from_the_real_service(cluster, tmp_
                 await s.stop(now=True)
     finally:
         await KubeSpawner._stop_all_reflectors()
-        cluster.kubectl("delete", "pvc", "-n", ns, "aistack-storage-team-s", "--wait=false", check=False)
-        cluster.kubectl("delete", "pv", f"{instance}-server", "--wait=false", check=False)
+        _delete(cluster, ns, ["aistack-storage-team-s"], [f"{instance}-server"])
