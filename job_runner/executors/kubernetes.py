@@ -207,7 +207,7 @@ class KubernetesExecutor(Executor):
     async def start(self, job: JobSpec, assignment: dict) -> dict:
         from kubernetes_asyncio.client.exceptions import ApiException
 
-        manifest = self.job_manifest(job, assignment)
+        manifest = await asyncio.to_thread(self.job_manifest, job, assignment)  # its storage hooks read the db
         ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         batch, _ = await self._apis()
         await self.ensure_namespace(ns)
