@@ -232,9 +232,10 @@ class ScheduleService:
             if before:
                 q = q.filter(Schedule.id < before)
             rows = q.order_by(Schedule.id.desc()).limit(limit + 1).all()
-        more, rows = len(rows) > limit, rows[:limit]
-        return {"schedules": [schedule_json(r) for r in rows],
-                "next": f"limit={limit}&before={rows[-1].id}" if more and rows else None}
+            more, rows = len(rows) > limit, rows[:limit]
+            # inside the session: the rows' attributes are expired once it closes (DetachedInstanceError -> 500)
+            return {"schedules": [schedule_json(r) for r in rows],
+                    "next": f"limit={limit}&before={rows[-1].id}" if more and rows else None}
 
     async def list(self, ident: Identity, limit=None, before=None) -> dict:
         return await self.ctx.offload.io(self._list_db, ident, limit, before)

@@ -241,7 +241,8 @@ function currentPath(app: JupyterFrontEnd, browser: IDefaultFileBrowser | null, 
     return args.path;
   }
   const w: any = app.shell.currentWidget;
-  const ctxPath = w?.context?.path ?? w?.path;
+  // a document's context path, or a view's own path (the pipeline view is a MainAreaWidget around it)
+  const ctxPath = w?.context?.path ?? w?.path ?? w?.content?.path;
   if (typeof ctxPath === 'string' && scheduleKind(ctxPath)) {
     return ctxPath;
   }

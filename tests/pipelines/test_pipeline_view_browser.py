@@ -2,7 +2,10 @@
 lab extension tests' setup plus ``notebook_root`` so that the service reads the pipeline file and its
 notebooks from the user's home): a 2-task pipeline (``prep`` succeeds, ``train`` after it fails, real
 papermill jobs) is opened from the command palette as a graph, run from its toolbar; the graph shows both
-tasks with their states, the failed task offers Retry, and the retry gives it a second attempt.
+tasks with their states, the failed task offers Retry, and the retry gives it a second attempt. Then
+"Schedule…" from the palette on that view: an invalid cron is refused with the API's message and the dialog
+keeps what was typed; a valid cron creates the schedule, the Schedules list shows it, and the API has it
+with the cron and time zone sent (deleted at the end, so it never fires).
 Screenshots: test-artifacts/pipelines/browser/*.png."""
 from __future__ import annotations
 
@@ -87,12 +90,23 @@ def test_pipeline_view_in_chromium(view_hub):
                     json={"type": "file", "format": "text", "content": PIPELINE})
     assert r.status_code in (200, 201), r.text
     env = dict(os.environ, HUB_URL=hub.url, USER_NAME="ana", PASSWORD=hub.password, ARTIFACTS=ARTIFACTS,
-               CHROMIUM=CHROMIUM, PIPELINE_PATH="demo.pipeline.yaml")
+               CHROMIUM=CHROMIUM, PIPELINE_PATH="demo.pipeline.yaml", SCHEDULE_NAME="nightly-demo",
+               SCHEDULE_CRON="30 3 * * 1", SCHEDULE_TZ="Europe/Berlin")
     out = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "browser", "pipeline_view.js")],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     assert lines, f"no result from the browser (rc {out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
     res = json.loads(lines[-1])
+    try:
+        check_view(hub, ana, res)
+    finally:
+        # nothing fires after the test: pause, then delete every schedule the browser made
+        for s in ana.ext("GET", "api/schedules").json().get("schedules", []):
+            ana.ext("POST", f"api/schedules/{s['id']}/pause")
+            ana.ext("DELETE", f"api/schedules/{s['id']}")
+
+
+def check_view(hub, ana, res):
     assert not res.get("error"), f"{res['error']}\nsteps: {res['steps']}\n{hub.log_tail(3000)}"
     assert res["tasks"] == {"prep": "succeeded", "train": "failed"}, res
     assert res["edges"] == 1, res
@@ -108,4 +122,19 @@ def test_pipeline_view_in_chromium(view_hub):
     train = next(n for n in run["nodes"] if n["task"] == "train")
     assert train["attempts"] == 2 and len(train["job_ids"]) == 2, train
     for name in ("01-failed", "02-retried"):
+        assert os.path.getsize(os.path.join(ARTIFACTS, f"{name}.png")) > 10_000, name
+    # Schedule…: the refused cron shows the service's own message (croniter's), the fields keep what was typed
+    assert "invalid cron 'not a cron at all'" in res["scheduleError"], res["scheduleError"]
+    assert (res["keptName"], res["keptCron"], res["keptTz"]) == ("nightly-demo", "not a cron at all",
+                                                                  "Europe/Berlin"), res
+    assert "nightly-demo" in res["scheduleRow"] and "30 3 * * 1 (Europe/Berlin)" in res["scheduleRow"], res
+    r = ana.ext("GET", "api/schedules")
+    assert r.status_code == 200, r.text
+    made = [s for s in r.json()["schedules"] if s["name"] == "nightly-demo"]
+    assert len(made) == 1, r.json()
+    s = made[0]
+    assert str(s["id"]) == res["scheduleId"], (s, res["scheduleId"])
+    assert (s["kind"], s["target"]["path"], s["cron"], s["timezone"], s["on_window"]) == \
+        ("pipeline", "demo.pipeline.yaml", "30 3 * * 1", "Europe/Berlin", False), s
+    for name in ("03-schedule-refused", "04-schedules-list"):
         assert os.path.getsize(os.path.join(ARTIFACTS, f"{name}.png")) > 10_000, name
