@@ -90,11 +90,34 @@ def run(s, api, strategy: str, parallelism: int, scale: float) -> dict:
         time.sleep(1.0)
     wall = time.monotonic() - t0
     trials = e["trials"]
-    epochs = sum(len((t["metrics"] or {}).get("val_accuracy", [])) for t in trials)
+    # epochs trained: the recorded ones, plus for a trial stopped by the rule the epoch it was in when it
+    # stopped (at its marker report() raises before recording that epoch; a cancel kills it mid-epoch)
+    epochs = sum(len((t["metrics"] or {}).get("val_accuracy", [])) + (t["state"] == "pruned") for t in trials)
+    startup = [startup_of(s.get(api + f"jobs/{t['job_id']}/logs").text) for t in trials if t["job_id"]]
     finals = [t["value"] for t in trials if t["state"] == "completed" and t["last_step"] == EPOCHS]
     return {"strategy": strategy, "state": e["state"], "trials": len(trials), "wall_s": round(wall, 1),
             "epochs": epochs, "best_final": max(finals) if finals else None, "best": e["best"],
-            "pruned": sum(1 for t in trials if t["state"] == "pruned")}
+            "pruned": sum(1 for t in trials if t["state"] == "pruned"),
+            "pruned_last_steps": sorted(t["last_step"] for t in trials if t["state"] == "pruned"),
+            "startup_median_s": {k: median([x[k] for x in startup if k in x]) for k in STARTUP}}
+
+
+STARTUP = {"runner up": "runner_up", "papermill imported": "papermill_imported", "kernel up": "kernel_up"}
+
+
+def startup_of(log: str) -> dict:
+    """Seconds from the runner process's start to its startup lines (job_runner/run_notebook.py)."""
+    out = {}
+    for line in log.splitlines():
+        for k, name in STARTUP.items():
+            if f"startup: {k}" in line and "s after the runner process started" in line:
+                out[k] = float(line.rsplit(", ", 1)[1].split()[0])
+    return out
+
+
+def median(xs):
+    xs = sorted(xs)
+    return round(xs[len(xs) // 2], 2) if xs else None
 
 
 def report_overhead() -> float:

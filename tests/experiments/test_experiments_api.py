@@ -95,6 +95,8 @@ def test_asha_prunes_frees_slots_and_resume_continues(svc):
         assert rung in (1, 3) and rung <= t["last_step"] <= rung + 1, (rung, t["last_step"], t["metrics"])
         log = s.get(api + f"jobs/{t['job_id']}/logs").text
         assert "stopped itself at the experiment's stop marker" in log, log[-2000:]
+        # where a trial's start goes (the runner's startup lines, seconds since its process started)
+        assert "startup: papermill imported" in log and "startup: kernel up" in log, log[:2000]
     done = [t for t in e["trials"] if t["state"] == "completed"]
     assert done and all(t["last_step"] == 9 for t in done)
     assert e["best"]["parameters"]["lr"] == min(t["parameters"]["lr"] for t in done)
