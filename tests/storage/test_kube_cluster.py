@@ -74,7 +74,7 @@ async def test_job_creates_its_tenants_claims_then_runs_once_they_are_bound(clus
         assert pvcs["aistack-dataset-imagenet"]["spec"]["accessModes"] == ["ReadOnlyMany"]
         kjob = _k8s_jobs(cluster, job_id, instance)[0]
         spec = kjob["spec"]["template"]["spec"]
-        mounts = {m["mountPath"]: m["readOnly"] for m in spec["containers"][0]["volumeMounts"]}
+        mounts = {m["mountPath"]: m.get("readOnly", False) for m in spec["containers"][0]["volumeMounts"]}
         assert mounts == {"/shared/team-a": False, "/datasets/imagenet": True}
         row = await _run_until(queue, db, job_id, ("succeeded", "failed"), timeout=90)
         assert row.state == "succeeded", row.failure  # scheduled only with its claims bound
