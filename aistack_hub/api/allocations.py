@@ -24,8 +24,8 @@ class AllocationsHandler(APIHandler):
         raw = self.get_argument(name, None)
         if raw is None:
             return None
-        if not raw.isdigit():
-            raise APIError(400, f"bad_{name}", f"{name} must be a whole number")
+        if not raw.isdigit() or len(raw) > 18:
+            raise APIError(400, f"bad_{name}", f"{name} must be a whole number of at most 18 digits")
         return int(raw)
 
 

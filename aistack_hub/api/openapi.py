@@ -26,6 +26,22 @@ def _body(schema, required=True):
 
 SECONDS = {"type": "number", "minimum": 1, "maximum": MAX_TIMEOUT_S}
 ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}}
+
+
+def _declare_path_parameters(paths: dict) -> None:
+    """Every ``{name}`` of a path declared as a path parameter of each of its operations (OpenAPI requires
+    it; an undeclared one makes the operation unusable to clients and to the fuzz test): ``id`` as ID,
+    others as a plain string."""
+    import re
+
+    for path, ops in paths.items():
+        names = re.findall(r"{([^}]+)}", path)
+        for op in ops.values():
+            declared = {p.get("name") for p in op.setdefault("parameters", []) if p.get("in") == "path"}
+            for name in names:
+                if name not in declared:
+                    op["parameters"].append(ID if name == "id" else
+                                            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
 NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[a-z0-9-]{1,63}$"}}
 
 SCHEMAS = {
@@ -202,6 +218,7 @@ def openapi_spec(base_path: str = "/services/aistack/api") -> dict:
     # --- experiments (issue 13) ---
     from .experiments import openapi_paths as _experiment_paths
     paths.update(_experiment_paths())
+    _declare_path_parameters(paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": "aistack service API", "version": "1",

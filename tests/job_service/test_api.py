@@ -89,7 +89,7 @@ def test_allocations_list_pages(hub_service):
             seen += [a["id"] for a in page["allocations"]]
             query, pages = page["next"] and "allocations?" + page["next"], pages + 1
         assert [i for i in seen if i in made] == made and pages >= 2, (seen, pages)
-        for bad in ("limit=0", "limit=x", "after=-1", "limit=100000"):
+        for bad in ("limit=0", "limit=x", "after=-1", "limit=100000", "after=259740548197142134784"):
             r = hubs.get(f"{api}allocations?{bad}")
             assert r.status_code == 400 and r.json()["message"], (bad, r.text)
     finally:
