@@ -111,6 +111,7 @@ def test_rbac_is_namespaced_per_tenant(binaries, values):
         rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
         assert rules[(("batch",), ("jobs",))] == {"create", "get", "list", "watch", "delete"}
         assert rules[(("",), ("secrets",))] == {"create"}
+        assert rules[(("",), ("persistentvolumeclaims",))] == {"create", "get"}  # tenant storage claims
         assert "*" not in str(role["rules"])
     # Nothing cluster-wide but, with servers in tenant namespaces, the hub's read-only pod/event
     # watch (KubeSpawner's reflectors span namespaces).
@@ -285,6 +286,7 @@ def test_service_account_can_do_its_job_in_each_tenant_namespace(k8s_control_pla
     assert can_i(cp, sa, "get", "pods", ns, subresource="log")
     assert can_i(cp, sa, "list", "events", ns)
     assert can_i(cp, sa, "create", "secrets", ns)  # the per-job token Secret
+    assert can_i(cp, sa, "create", "persistentvolumeclaims", ns)  # the tenant's storage claims
 
 
 @pytest.mark.k8s
@@ -296,6 +298,7 @@ def test_service_account_can_do_nothing_more(k8s_control_plane, installed):
         ("list", "secrets", None, None), ("get", "secrets", RELEASE_NS, None),
         ("create", "pods", tenant_ns, None),  # only the Job controller creates job pods
         ("create", "pods", tenant_ns, "exec"), ("update", "jobs.batch", tenant_ns, None),
+        ("update", "persistentvolumeclaims", tenant_ns, None), ("delete", "persistentvolumeclaims", tenant_ns, None),
         ("list", "jobs.batch", None, None), ("create", "jobs.batch", RELEASE_NS, None),
         ("create", "jobs.batch", "default", None), ("create", "jobs.batch", "kube-system", None),
         ("list", "pods", "kube-system", None), ("update", "nodes", None, None),
