@@ -33,7 +33,9 @@ async function runInLab({ command, input }, steps) {
     await page.fill('input[name="username"]', USER);
     await page.fill('input[name="password"]', process.env.PASSWORD);
     await Promise.all([page.waitForNavigation(), page.click('input[type="submit"], button[type="submit"]')]);
-    await page.goto(HUB + `user/${USER}/lab`);
+    // ?reset: the default layout (the launcher), not the workspace an earlier run left in the user's home
+    // (homes outlive a test's hub: Isolation.home_root)
+    await page.goto(HUB + `user/${USER}/lab?reset`);
     await page.locator('.jp-LauncherCard').first().waitFor({ timeout: 120000 });
     step('lab open');
     await page.keyboard.press('Control+Shift+C');
