@@ -144,9 +144,13 @@ class LocalExecutor(Executor):
 
     def _handle(self, job_id: int, attempt: int) -> dict | None:
         adir = self.attempt_dir(job_id, attempt)
-        launch = _read_json(self.launch_path(job_id, attempt))
+        path = self.launch_path(job_id, attempt)
+        launch = _read_json(path)
         if launch is None:
-            return None
+            try:  # a marker cut short (the service killed while writing it): launched, no pid known
+                launch = {"launched_at": os.stat(path).st_mtime}
+            except OSError:
+                return None  # never launched
         return {"job_id": job_id, "attempt": attempt, "dir": adir, **launch}
 
     def _env(self, job: JobSpec, assignment: dict, account, checkpoints: str, run_dir: str = "") -> dict:

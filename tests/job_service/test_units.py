@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 
 import nbformat
@@ -81,6 +82,22 @@ def test_migrations_up_down_up(backend, tmp_path, request):
     upgrade(db.engine, db.url, "head")
     assert "jobs" in sa_inspect(db.engine).get_table_names()
     db.dispose()
+
+
+def test_a_launch_marker_cut_short_by_a_kill_is_a_lost_attempt_not_a_job_without_handle(tmp_path):
+    """Closes: a service SIGKILLed while writing an attempt's launch marker left an empty marker; the restarted
+    service's start() then answered no handle and the job stayed 'running' for ever (found by the random-kill
+    test). Now the attempt has a handle without pid, which poll reports lost after lost_after_s (then retried)."""
+    async def main():
+        ex = LocalExecutor(jobs_dir=str(tmp_path), lost_after_s=0.0)
+        spec = JobSpec(id=8, name="t", user="u", tenant="t", profile="p", attempt=1, notebook=json.dumps(make_notebook("1")))
+        os.makedirs(ex.job_dir(8), exist_ok=True)
+        open(ex.launch_path(8, 1), "w").close()  # created (O_EXCL), killed before its JSON was written
+        handle = await ex.start(spec, {"node": "n", "gpu_indices": [0], "gpu_milli": 1000})
+        assert handle is not None and "pid" not in handle and handle["launched_at"] > 0, handle
+        st = await ex.poll(handle)
+        assert st.state == "failed" and st.failure["class"] == "infrastructure", st
+    asyncio.run(main())
 
 
 def test_local_executor_start_is_idempotent_and_adopt_finds_the_run(tmp_path):
