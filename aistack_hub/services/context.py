@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from job_runner.db.tenants import load_tenant, load_tenants
 
-from .errors import Forbidden, Invalid
+from .errors import Forbidden, Invalid, NotFound
 from .limits import Limits
 from .offload import Offload
 
@@ -61,6 +61,17 @@ class ServiceContext:
             return True
         t = self.tenant(tenant)
         return t is not None and ident.name in t.admins
+
+    def visible_row(self, s, ident: Identity, model, raw_id: str, what: str):
+        """The row of ``model`` (it has ``user`` and ``tenant``) that a path's id names, if ``ident`` may see it;
+        else NotFound: the same answer for "no such row" and "not yours", so others' ids leak nothing."""
+        from .models import row_id
+
+        n = row_id(raw_id)
+        row = s.get(model, n) if n else None
+        if row is None or not self.may_see(ident, row.user, row.tenant):
+            raise NotFound(f"no {what} {raw_id!r}")
+        return row
 
     def require_admin(self, ident: Identity):
         if not ident.is_admin:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 from sqlalchemy import select, update
@@ -181,11 +181,7 @@ class ExperimentService:
 
     # ------------------------------------------------------------------ reads
     def _exp(self, s, ident: Identity, exp_id: str) -> Experiment:
-        n = row_id(exp_id)
-        row = s.get(Experiment, n) if n else None
-        if row is None or not self.ctx.may_see(ident, row.user, row.tenant):
-            raise NotFound(f"no experiment {exp_id!r}")
-        return row
+        return self.ctx.visible_row(s, ident, Experiment, exp_id, "experiment")
 
     def _json(self, s, row: Experiment, detail: bool) -> dict:
         spec = row.spec

@@ -28,7 +28,7 @@ from . import notebooks
 from .context import Identity, ServiceContext
 from .errors import Conflict, Forbidden, Invalid, NotFound, TooLarge, TooMany, refused
 from .limits import mib
-from .models import InspectRequest, JobQuery, JobSubmit, parse, row_id
+from .models import InspectRequest, JobQuery, JobSubmit, parse
 from .notebooks import PreparedNotebook
 from .outputs import OutputPart, Buffer
 
@@ -117,11 +117,7 @@ class JobService:
         return q.filter(Job.user == ident.name)
 
     def _row(self, s, ident: Identity, job_id: str) -> Job:
-        jid = row_id(job_id)
-        row = s.get(Job, jid) if jid else None
-        if row is None or not self.ctx.may_see(ident, row.user, row.tenant):
-            raise NotFound(f"no job {job_id!r}")
-        return row
+        return self.ctx.visible_row(s, ident, Job, job_id, "job")
 
     def _page_size(self, query: JobQuery) -> int:
         lim = self.ctx.limits

@@ -22,7 +22,6 @@ from job_runner.pipelines.spec import Pipeline
 
 from .context import Identity, ServiceContext
 from .errors import Conflict, Invalid, NotFound
-from .models import row_id
 
 RUN_FINAL = ("succeeded", "failed", "cancelled")
 
@@ -168,11 +167,7 @@ class PipelineService:
         return await self.ctx.offload.io(work)
 
     def _run(self, s, ident: Identity, run_id: str) -> PipelineRun:
-        rid = row_id(run_id)
-        run = s.get(PipelineRun, rid) if rid else None
-        if run is None or not self.ctx.may_see(ident, run.user, run.tenant):
-            raise NotFound(f"no pipeline run {run_id!r}")
-        return run
+        return self.ctx.visible_row(s, ident, PipelineRun, run_id, "pipeline run")
 
     def _retry_db(self, ident: Identity, run_id: str, key: str) -> dict:
         with self.ctx.db.session() as s:

@@ -18,7 +18,7 @@ from job_runner.schedules import CATCH_UP, CONCURRENCY, ScheduleError, next_slot
 
 from .context import Identity, ServiceContext
 from .errors import Conflict, Forbidden, Invalid, NotFound
-from .models import JobSubmit, parse, row_id
+from .models import JobSubmit, parse
 
 KINDS = ("notebook", "pipeline", "experiment")
 FIELDS = {"name", "tenant", "kind", "target", "cron", "timezone", "on_window", "concurrency_policy", "catch_up",
@@ -160,11 +160,7 @@ class ScheduleService:
         return await self.ctx.offload.io(self._create_db, ident, body)
 
     def _row(self, s, ident: Identity, sid: str) -> Schedule:
-        rid = row_id(sid)
-        r = s.get(Schedule, rid) if rid else None
-        if r is None or not self.ctx.may_see(ident, r.user, r.tenant):
-            raise NotFound(f"no schedule {sid!r}")
-        return r
+        return self.ctx.visible_row(s, ident, Schedule, sid, "schedule")
 
     def _pause_db(self, ident: Identity, sid: str, paused: bool) -> dict:
         with self.ctx.db.session() as s:
