@@ -12,27 +12,8 @@
 
   function $(id) { return document.getElementById(id); }
   function num(x, d) { return (x || 0).toLocaleString(undefined, { maximumFractionDigits: d === undefined ? 2 : d }); }
-  function hue(name) {  // the same stable tenant colours as dashboard.js
-    var h = 0;
-    for (var i = 0; i < name.length; i++) { h = (h * 31 + name.charCodeAt(i)) >>> 0; }
-    return (h * 137) % 360;
-  }
-  function colour(name, a) { return "hsla(" + hue(name) + ", 65%, 52%, " + (a || 1) + ")"; }
-
-  function call(method, path, body) {
-    var headers = { "Accept": "application/json" };
-    if (body !== undefined) { headers["Content-Type"] = "application/json"; }
-    if (xsrfEl) { headers["X-XSRFToken"] = xsrfEl.value; }
-    return fetch(api + path, { method: method, headers: headers, credentials: "same-origin",
-                               body: body === undefined ? undefined : JSON.stringify(body) })
-      .then(function (r) {
-        if (r.status === 204) { return null; }
-        return r.json().catch(function () { return {}; }).then(function (j) {
-          if (!r.ok) { throw new Error((j && j.message) || ("HTTP " + r.status)); }
-          return j;
-        });
-      });
-  }
+  var colour = window.AIStackAdmin.colour;  // common.js: the same tenant colours as the dashboard
+  function call(method, path, body) { return window.AIStackAdmin.call(api, xsrfEl, method, path, body); }
   function cell(tr, text, cls) {
     var td = document.createElement("td");
     td.textContent = text;

@@ -10,12 +10,7 @@
     return;
   }
   function cssVar(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
-  function hue(name) {
-    var h = 0;
-    for (var i = 0; i < name.length; i++) { h = (h * 31 + name.charCodeAt(i)) >>> 0; }
-    return (h * 137) % 360;  // spread neighbouring hashes around the wheel
-  }
-  function colour(name, alpha) { return "hsla(" + hue(name) + ", 65%, 52%, " + (alpha || 1) + ")"; }
+  var colour = window.AIStackAdmin.colour;  // common.js: a tenant's stable colour
   function theme() {
     Chart.defaults.color = cssVar("--bs-body-color") || "#212529";
     Chart.defaults.borderColor = cssVar("--bs-border-color-translucent") || "rgba(0,0,0,.15)";

@@ -11,20 +11,7 @@
   function $(id) { return document.getElementById(id); }
   function gib(b) { return (b / 1073741824).toLocaleString(undefined, { maximumFractionDigits: 2 }); }
   function list(s) { return (s || "").split(",").map(function (x) { return x.trim(); }).filter(Boolean); }
-  function call(api, method, path, body) {
-    var headers = { "Accept": "application/json" };
-    if (body !== undefined) { headers["Content-Type"] = "application/json"; }
-    if (xsrfEl) { headers["X-XSRFToken"] = xsrfEl.value; }
-    return fetch(api + path, { method: method, headers: headers, credentials: "same-origin",
-                               body: body === undefined ? undefined : JSON.stringify(body) })
-      .then(function (r) {
-        if (r.status === 204) { return null; }
-        return r.json().catch(function () { return {}; }).then(function (j) {
-          if (!r.ok) { throw new Error((j && j.message) || ("HTTP " + r.status)); }
-          return j;
-        });
-      });
-  }
+  function call(api, method, path, body) { return window.AIStackAdmin.call(api, xsrfEl, method, path, body); }
   function row(tbody, cells) {
     var tr = document.createElement("tr");
     cells.forEach(function (c) {
