@@ -12,14 +12,12 @@ import datetime as dt
 import json
 import math
 import os
-import shutil
 import subprocess
-import tempfile
 
 import pytest
 import requests
 
-from tests.hub.launcher import PASSWORD, REPO, HubStartError, start_hub, stop_hub
+from tests.hub.launcher import PASSWORD, REPO, running_hub
 
 ARTIFACTS = os.path.join(REPO, "test-artifacts", "admin_dashboard")
 CHROMIUM = os.environ.get("AISTACK_CHROMIUM", "/usr/bin/chromium")
@@ -66,22 +64,11 @@ def feed_history(db_url: str):
 
 @pytest.fixture(scope="module")
 def hub():
-    tmp = tempfile.mkdtemp(prefix="aistack-dashboard-")
-    os.chmod(tmp, 0o711)
-    try:
-        h = start_hub(CONFIG, tmp)
-    except HubStartError as e:
-        pytest.fail(str(e), pytrace=False)
-    try:
+    with running_hub(CONFIG, "aistack-dashboard-", "admin_dashboard") as h:
         h.signup("admin")
         assert h.login("admin") is not None, h.log_tail()
         feed_history(f"sqlite:///{os.path.join(h.data_dir, 'aistack.sqlite')}")
         yield h
-    finally:
-        stop_hub(h)
-        os.makedirs(ARTIFACTS, exist_ok=True)
-        shutil.copy(h.log_path, os.path.join(ARTIFACTS, "hub.log"))
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_chartjs_is_served_or_the_page_fails_loudly(hub):
