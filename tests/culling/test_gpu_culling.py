@@ -102,6 +102,7 @@ async def test_idle_gpu_server_is_warned_kept_then_stopped_and_its_slice_comes_b
     assert await sp.idle_culler.check() == "ok" and sp.idle_warning == ""
 
     # the GPU goes idle (under the tenant's 5% threshold): first "idle, not for long", then the warning
+    idle_from = time.time()
     feed(service["samples"], {gpu: 0.5, other: 90.0})
 
     async def warned():
@@ -132,7 +133,13 @@ async def test_idle_gpu_server_is_warned_kept_then_stopped_and_its_slice_comes_b
     async def interval():
         got = api(service, "GET", "monitoring/idle-intervals",
                   params={"since": time.time() - 3600, "until": time.time() + 1, "tenant": "team-a"})
-        done = [i for i in got["items"] if i["allocation_id"] == aid and not i["open"]]
+        mine = [i for i in got["items"] if i["allocation_id"] == aid]
+        # the fixture's feed reads 0% until the 60% one is written: a pass between the allocation and that
+        # feed saw the fresh slice idle and opened an interval, ended by the activity before the GPU went
+        # idle — that one is not this spell; nothing else may have ended "active" (the GPU stayed idle)
+        ended_active = [i for i in mine if i["end_reason"] == "active"]
+        assert all(i["end"] <= idle_from for i in ended_active), ended_active
+        done = [i for i in mine if not i["open"] and i["end_reason"] != "active"]
         return done or None
     (iv,) = await poll(interval, "the closed idle interval")
     assert iv["end_reason"] == "stopped" and iv["gpu_milli"] == 1000

@@ -44,9 +44,7 @@ def test_experiment_view_in_chromium(lab_hub, ana):
     assert os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: run `bash scripts/setup.sh test`"
     assert os.path.exists(os.path.join(REPO, "labextension", "aistack_lab", "labextension", "package.json")), \
         "the lab extension is not built: run `bash scripts/setup.sh test`"
-    r = ana.request("PUT", "lab/api/settings/@jupyterlab/apputils-extension:notification",
-                    json={"raw": json.dumps({"fetchNews": "false"})})
-    assert r.status_code == 204, r.text
+    ana.fresh_lab()
     r = ana.ext("POST", "api/experiments", json={
         "notebook": notebook(), "profile": "cpu", "name": "view-demo", "space": {"lr": [0.1, 0.5]},
         "objective": {"metric": "accuracy", "mode": "max"}, "strategy": "grid", "parallelism": 2,

@@ -70,6 +70,20 @@ class LabUser:
     def ext(self, method: str, path: str, **kw) -> requests.Response:
         return self.request(method, "aistack-lab/" + path, **kw)
 
+    def fresh_lab(self):
+        """JupyterLab as a new user sees it: no Jupyter-news toast over the screenshots, and no workspace
+        saved by an earlier test. Homes outlive a test's hub, so without this the lab restored whatever
+        layout the last browser test left (side panels open, a narrower notebook whose toolbar moved the
+        Run-as-job button into its overflow menu)."""
+        r = self.request("PUT", "lab/api/settings/@jupyterlab/apputils-extension:notification",
+                         json={"raw": json.dumps({"fetchNews": "false"})})
+        assert r.status_code == 204, r.text
+        r = self.request("GET", "lab/api/workspaces")
+        assert r.status_code == 200, r.text
+        for ws in r.json()["workspaces"]["ids"]:
+            d = self.request("DELETE", f"lab/api/workspaces/{ws}")
+            assert d.status_code == 204, d.text
+
     def put_notebook(self, path: str, nb: dict):
         r = self.request("PUT", f"api/contents/{path}", json={"type": "notebook", "format": "json", "content": nb})
         assert r.status_code in (200, 201), r.text

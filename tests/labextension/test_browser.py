@@ -24,9 +24,7 @@ def test_run_as_job_in_chromium(lab_hub, ana):
     ana.put_notebook("demo.ipynb", params_notebook())
     ana.put_notebook("fails.ipynb", params_notebook("raise ValueError(f'bad scale {scale}')"))
     # JupyterLab would ask whether to fetch Jupyter news (a toast over the screenshots): answer it in settings
-    r = ana.request("PUT", "lab/api/settings/@jupyterlab/apputils-extension:notification",
-                    json={"raw": json.dumps({"fetchNews": "false"})})
-    assert r.status_code == 204, r.text
+    ana.fresh_lab()
     shots = os.path.join(ARTIFACTS, "browser")
     shutil.rmtree(shots, ignore_errors=True)
     env = dict(os.environ, HUB_URL=lab_hub.url, USER_NAME="ana", PASSWORD=lab_hub.password, ARTIFACTS=shots,

@@ -81,9 +81,7 @@ def test_pipeline_view_in_chromium(view_hub):
     assert os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: run `bash scripts/setup.sh test`"
     assert os.path.exists(os.path.join(REPO, "labextension", "aistack_lab", "labextension", "package.json")), \
         "the lab extension is not built: run `bash scripts/setup.sh test`"
-    r = ana.request("PUT", "lab/api/settings/@jupyterlab/apputils-extension:notification",
-                    json={"raw": json.dumps({"fetchNews": "false"})})
-    assert r.status_code == 204, r.text
+    ana.fresh_lab()
     ana.put_notebook("ok.ipynb", notebook("print('prepared')"))
     ana.put_notebook("bad.ipynb", notebook("raise RuntimeError('train broke on purpose')"))
     r = ana.request("PUT", "api/contents/demo.pipeline.yaml",
