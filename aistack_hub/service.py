@@ -124,6 +124,10 @@ class AIStackService(Application):
         table run_files, read by every replica: the cluster deployment), 'auto': the database when it is
         PostgreSQL (replicas) and the executor runs jobs in pods, else files. The LocalExecutor's jobs always
         write their own files.""").tag(config=True)
+    admin_proxy_max_body_bytes = Integer(1024 * 1024, help="""Largest request body (bytes) the admin page's
+        api-proxy forwards (its scripts' writes: prices, budgets, storage, environments); larger: 413.""").tag(config=True)
+    admin_proxy_timeout_s = Float(60.0, help="""Seconds the admin page's api-proxy waits for the API before it
+        answers 504 (a report over a long period is the slowest call it makes).""").tag(config=True)
     run_scheduler = Bool(True, help="Take part in the leader election and run the scheduling loop.").tag(config=True)
     hub_token_is_admin = Bool(True, help="Treat the service's own API token as the hub (admin).").tag(config=True)
     shutdown_grace_s = Float(5.0, help="Seconds to finish requests on SIGTERM.").tag(config=True)
@@ -268,6 +272,8 @@ class AIStackService(Application):
                     # the admin page reads through this service's own API, on its own address
                     "aistack_api_base": f"http://{self._own_host()}:{self.port}{prefix}api/",
                     "service_prefix": prefix, "xsrf_cookies": False,
+                    "admin_proxy_max_body_bytes": self.admin_proxy_max_body_bytes,
+                    "admin_proxy_timeout_s": self.admin_proxy_timeout_s,
                     "static_path": None, "autoreload": False, "log_function": self._log_request}
         return web.Application(handlers, **settings)
 

@@ -12,8 +12,9 @@ platform admins: all), so the proxy gives the browser nothing the viewer could n
   the page's ``_xsrf`` input), checked by JupyterHub's XSRF check; without it: 403 JSON.
 - Status, body, Content-Type, Content-Disposition (CSV downloads) and the paging headers (X-Total-Count,
   X-Next-Offset) pass through unchanged.
-- Sizes: a request body over ``admin_proxy_max_body_bytes`` (application setting, default 1 MiB) is 413;
-  the forwarded call times out after ``admin_proxy_timeout_s`` (default 60 s: 504).
+- Sizes: a request body over ``AIStackService.admin_proxy_max_body_bytes`` (default 1 MiB) is 413; the
+  forwarded call times out after ``AIStackService.admin_proxy_timeout_s`` (default 60 s: 504). The service
+  passes both traits in the application's settings.
 - Non-blocking: tornado's ``AsyncHTTPClient``, as the rest of the admin page (``data.call``).
 """
 from __future__ import annotations
@@ -30,8 +31,6 @@ from .handlers import AdminBase
 ALLOWED = re.compile(r"accounting/.+|(storage|datasets|environments)(/[^/]+)?")
 PASSED_HEADERS = ("Content-Type", "Content-Disposition", "X-Total-Count", "X-Next-Offset")
 WRITES = ("POST", "PUT", "DELETE")
-DEFAULT_MAX_BODY = 1024 * 1024
-DEFAULT_TIMEOUT_S = 60.0
 
 
 def forwarded_path(path: str) -> str | None:
@@ -67,7 +66,7 @@ class APIProxyHandler(AdminBase):
             raise web.HTTPError(404, f"api-proxy forwards only accounting/, storage, datasets and environments "
                                      f"paths, not {path!r}")
         self.check_xsrf_for_write()
-        limit = int(self.settings.get("admin_proxy_max_body_bytes", DEFAULT_MAX_BODY))
+        limit = int(self.settings["admin_proxy_max_body_bytes"])
         body = self.request.body or b""
         if len(body) > limit:
             raise web.HTTPError(413, f"request body of {len(body)} bytes is over the proxy's limit of {limit}")
@@ -76,7 +75,7 @@ class APIProxyHandler(AdminBase):
         if self.request.method in ("POST", "PUT") or body:
             headers["Content-Type"] = self.request.headers.get("Content-Type", "application/json")
         url = self.endpoints.api + target + ("?" + self.request.query if self.request.query else "")
-        timeout = float(self.settings.get("admin_proxy_timeout_s", DEFAULT_TIMEOUT_S))
+        timeout = float(self.settings["admin_proxy_timeout_s"])
         req = HTTPRequest(url, method=self.request.method, headers=headers,
                           body=body if self.request.method in ("POST", "PUT") or body else None,
                           request_timeout=timeout, follow_redirects=False, allow_nonstandard_methods=True)

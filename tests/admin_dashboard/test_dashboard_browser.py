@@ -25,6 +25,8 @@ TENANTS = ("team-a", "team-b", "team-c")
 CONFIG = {
     "Authenticator": {"admin_users": ["admin"]},
     "Monitor": {"interval_s": 5},
+    # a small limit, so the proxy's refusal can be seen without sending a megabyte
+    "AIStackService": {"admin_proxy_max_body_bytes": 4096},
     "tenants": [{"name": t, "quotas": {"any": {"gpu_milli": 4000}}} for t in TENANTS],
     "profiles": [{"slug": "gpu-1", "display_name": "1 GPU",
                   "request": {"kind": "whole", "gpus": 1, "cpu_milli": 200, "memory_mib": 512}}],
@@ -69,6 +71,21 @@ def hub():
         assert h.login("admin") is not None, h.log_tail()
         feed_history(f"sqlite:///{os.path.join(h.data_dir, 'aistack.sqlite')}")
         yield h
+
+
+def test_the_api_proxy_refuses_a_body_over_its_configured_limit_and_forwards_one_under_it(hub):
+    r = hub.api("POST", "users/admin/tokens", json={"note": "proxy limit test"})
+    assert r.status_code == 201, r.text
+    headers = {"Authorization": f"token {r.json()['token']}", "Content-Type": "application/json"}
+    proxy = hub.url + "services/aistack/admin/api-proxy/"
+    big = json.dumps({"name": "huge", "description": "x" * 5000})
+    r = requests.post(proxy + "environments", data=big, headers=headers, timeout=30)
+    assert r.status_code == 413, (r.status_code, r.text)
+    assert "over the proxy's limit of 4096" in r.json()["message"]
+    # under the limit the call reaches the API, which answers for itself (here: the listing)
+    r = requests.get(proxy + "environments", headers=headers, timeout=30)
+    assert r.status_code == 200, (r.status_code, r.text)
+    assert isinstance(r.json()["items"], list), r.text
 
 
 def test_chartjs_is_served_or_the_page_fails_loudly(hub):
