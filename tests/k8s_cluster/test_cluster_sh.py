@@ -95,6 +95,87 @@ def start_a_server(url: str, token: str, up_stdout: str) -> float:
     return ready
 
 
+JOB_SECONDS = 25
+
+
+def sleeper_notebook(tag: str) -> dict:
+    """A notebook that runs ~JOB_SECONDS, printing as it goes: long enough that an upgrade lands mid-run."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(
+        f"import time\nfor i in range({JOB_SECONDS}):\n    time.sleep(1)\nprint('done {tag}')")]
+    return json.loads(nbformat.writes(nb))
+
+
+def jobs_survive_a_helm_upgrade(url: str, admin_token: str, up_stdout: str, state: Path) -> dict:
+    """Issue 11, "helm upgrade with jobs running loses none": alice's three jobs run in real pods on the
+    real node; mid-run the release is upgraded with a changed service config, which re-creates the hub and
+    service pods (the chart's config checksums; the service Deployment is Recreate under hostNetwork).
+    Every job must end succeeded, once: one attempt, one Kubernetes Job with one pod, its output back."""
+    from tests.k8s.controlplane import binary_paths
+
+    kubeconfig = next(line.split("=", 1)[1] for line in up_stdout.splitlines() if line.startswith("KUBECONFIG="))
+    kubectl = [str(binary_paths()["kubectl"]), "--kubeconfig", kubeconfig]
+    status, tok = call("POST", url + "hub/api/users/alice/tokens", admin_token, {"note": "upgrade test"})
+    assert status == 201, (status, tok)
+    alice = tok["token"]
+    api = url + "services/aistack/api/"
+    ids = []
+    for k in range(3):
+        status, job = call("POST", api + "jobs", alice, {"notebook": sleeper_notebook(f"job-{k}"),
+                                                          "profile": "small", "tenant": "default",
+                                                          "name": f"upgrade-{k}"})
+        assert status == 201, (status, job)
+        ids.append(job["id"])
+
+    def states() -> dict:
+        out = {}
+        for i in ids:
+            status, job = call("GET", api + f"jobs/{i}", alice)
+            out[i] = job.get("state") if status == 200 else f"HTTP {status}"
+        return out
+
+    deadline = time.monotonic() + 180
+    while "running" not in (at_upgrade := states()).values():
+        assert time.monotonic() < deadline, f"no job running in 180 s: {at_upgrade}"
+        time.sleep(1)
+    before = {p["metadata"]["name"] for p in json.loads(subprocess.run(
+        [*kubectl, "-n", "aistack", "get", "pods", "-o", "json"], capture_output=True, text=True,
+        check=True).stdout)["items"] if p["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "aistack"}
+    t0 = time.monotonic()
+    upgrade = subprocess.run([str(binary_paths()["helm"]), "--kubeconfig", kubeconfig, "upgrade", "aistack",
+                              str(REPO / "helm" / "aistack-hub"), "-n", "aistack", "-f", str(state / "run" / "values.yaml"),
+                              "--set", "config.Controller.preemption=true", "--wait", "--timeout", "4m"],
+                             capture_output=True, text=True, timeout=300)
+    upgrade_s = time.monotonic() - t0
+    assert upgrade.returncode == 0, f"helm upgrade failed:\n{upgrade.stderr[-4000:]}"
+    after = {p["metadata"]["name"] for p in json.loads(subprocess.run(
+        [*kubectl, "-n", "aistack", "get", "pods", "-o", "json"], capture_output=True, text=True,
+        check=True).stdout)["items"] if p["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "aistack"}
+    assert before and after and not (before & after), f"the upgrade did not re-create the service pod: {before} -> {after}"
+    after_upgrade = states()
+
+    deadline = time.monotonic() + 300
+    while True:
+        now = states()
+        if all(v in ("succeeded", "failed", "cancelled") for v in now.values()):
+            break
+        assert time.monotonic() < deadline, f"jobs not finished 300 s after the upgrade: {now}"
+        time.sleep(2)
+    assert set(now.values()) == {"succeeded"}, now
+    for k, i in enumerate(ids):
+        status, job = call("GET", api + f"jobs/{i}", alice)
+        assert job["attempt"] == 1, f"job {i} ran more than once across the upgrade: {job}"
+        status, body = get(api + f"jobs/{i}/output", alice)
+        assert status == 200 and f"done job-{k}".encode() in body, (status, body[:500])
+        pods = json.loads(subprocess.run([*kubectl, "get", "pods", "-A", "-l", f"aistack.io/job-id={i}", "-o", "json"],
+                                         capture_output=True, text=True, check=True).stdout)["items"]
+        assert len(pods) == 1, f"job {i}: {len(pods)} pods (one expected): {[p['metadata']['name'] for p in pods]}"
+    return {"upgrade_s": upgrade_s, "at_upgrade": at_upgrade, "after_upgrade": after_upgrade}
+
+
 @pytest.mark.timeout(1800)  # a first run builds the images (minutes); later runs reuse them
 def test_cluster_up_serves_the_hub_and_the_admin_token_then_down_restores_the_host():
     if os.geteuid() != 0:
@@ -127,6 +208,9 @@ def test_cluster_up_serves_the_hub_and_the_admin_token_then_down_restores_the_ho
 
         server_seconds = start_a_server(url, token, up.stdout)
         print(f"a user's server pod (spawn -> ready through the proxy): {server_seconds:.1f}s")
+        upgraded = jobs_survive_a_helm_upgrade(url, token, up.stdout, state)
+        print(f"helm upgrade with jobs running: {upgraded['upgrade_s']:.0f}s; job states when it began "
+              f"{upgraded['at_upgrade']}, when it returned {upgraded['after_upgrade']}; all succeeded once")
 
         shown = subprocess.run([*CLUSTER, "status"], capture_output=True, text=True, env=env, timeout=120, cwd=REPO)
         assert shown.returncode == 0 and "aistack-node-0" in shown.stdout and "kwok-a100-0" in shown.stdout, shown.stdout
