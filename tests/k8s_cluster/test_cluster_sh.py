@@ -96,6 +96,62 @@ def start_a_server(url: str, token: str, up_stdout: str) -> float:
 
 
 JOB_SECONDS = 25
+CHROMIUM = os.environ.get("AISTACK_CHROMIUM", "/usr/bin/chromium")
+
+
+def run_as_job_in_chromium(url: str, admin_token: str) -> dict:
+    """Issue 11's test "in Chromium against the hub inside the cluster: sign in, spawn a server (a real pod),
+    Run as job, see it succeed with its output": the lab extension's browser script
+    (tests/labextension/browser/run_as_job.js, its core flow) against the chart's proxy. carol signs up on
+    the hub's page, the admin approves her; her server is a real pod; the job is a batch/v1 Job's real pod."""
+    import requests
+
+    from tests.hub.launcher import PASSWORD
+    from tests.labextension.conftest import params_notebook
+
+    assert os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: run `bash scripts/setup.sh test` (45-chromium.sh)"
+
+    def form_post(s, page, data):
+        s.get(url + page).raise_for_status()
+        xsrf = s.cookies.get("_xsrf", path="/hub/") or s.cookies.get("_xsrf") or ""
+        r = s.post(url + page, data={**data, "_xsrf": xsrf}, timeout=30)
+        r.raise_for_status()
+        return r
+
+    for name in ("admin", "carol"):
+        form_post(requests.Session(), "hub/signup", {"username": name, "signup_password": PASSWORD,
+                                                     "signup_password_confirmation": PASSWORD})
+    admin = requests.Session()
+    form_post(admin, "hub/login", {"username": "admin", "password": PASSWORD})
+    assert admin.get(url + "hub/authorize/carol", timeout=30).status_code == 200
+    hub = url + "hub/api"
+    assert call("POST", f"{hub}/users/carol", admin_token)[0] in (201, 409)
+    assert call("POST", f"{hub}/groups/default/users", admin_token, {"users": ["carol"]})[0] == 200
+    status, tok = call("POST", f"{hub}/users/carol/tokens", admin_token, {"note": "browser test"})
+    assert status == 201, (status, tok)
+    carol = tok["token"]
+    status, body = call("POST", f"{hub}/users/carol/server", carol, {"tenant": "default", "profile": "small"})
+    assert status in (201, 202), (status, body)
+    deadline = time.monotonic() + 240
+    while not ((call("GET", f"{hub}/users/carol", admin_token)[1].get("servers") or {}).get("", {}).get("ready")):
+        assert time.monotonic() < deadline, "carol's server not ready in 240 s"
+        time.sleep(1)
+    r = requests.put(url + "user/carol/api/contents/demo.ipynb", headers={"Authorization": f"token {carol}"},
+                     json={"type": "notebook", "format": "json", "content": params_notebook()}, timeout=30)
+    assert r.status_code in (200, 201), r.text
+    shots = REPO / "test-artifacts" / "k8s_cluster" / "browser"
+    shutil.rmtree(shots, ignore_errors=True)
+    env = dict(os.environ, HUB_URL=url, USER_NAME="carol", PASSWORD=PASSWORD, ARTIFACTS=str(shots),
+               CHROMIUM=CHROMIUM, PROFILE="small", CORE_ONLY="1", STEP_TIMEOUT_MS="120000")
+    out = subprocess.run(["node", str(REPO / "tests" / "labextension" / "browser" / "run_as_job.js")], cwd=REPO,
+                         env=env, capture_output=True, text=True, timeout=600)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no result from the browser script (rc {out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
+    res = json.loads(lines[-1])
+    assert not res.get("error"), f"{res['error']}\nsteps done: {res.get('steps')}\n{out.stderr[-3000:]}"
+    assert res["finalState"] == "succeeded" and res["outputHasEffect"] and res["logShown"], res
+    assert call("DELETE", f"{hub}/users/carol/server", admin_token)[0] in (202, 204)
+    return res
 
 
 def sleeper_notebook(tag: str) -> dict:
@@ -208,6 +264,9 @@ def test_cluster_up_serves_the_hub_and_the_admin_token_then_down_restores_the_ho
 
         server_seconds = start_a_server(url, token, up.stdout)
         print(f"a user's server pod (spawn -> ready through the proxy): {server_seconds:.1f}s")
+        seen = run_as_job_in_chromium(url, token)
+        print(f"Chromium in the cluster: signed in, Run as job -> running in {seen['submitToRunningMs'] / 1000:.1f}s, "
+              f"succeeded, output and log shown (lab ready {seen['labReadyMs'] / 1000:.1f}s)")
         upgraded = jobs_survive_a_helm_upgrade(url, token, up.stdout, state)
         print(f"helm upgrade with jobs running: {upgraded['upgrade_s']:.0f}s; job states when it began "
               f"{upgraded['at_upgrade']}, when it returned {upgraded['after_upgrade']}; all succeeded once")

@@ -5,6 +5,8 @@
 // dialog by keyboard. Screenshots go to $ARTIFACTS. Prints one JSON line of results (timings included).
 //
 // env: HUB_URL USER_NAME PASSWORD ARTIFACTS [CHROMIUM=/usr/bin/chromium] [STEP_TIMEOUT_MS]
+//      [PROFILE=cpu: the profile picked in the dialog] [CORE_ONLY=1: stop after the output and its log —
+//      the in-cluster test, where each job is a pod and the rest is what the local test already covers]
 const { chromium } = require('playwright-core');
 const fs = require('fs');
 const os = require('os');
@@ -14,6 +16,8 @@ const HUB = process.env.HUB_URL;
 const USER = process.env.USER_NAME;
 const ART = process.env.ARTIFACTS;
 const T = Number(process.env.STEP_TIMEOUT_MS || 60000);
+const PROFILE = process.env.PROFILE || 'cpu';
+const CORE_ONLY = process.env.CORE_ONLY === '1';
 const results = { steps: [] };
 const step = name => {
   results.steps.push(name);
@@ -67,8 +71,8 @@ async function main() {
     await button.click();
     const form = page.locator('.aistack-RunJobForm');
     await form.waitFor();
-    await page.locator('.aistack-RunJobForm select[name="profile"] option[value="cpu"]').waitFor({ state: 'attached' });
-    await page.selectOption('.aistack-RunJobForm select[name="profile"]', 'cpu');
+    await page.locator(`.aistack-RunJobForm select[name="profile"] option[value="${PROFILE}"]`).waitFor({ state: 'attached' });
+    await page.selectOption('.aistack-RunJobForm select[name="profile"]', PROFILE);
     const params = await page.$$eval('.aistack-RunJobForm [data-param]', els => els.map(e => [e.getAttribute('data-param'), e.getAttribute('data-type'), e.value]));
     results.formParams = params;
     results.profileSummary = await page.textContent('.aistack-RunJobForm-profileSummary');
@@ -126,6 +130,8 @@ async function main() {
     await log.waitFor({ timeout: 30000 });
     results.logShown = true;
     await shot(page, '08-logs');
+    step('log shown');
+    if (CORE_ONLY) return;
 
     // --- download the output notebook
     const [download] = await Promise.all([
@@ -147,8 +153,8 @@ async function main() {
     await page.locator('.lm-DockPanel-tabBar .lm-TabBar-tabLabel', { hasText: /^demo\.ipynb$/ }).first().click();
     await button.first().click();
     await form.waitFor();
-    await page.locator('.aistack-RunJobForm select[name="profile"] option[value="cpu"]').waitFor({ state: 'attached' });
-    await page.selectOption('.aistack-RunJobForm select[name="profile"]', 'cpu');
+    await page.locator(`.aistack-RunJobForm select[name="profile"] option[value="${PROFILE}"]`).waitFor({ state: 'attached' });
+    await page.selectOption('.aistack-RunJobForm select[name="profile"]', PROFILE);
     await page.fill('input[name="name"]', 'sweepy');
     await page.check('input[name="sweep-repeat"]');
     await page.fill('textarea[name="param-repeat"]', '1, 3');
@@ -184,8 +190,8 @@ async function main() {
     await item.click({ button: 'right' });
     await page.click('.lm-Menu-item[data-command="aistack:run-as-job"]');
     await form.waitFor();
-    await page.locator('.aistack-RunJobForm select[name="profile"] option[value="cpu"]').waitFor({ state: 'attached' });
-    await page.selectOption('.aistack-RunJobForm select[name="profile"]', 'cpu');
+    await page.locator(`.aistack-RunJobForm select[name="profile"] option[value="${PROFILE}"]`).waitFor({ state: 'attached' });
+    await page.selectOption('.aistack-RunJobForm select[name="profile"]', PROFILE);
     await page.fill('input[name="name"]', 'browser-fails');
     await submit.click();
     const failRow = page.locator('.aistack-Job', { hasText: 'browser-fails' }).first();
@@ -228,8 +234,8 @@ async function main() {
     results.consoleErrors = consoleErrors.slice(0, 20);
     await context.close();
     fs.rmSync(userDataDir, { recursive: true, force: true });
+    process.stdout.write(JSON.stringify(results) + '\n');
   }
-  process.stdout.write(JSON.stringify(results) + '\n');
 }
 
 main().catch(e => {
