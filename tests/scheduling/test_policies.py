@@ -178,14 +178,17 @@ def test_default_admits_cpu_jobs_on_a_pool_without_gpus():
 
 
 @pytest.mark.parametrize("name", ["fgd", "default"])
-def test_incremental_scores_equal_scores_from_scratch(name):
+@pytest.mark.parametrize("scale", [1, 5])
+def test_incremental_scores_equal_scores_from_scratch(name, scale):
     """The cached, incremental scores (each node's per-GPU table sums kept, plus the change of the
     GPUs a placement takes; after-states shared between identical nodes) equal the fragmentation
-    increase computed from the after-state's free GPUs, on both code paths (few and many rows)."""
+    increase computed from the after-state's free GPUs, on every code path: few and many rows, and
+    (scale 5: 400 nodes) a shape new to more than 256 nodes scored once per distinct node state."""
     rng = np.random.default_rng(7)
     inv = Inventory.from_config([
-        {"name": "a", "cpu_milli": 32000, "memory_mib": 128000, "gpus": 4, "gpu_model": "A100-80GB", "count": 50},
-        {"name": "t", "cpu_milli": 16000, "memory_mib": 64000, "gpus": 2, "gpu_model": "T4", "count": 30},
+        {"name": "a", "cpu_milli": 32000, "memory_mib": 128000, "gpus": 4, "gpu_model": "A100-80GB",
+         "count": 50 * scale},
+        {"name": "t", "cpu_milli": 16000, "memory_mib": 64000, "gpus": 2, "gpu_model": "T4", "count": 30 * scale},
     ])
     reqs = ([share(int(m), cpu_milli=int(c), memory_mib=4000) for m, c in zip(rng.integers(100, 900, 60),
                                                                                rng.integers(0, 4, 60) * 1000)]
@@ -198,7 +201,7 @@ def test_incremental_scores_equal_scores_from_scratch(name):
         r = reqs[k]
         cost, choice = pol.node_costs(state, r)
         node_ok, gpu_ok = state.feasible(r)
-        for i in np.flatnonzero(node_ok)[:: 7]:
+        for i in np.flatnonzero(node_ok)[:: 7 * scale]:
             free = state.gpu_free[i].copy()
             if r.kind == "whole":
                 free[np.flatnonzero(gpu_ok[i])[: r.gpus]] = 0

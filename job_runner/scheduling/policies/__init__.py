@@ -9,12 +9,13 @@
 
 Every policy returns a :class:`~..state.Placement` or None, and never changes the state. Modules:
 ``base`` (interface, first-fit, best-fit), ``target`` (target workload classes, learned online or
-given), ``frag`` (the fragmentation machinery and ``fgd``), ``packed`` (``default``).
+given), ``frag`` (the fragmentation machinery), ``fgd``, ``packed`` (``default``).
 """
 from __future__ import annotations
 
 from .base import BestFit, FirstFit, PlacementPolicy
-from .frag import FGD, FragmentationPolicy
+from .fgd import FGD
+from .frag import FragmentationPolicy
 from .packed import PackedFGD
 from .target import OnlineTarget, TargetWorkload
 

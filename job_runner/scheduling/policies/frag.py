@@ -1,4 +1,4 @@
-"""Machinery shared by the fragmentation-aware policies, and ``fgd`` itself.
+"""Machinery shared by the fragmentation-aware policies (``fgd`` in fgd.py, ``default`` in packed.py).
 
 A :class:`FragmentationPolicy` scores a placement by how much it raises the node's fragmentation
 with respect to a :class:`~.target.TargetWorkload` (given, or learned online through ``observe``).
@@ -18,9 +18,8 @@ import numpy as np
 from ..slices import SliceRequest
 from ..state import ClusterState, Placement
 from .base import PlacementPolicy
+from .cache import HASH_MULT, ShapeCosts, earlier, unique_first
 from .target import OnlineTarget, TargetWorkload
-
-_HASH_MULT = (np.random.default_rng(20230710).integers(1, 2 ** 63, size=64, dtype=np.uint64) | np.uint64(1))
 
 
 class FragmentationPolicy(PlacementPolicy):
@@ -36,7 +35,7 @@ class FragmentationPolicy(PlacementPolicy):
         self._online = OnlineTarget() if target is None else None
         self._rng = np.random.default_rng(seed)
         self._cache: dict = {}
-        self._state_id = None
+        self._state_ref = None
         self._frag_now = None
         self._frag_version = None
         self._sums_now = None
@@ -52,7 +51,7 @@ class FragmentationPolicy(PlacementPolicy):
         self.target = self.prepare_target(target)
         self._tables = None
         self._cache.clear()
-        self._state_id = None
+        self._state_ref = None
 
     def prepare_target(self, target: TargetWorkload) -> TargetWorkload:
         return target
@@ -62,7 +61,7 @@ class FragmentationPolicy(PlacementPolicy):
             self._dirty = True
 
     def state_replaced(self) -> None:
-        self._state_id = None
+        self._state_ref = None
 
     def _refresh_target(self) -> None:
         if self._dirty:
@@ -76,12 +75,16 @@ class FragmentationPolicy(PlacementPolicy):
         key = id(state.model_names)
         if self._tables is None or self._tables_key != key:
             t = self.target
-            self._tables = self.build_tables(state, t)
-            self._tables["allowed"] = np.stack([state.allowed_models(m) for m in t.models], axis=1)  # [M+1, K]
+            allowed = np.stack([state.allowed_models(m) for m in t.models], axis=1)  # [M+1, K]
+            self._tables = self.build_tables(state, t, allowed)
+            self._tables["allowed"] = allowed
+            lut = self._tables["lut"]
+            self._tables["whole_change"] = lut[0] - lut[1000]  # a free GPU taken whole
             self._tables_key = key
         return self._tables
 
-    def build_tables(self, state: ClusterState, t: TargetWorkload) -> dict:
+    def build_tables(self, state: ClusterState, t: TargetWorkload, allowed: np.ndarray) -> dict:
+        """The subclass's tables for target ``t``; ``allowed`` [models + 1, K]: may class k use a model."""
         return {}
 
     # ---- to define ---------------------------------------------------------------------------
@@ -97,11 +100,13 @@ class FragmentationPolicy(PlacementPolicy):
         return self.frag_sums(state, cpu, mem, self._gpu_sums(state, free), model)
 
     def _gpu_sums(self, state, free) -> np.ndarray:
-        return self.tables(state)["lut"][np.maximum(free, 0)].sum(1)
+        # take() on axis 0: row gathers by method are several times cheaper than fancy indexing on
+        # the small arrays scored per decision (the same holds for the other take() calls here)
+        return self.tables(state)["lut"].take(np.maximum(free, 0), axis=0).sum(1)
 
     def cost(self, delta: np.ndarray) -> np.ndarray:
         """Cost of placements that raise fragmentation by ``delta`` (least wins)."""
-        return np.round(delta, 3)  # equal increases compare equal whatever the batch's float order
+        return delta.round(3)  # equal increases compare equal whatever the batch's float order
 
     def gpu_key(self, cost, cols, vals) -> np.ndarray:
         """Order of a node's candidate GPUs for a share (least wins); cost first."""
@@ -111,103 +116,111 @@ class FragmentationPolicy(PlacementPolicy):
         raise NotImplementedError
 
     # ---- scoring ------------------------------------------------------------------------------
-    def _frag_rows(self, state: ClusterState, cpu, mem, free, model):
-        """(:meth:`fragmentation`, table sums) of many rows, computed once per distinct node state
-        when there are many (an empty cluster has a handful of distinct node states among a
-        thousand nodes)."""
-        if len(cpu) <= 64:
+    def _frag_rows(self, state: ClusterState, rows: np.ndarray):
+        """(:meth:`fragmentation`, table sums) of the current states of nodes ``rows``, computed once
+        per distinct node state when there are many (an empty cluster has a handful of distinct node
+        states among a thousand nodes)."""
+        free = state.gpu_free[rows]
+        if len(rows) <= 64:
             sums = self._gpu_sums(state, free)
-            return self.frag_sums(state, cpu, mem, sums, model), sums
-        # np.unique on one digest column is far faster than on rows
-        _, first, inverse = np.unique(self._row_digest(cpu, mem, free, model), return_index=True,
-                                      return_inverse=True)
+            return self.frag_sums(state, state.cpu_free[rows], state.mem_free[rows], sums, state.node_model[rows]), sums
+        # distinct digests are far faster to find than distinct rows; the digests are kept per node
+        # version, so the after-states scored next reuse them
+        first, inverse = unique_first(self._digests(state, rows))
+        u = rows[first]
         sums = self._gpu_sums(state, free[first])
-        frag = self.frag_sums(state, cpu[first], mem[first], sums, model[first])
-        inverse = inverse.reshape(-1)
+        frag = self.frag_sums(state, state.cpu_free[u], state.mem_free[u], sums, state.node_model[u])
         return frag[inverse], sums[inverse]
 
     def _sync(self, state: ClusterState):
-        """Reset the caches when the policy is pointed at another state object."""
-        if self._state_id != id(state) or self._frag_now is None:
-            self._state_id = id(state)
-            self._cache = {}
-            self._frag_now, self._sums_now = self._frag_rows(state, state.cpu_free, state.mem_free,
-                                                             state.gpu_free, state.node_model)
-            self._frag_version = state.version.copy()
-            self._digest_now = np.zeros(state.n_nodes, dtype=np.uint64)
-            self._digest_version = np.full(state.n_nodes, -1, dtype=np.int64)
+        """Reset the caches when the policy is pointed at another state object (held, so that a new
+        state can never pass for the old one by reusing its id)."""
+        self._state_ref = state
+        self._cache = {}
+        self._digest_now = np.zeros(state.n_nodes, dtype=np.uint64)
+        self._digest_version = np.full(state.n_nodes, -1, dtype=np.int64)
+        self._ndigest_now = np.zeros(state.n_nodes, dtype=np.uint64)
+        self._ndigest_version = np.full(state.n_nodes, -1, dtype=np.int64)
+        # the fixed part of a node's state: its GPU models in order and its health
+        _, self._node_type = np.unique(np.concatenate([state.gpu_model, state.healthy[:, None]], axis=1),
+                                       axis=0, return_inverse=True)
+        self._node_type = self._node_type.reshape(-1)
+        self._frag_now, self._sums_now = self._frag_rows(state, np.arange(state.n_nodes))
+        self._frag_version = state.version.copy()
 
-    def deltas(self, state: ClusterState, req: SliceRequest, nodes: np.ndarray, gpu_ok_rows):
-        """(cost, chosen GPU or -1) of placing ``req`` on each of ``nodes`` (``gpu_ok_rows``: the
-        per-GPU fit mask of those nodes). The nodes' current fragmentation is refreshed in the same
-        vectorised call where they changed.
+    def _score(self, state, req, nodes, ver, cpu, mem, free, gpu_ok):
+        """(cost, chosen GPU or None) of placing ``req`` on each of ``nodes``, which it fits, given
+        their versions ``ver``, their free CPU and memory after placing, their free milli per GPU and
+        per-GPU fit mask (None for CPU-only requests).
 
+        The nodes' current fragmentation is refreshed in the same vectorised call where they changed.
         A node after placing differs from the node now in one GPU (a share) or in k whole free GPUs:
         its table sums are the node's current sums (kept per node) plus the change of those GPUs'
         rows, so only changed nodes are summed over all their GPUs."""
-        cpu = state.cpu_free[nodes] - req.cpu_milli
-        mem = state.mem_free[nodes] - req.memory_mib
-        cols = vals = None
+        vals = None
+        at = nodes
         if req.kind == "share":
-            # one candidate per distinct free value among the fitting GPUs of each node (the first
-            # such GPU: a stable sort keeps GPU order among equal values)
-            fr = np.where(gpu_ok_rows, state.gpu_free[nodes], -1)
-            order = np.argsort(fr, axis=1, kind="stable")
-            sv = np.take_along_axis(fr, order, axis=1)
-            keep = sv >= 0
-            keep[:, 1:] &= sv[:, 1:] != sv[:, :-1]
-            rows, j = np.nonzero(keep)
-            cols, vals = order[rows, j], sv[rows, j]
-            cpu, mem = cpu[rows], mem[rows]
+            # one candidate per distinct free value among the fitting GPUs of each node: its first
+            # GPU of that value (a GPU equal to one at a lower index is dropped)
+            fr = np.where(gpu_ok, free, -1)
+            keep = fr >= 0
+            g = fr.shape[1]
+            if g > 1:
+                keep &= ~((fr[:, :, None] == fr[:, None, :]) & earlier(g)).any(2)
+            rows, cols = keep.nonzero()
+            vals = fr[keep]  # row-major, as nonzero
+            if len(rows) != len(nodes):
+                cpu, mem, at = cpu[rows], mem[rows], nodes[rows]
+        moved = self._frag_version[nodes] != ver
+        now = nodes[moved]
+        n_after = len(at)
+        if n_after + len(now) > 64:
+            frag = self._rows_full(state, req, at, vals, cpu, mem, now)
         else:
-            rows = np.arange(len(nodes))
-        stale = nodes[self._frag_version[nodes] != state.version[nodes]]
-        n_after = len(rows)
-        if n_after + len(stale) > 64:
-            frag = self._rows_full(state, req, nodes, rows, vals, cpu, mem, stale)
-        else:
-            frag = self._rows_incremental(state, req, nodes, rows, vals, cpu, mem, stale)
-        cost = self.cost(frag[:n_after] - self._frag_now[nodes[rows]])
-        if cols is None:
-            return cost, np.full(len(nodes), -1)
-        table = np.full((len(nodes), state.gpu_free.shape[1]), np.inf)
-        table[rows, cols] = self.gpu_key(cost, cols, vals)
-        choice = np.argmin(table, axis=1)  # every node given here has a candidate GPU
-        chosen_cost = np.full(table.shape, np.inf)
-        chosen_cost[rows, cols] = cost
-        best = chosen_cost[np.arange(len(nodes)), choice]
-        return best, choice
+            frag = self._rows_incremental(state, req, at, vals, cpu, mem, now, ver[moved] if len(now) else None)
+        cost = self.cost(frag[:n_after] - self._frag_now[at])
+        if vals is None:
+            return cost, None
+        key = self.gpu_key(cost, cols, vals)
+        if len(nodes) == 1:
+            j = int(key.argmin())  # candidates are in GPU order: equal keys go to the lower index
+            return cost[j:j + 1], cols[j:j + 1]
+        # per node, its candidate of least key (equal keys: the lower GPU index, as candidates are in
+        # GPU order and the sort is stable); rows are ascending and every node has a candidate
+        order = np.lexsort((key, rows))
+        best = order[np.searchsorted(rows, np.arange(len(nodes)))]
+        return cost[best], cols[best]
 
     def _store_now(self, state, stale, frag, sums) -> None:
         self._frag_now[stale] = frag
         self._sums_now[stale] = sums
         self._frag_version[stale] = state.version[stale]
 
-    def _rows_full(self, state, req, nodes, rows, vals, cpu, mem, stale):
+    def _rows_full(self, state, req, at, vals, cpu, mem, stale):
         """Many rows: the after-states from the nodes' current sums, scored once per distinct
         (node state now, candidate GPU's free value): a young cluster has few distinct node states."""
         if len(stale):
-            frag, sums = self._frag_rows(state, state.cpu_free[stale], state.mem_free[stale],
-                                         state.gpu_free[stale], state.node_model[stale])
+            frag, sums = self._frag_rows(state, stale)
             self._store_now(state, stale, frag, sums)
-        at = nodes[rows]
         digest = self._digests(state, at)
         if vals is not None:
-            digest = digest * _HASH_MULT[0] + vals.astype(np.uint64)
-        _, first, inverse = np.unique(digest, return_index=True, return_inverse=True)
+            digest = digest * HASH_MULT[0] + vals.astype(np.uint64)
+        first, inverse = unique_first(digest)
         u = at[first]
         sums = self._after_sums(state, req, u, None if vals is None else vals[first])
         frag = self.frag_sums(state, cpu[first], mem[first], sums, state.node_model[u])
-        return frag[inverse.reshape(-1)]
+        return frag[inverse]
 
     def _after_sums(self, state, req, at, vals):
         """Table sums of nodes ``at`` after placing ``req`` (on the GPU of free value ``vals``)."""
-        lut = self.tables(state)["lut"]
-        sums = self._sums_now[at]
+        t = self.tables(state)
+        sums = self._sums_now.take(at, axis=0)  # a copy: changed in place below
         if req.kind == "whole":
-            sums = sums + req.gpus * (lut[0] - lut[1000])
+            sums += req.gpus * t["whole_change"]
         elif req.kind == "share":
-            sums = sums + (lut[vals - req.gpu_milli] - lut[vals])
+            lut = t["lut"]
+            sums += lut.take(vals - req.gpu_milli, axis=0)
+            sums -= lut.take(vals, axis=0)
         return sums
 
     @staticmethod
@@ -215,7 +228,7 @@ class FragmentationPolicy(PlacementPolicy):
         """One uint64 per node state (cpu, mem, free per GPU in any order, model): a multiply-add
         with odd 64-bit constants, wrapping; a collision (~n^2/2^64) would only mis-score a node."""
         key = np.concatenate([cpu[:, None], mem[:, None], np.sort(free, axis=1), model[:, None]], axis=1)
-        return (key.astype(np.uint64) * _HASH_MULT[: key.shape[1]]).sum(axis=1)
+        return (key.astype(np.uint64) * HASH_MULT[: key.shape[1]]).sum(axis=1)
 
     def _digests(self, state, at) -> np.ndarray:
         """Digests of the current states of nodes ``at``, recomputed where they changed."""
@@ -226,55 +239,127 @@ class FragmentationPolicy(PlacementPolicy):
             self._digest_version[moved] = state.version[moved]
         return self._digest_now[at]
 
-    def _rows_incremental(self, state, req, nodes, rows, vals, cpu, mem, stale):
-        """Few rows: the changed nodes summed over their GPUs, the after-states from those sums."""
-        if len(stale):
-            s_stale = self._gpu_sums(state, state.gpu_free[stale])
-            self._sums_now[stale] = s_stale
-        sums = self._after_sums(state, req, nodes[rows], vals)
-        model = state.node_model[nodes[rows]]
-        if len(stale):
-            cpu = np.concatenate([cpu, state.cpu_free[stale]])
-            mem = np.concatenate([mem, state.mem_free[stale]])
-            sums = np.concatenate([sums, s_stale])
-            model = np.concatenate([model, state.node_model[stale]])
-        frag = self.frag_sums(state, cpu, mem, sums, model)
-        if len(stale):
-            self._store_now(state, stale, frag[len(rows):], s_stale)
-        return frag
+    def _rows_incremental(self, state, req, at, vals, cpu, mem, now, now_ver):
+        """Few rows: the changed nodes (``now``, at versions ``now_ver``) summed over their GPUs, the
+        after-states from the nodes' sums; one vectorised call scores both."""
+        if len(now):  # first: the after-states are the changed nodes' new sums plus the change
+            s_now = self._gpu_sums(state, state.gpu_free[now])
+            self._sums_now[now] = s_now
+        sums = self._after_sums(state, req, at, vals)
+        if len(now):
+            cpu = np.concatenate((cpu, state.cpu_free[now]))
+            mem = np.concatenate((mem, state.mem_free[now]))
+            frag = self.frag_sums(state, cpu, mem, np.concatenate((sums, s_now)),
+                                  state.node_model[np.concatenate((at, now))])
+            self._frag_now[now] = frag[len(at):]
+            self._frag_version[now] = now_ver
+            return frag
+        return self.frag_sums(state, cpu, mem, sums, state.node_model[at])
 
     def _key(self, req: SliceRequest) -> tuple:
         s = (req.kind, req.gpus, req.gpu_milli, req.gpu_mem_mib, req.gpu_models, req.cpu_milli)
         return s + (req.memory_mib,) if self.memory_in_score else s
 
+    def _shape(self, state: ClusterState, req: SliceRequest) -> ShapeCosts:
+        # scored as if asking no memory when memory does not enter the score: one entry serves
+        # every memory ask, and memory is checked in place()
+        scored = req if self.memory_in_score or not req.memory_mib else dataclasses.replace(req, memory_mib=0)
+        return ShapeCosts(state, scored)
+
     def node_costs(self, state: ClusterState, req: SliceRequest):
         """Cost per node (inf where it does not fit) and the GPU chosen there. Only nodes that
         changed since this request shape was last scored are looked at."""
-        self._refresh_target()
-        self._sync(state)
+        if self._dirty:
+            self._refresh_target()
+        if self._state_ref is not state or self._frag_now is None:
+            self._sync(state)
         key = self._key(req)
-        entry = self._cache.get(key)
-        if entry is None:
-            # scored as if asking no memory when memory does not enter the score: one entry serves
-            # every memory ask, and memory is checked in place()
-            scored = req if self.memory_in_score or not req.memory_mib else dataclasses.replace(req, memory_mib=0)
-            entry = [np.full(state.n_nodes, -1, dtype=np.int64), np.full(state.n_nodes, np.inf),
-                     np.full(state.n_nodes, -1), scored]
-            self._cache[key] = entry
-        seen_version, cost, choice, scored = entry
-        stale = np.flatnonzero(seen_version != state.version)
+        e = self._cache.get(key)
+        if e is None:
+            e = self._cache[key] = self._shape(state, req)
+        stale = (e.seen != state.version).nonzero()[0]
         if len(stale):
-            ok, gpu_ok = state.feasible_rows(scored, stale)
-            fit = stale[ok]
-            cost[stale] = np.inf
-            if len(fit):
-                d, c = self.deltas(state, scored, fit, gpu_ok[ok] if gpu_ok is not None else None)
-                cost[fit] = d
-                choice[fit] = c
-            seen_version[stale] = state.version[stale]
+            self._rescore(state, e, stale)
         if not self.memory_in_score and req.memory_mib:
-            cost = np.where(state.mem_free >= req.memory_mib, cost, np.inf)
+            return np.where(state.mem_free >= req.memory_mib, e.cost, np.inf), e.choice
+        return e.cost, e.choice
+
+    def _rescore(self, state: ClusterState, e: ShapeCosts, stale: np.ndarray) -> None:
+        """Costs of shape ``e`` on the nodes ``stale`` (changed since it was last scored). Many
+        nodes (a shape seen for the first time since the target was built) are scored once per
+        distinct node state, GPU order included, so the chosen GPU carries over too: a cluster of a
+        thousand nodes has a few hundred distinct states, a young one a handful."""
+        ver = state.version[stale]
+        e.seen[stale] = ver
+        if len(stale) > 256:
+            first, inverse = unique_first(self._node_digests(state, stale, ver))
+            if len(first) < len(stale):
+                cost, choice = self._costs(state, e, stale[first], ver[first])
+                e.cost[stale] = cost[inverse]
+                if choice is not None:
+                    e.choice[stale] = choice[inverse]
+                return
+        cost, choice = self._costs(state, e, stale, ver)
+        e.cost[stale] = cost
+        if choice is not None:
+            e.choice[stale] = choice
+
+    def _costs(self, state: ClusterState, e: ShapeCosts, nodes: np.ndarray, ver: np.ndarray):
+        """(cost per node, inf where shape ``e`` does not fit; chosen GPU per node for shares, else
+        None) of ``nodes`` at versions ``ver``. The fit test is ClusterState.feasible_rows's, on the
+        shape's own GPU-model mask."""
+        r = e.req
+        ok = state.healthy[nodes]
+        cpu = state.cpu_free[nodes]
+        mem = state.mem_free[nodes]
+        # free CPU and memory are never negative (allocate refuses): a zero ask needs no test
+        if r.cpu_milli:
+            ok &= cpu >= r.cpu_milli
+        if r.memory_mib:
+            ok &= mem >= r.memory_mib
+        free = gpu_ok = None
+        if r.kind == "whole":
+            free = state.gpu_free.take(nodes, axis=0)
+            gpu_ok = e.gpu_allowed.take(nodes, axis=0)
+            gpu_ok &= free == 1000
+            ok &= (gpu_ok.sum(1) >= r.gpus) if r.gpus > 1 else gpu_ok.any(1)
+        elif r.kind == "share":
+            free = state.gpu_free.take(nodes, axis=0)
+            gpu_ok = e.gpu_allowed.take(nodes, axis=0)
+            gpu_ok &= free >= r.gpu_milli
+            if r.gpu_mem_mib:
+                gpu_ok &= state.gpu_mem_free.take(nodes, axis=0) >= r.gpu_mem_mib
+            ok &= gpu_ok.any(1)
+        if ok.all():
+            return self._score(state, r, nodes, ver, cpu - r.cpu_milli, mem - r.memory_mib, free, gpu_ok)
+        cost = np.empty(len(nodes))
+        cost.fill(np.inf)
+        choice = None
+        if r.kind == "share":
+            choice = np.empty(len(nodes), dtype=np.int64)
+            choice.fill(-1)
+        idx = ok.nonzero()[0]
+        if len(idx):
+            d, c = self._score(state, r, nodes[idx], ver[idx], cpu[idx] - r.cpu_milli, mem[idx] - r.memory_mib,
+                               None if free is None else free.take(idx, axis=0),
+                               None if gpu_ok is None else gpu_ok.take(idx, axis=0))
+            cost[idx] = d
+            if c is not None:
+                choice[idx] = c
         return cost, choice
+
+    def _node_digests(self, state: ClusterState, at: np.ndarray, ver: np.ndarray) -> np.ndarray:
+        """Per node of ``at`` (at versions ``ver``), one uint64 of everything a shape's cost and
+        chosen GPU there depend on: free CPU, memory, free milli and GPU memory per GPU *in order*,
+        and the node's fixed GPU models and health (as a type id); kept per node version."""
+        moved = self._ndigest_version[at] != ver
+        if moved.any():
+            m = at[moved]
+            key = np.concatenate([state.cpu_free[m][:, None], state.mem_free[m][:, None], state.gpu_free[m],
+                                  state.gpu_mem_free[m], self._node_type[m][:, None]], axis=1)
+            self._ndigest_now[m] = (key.astype(np.uint64) * HASH_MULT[: key.shape[1]]).sum(axis=1)
+            self._ndigest_version[m] = ver[moved]
+        return self._ndigest_now[at]
 
     def place(self, state: ClusterState, req: SliceRequest) -> Placement | None:
         if req.kind == "mig":
@@ -286,72 +371,6 @@ class FragmentationPolicy(PlacementPolicy):
         if req.kind == "cpu":
             return Placement(i)
         if req.kind == "whole":
-            _, gpu_ok = state.feasible_rows(req, np.array([i]))
-            return Placement(i, self.whole_gpus(gpu_ok[0], req.gpus))
+            ok = state.allowed_models(req.gpu_models)[state.gpu_model[i]] & (state.gpu_free[i] == 1000)
+            return Placement(i, tuple(ok.nonzero()[0][:req.gpus].tolist()))  # its first free GPUs
         return Placement(i, (int(choice[i]),))
-
-
-class FGD(FragmentationPolicy):
-    """Fragmentation Gradient Descent (Weng et al., USENIX ATC'23) as the paper's simulator
-    (hkust-adsl/kubernetes-scheduler-simulator: FGDScore plugin, pkg/utils/frag.go) runs it.
-
-    Fragmentation of a node for class m (``NodeGpuShareFragAmount``): all its free GPU milli if m asks
-    no GPU (CPU-only classes count everything, the simulator's "XL/XR" cases), if m may not use the
-    node's GPU model ("no access"), if the node lacks m's CPU, or if fewer than m's GPU count of its
-    GPUs have m's per-GPU ask free; otherwise the free milli of the GPUs with less free than that ask.
-    Memory does not enter it (the simulator's PodResource has none; memory is only a fit condition).
-    F_n = sum_m p_m F_n(m).
-
-    The score is Kubernetes-style: ``int(100 * sigmoid((F_before - F_after) / 1000))``, so increases
-    within about 40 milli-GPU of each other score alike; the node with the highest score wins, equal
-    scores the node whose name sorts first (the simulator's vendored Kubernetes); within a node a
-    share goes to its first GPU (index order) of highest score.
-    """
-
-    name = "fgd"
-    memory_in_score = False
-
-    def build_tables(self, state, t):
-        v = np.arange(1001)[:, None]
-        ask = t.per_gpu_milli
-        gpu_cls = ask > 0
-        # per free value: [enough for the class's per-GPU ask (count), fragment if not (milli)]
-        lut = np.concatenate([(v >= ask) & gpu_cls, np.where((v < ask) & gpu_cls, v, 0), v], axis=1)
-        return {"lut": lut.astype(np.float64), "n": len(ask), "gpu_cls": gpu_cls,
-                "need": np.where(t.share, 1, t.ngpu), "cpu": t.cpu}
-
-    def frag_sums(self, state, cpu, mem, per, model):
-        k = self.tables(state)
-        n = k["n"]
-        fits, partial, total = per[:, :n], per[:, n:2 * n], per[:, 2 * n]
-        ok = k["gpu_cls"] & k["allowed"][model] & (cpu[:, None] >= k["cpu"]) & (fits >= k["need"])
-        frag = np.where(ok, partial, total[:, None])
-        return frag @ self.target.weight
-
-    def cost(self, delta):
-        # Go: int64(sigmoid((before-after)/1000) * MaxNodeScore); the least cost is the highest score.
-        # The increase is rounded to 1e-6 milli first: the simulator scores a node's state before and
-        # after with the same arithmetic, so an unchanged fragmentation is exactly 0 (score 50); ours
-        # sums rows in batches of different sizes, whose float rounding (~1e-13) would truncate 50 to 49
-        delta = np.round(delta, 6)
-        return -np.trunc((1.0 / (1.0 + np.exp(delta / 1000.0))) * 100.0)
-
-    def gpu_key(self, cost, cols, vals):
-        return cost + cols * 1e-3  # equal score: the lower GPU index (scores are integers)
-
-    def pick(self, state, req, cost):
-        # equal scores: the node whose name sorts first (the simulator's vendored Kubernetes,
-        # mental2008/kubernetes v1.20.5-minor, replaces selectHost's random choice by that "for
-        # reproducibility"); the trace's node names are zero-padded, i.e. inventory order
-        best = cost.min()
-        if not np.isfinite(best):
-            return None
-        tied = np.flatnonzero(cost == best)
-        return int(tied[0]) if len(tied) == 1 else int(tied[np.argmin(self._name_rank(state)[tied])])
-
-    def _name_rank(self, state):
-        if getattr(self, "_rank_for", None) is not state.inventory:
-            names = [n.name for n in state.inventory.nodes]
-            self._rank = np.argsort(np.argsort(np.array(names), kind="stable"), kind="stable")
-            self._rank_for = state.inventory
-        return self._rank

@@ -27,6 +27,7 @@ class PackedFGD(FragmentationPolicy):
     """
 
     name = "default"
+    _full_state = None  # the state _fullness() keeps figures of
 
     def frag_sums(self, state, cpu, mem, per_gpu, model):
         k = self.tables(state)
@@ -35,15 +36,27 @@ class PackedFGD(FragmentationPolicy):
         # FGD's partial sums; and the node's free total and number of whole free GPUs [H, 2K+2]
         share_inst, partial = per_gpu[:, :n], per_gpu[:, n:2 * n]
         tot = per_gpu[:, 2 * n:2 * n + 1]
-        gpu_inst = share_inst + k["whole_lut"][per_gpu[:, -1].astype(np.int64)]
-        cm = np.minimum(cpu[:, None] * k["inv_cpu"], mem[:, None] * k["inv_mem"])
-        inst = np.minimum(np.floor(cm + 1e-9), gpu_inst) * k["allowed"][model]
+        gpu_inst = k["whole_lut"].take(per_gpu[:, -1].astype(np.intp), axis=0)
+        gpu_inst += share_inst
+        # instances of each class the node's CPU and memory allow, then its GPUs and model; in place
+        # and by method (the arrays are small and many: allocations and call overhead cost more than
+        # the arithmetic)
+        # (a class not allowed on the node's model has its CPU multiplier 0 there: no instance)
+        inst = cpu[:, None] * k["inv_cpu_allowed"].take(model, axis=0)
+        used = mem[:, None] * k["inv_mem"]
+        np.minimum(inst, used, out=inst)
+        np.add(inst, 1e-9, out=inst)
+        np.floor(inst, out=inst)
+        np.minimum(inst, gpu_inst, out=inst)
         # waste (tot - what instances use) + FGD's fragment (tot where no instance fits, else the
         # partial sum), summed over classes with their weights
-        rest = np.where(inst == 0, tot, partial - np.minimum(inst * k["per"], tot))
-        return tot[:, 0] * k["weight_sum"] + rest @ k["weight"]
+        np.multiply(inst, k["per"], out=used)
+        np.minimum(used, tot, out=used)
+        rest = np.subtract(partial, used, out=used)
+        np.copyto(rest, tot, where=inst == 0)
+        return tot[:, 0] * k["weight_sum"] + rest.dot(k["weight"])
 
-    def build_tables(self, state, t):
+    def build_tables(self, state, t, allowed):
         big = 1e12
         v = np.arange(1001, dtype=np.float64)[:, None]
         milli = np.maximum(t.milli, 1)
@@ -69,18 +82,33 @@ class PackedFGD(FragmentationPolicy):
         weight = weight / weight.sum() if weight.sum() > 0 else t.weight
         return {
             "n": len(t.weight), "lut": lut, "whole_lut": whole_lut, "inv_cpu": inv_cpu, "inv_mem": inv_mem,
+            # per model: the CPU multiplier of the classes that may use it, 0 for the others (no instance)
+            "inv_cpu_allowed": np.where(allowed, inv_cpu, 0.0),
             # CPU-only classes: one instance that fits makes the waste 0, else all free GPU
             "per": np.where(t.share, t.milli, np.where(t.whole, t.ngpu * 1000, big)).astype(np.float64),
             "weight": weight, "weight_sum": float(weight.sum()),
         }
 
     def pick(self, state, req, cost):
-        best = cost.min()
-        if not np.isfinite(best):
+        best = cost[cost.argmin()]  # argmin is cheaper than min
+        if best == np.inf:
             return None
-        tied = np.flatnonzero(cost == best)
+        tied = (cost == best).nonzero()[0]
         if len(tied) == 1:
             return int(tied[0])
-        free_gpu = np.maximum(state.gpu_free[tied], 0).sum(1)
-        cpu_share = state.cpu_free[tied] / np.maximum(state.cpu_cap[tied], 1)
-        return int(tied[np.argmin(free_gpu + cpu_share)])
+        return int(tied[np.argmin(self._fullness(state)[tied])])
+
+    def _fullness(self, state):
+        """Per node: free GPU milli + free CPU share (least = fullest), kept per node version: half
+        the decisions tie hundreds of empty or equal nodes, and only the nodes placed on since the
+        last pick changed."""
+        if self._full_state is not state:
+            self._full_state = state
+            self._full = np.zeros(state.n_nodes)
+            self._full_version = np.full(state.n_nodes, -1, dtype=np.int64)
+        moved = (self._full_version != state.version).nonzero()[0]
+        if len(moved):
+            free_gpu = np.maximum(state.gpu_free[moved], 0).sum(1)
+            self._full[moved] = free_gpu + state.cpu_free[moved] / np.maximum(state.cpu_cap[moved], 1)
+            self._full_version[moved] = state.version[moved]
+        return self._full
