@@ -44,6 +44,8 @@ def job_manifest(ex, job: JobSpec, assignment: dict | None) -> dict:
     env = {**ex.extra_env, **kslice.env,
            "AISTACK_SERVICE_URL": ex.service_url, "AISTACK_JOB_ID": str(job.id),
            "AISTACK_JOB_ATTEMPT": str(job.attempt), "AISTACK_USER": job.user}
+    if ex.checkpoint_claim:  # only where a folder that outlives the pod exists (checkpoint_volume)
+        env["AISTACK_CHECKPOINT_DIR"] = ex.checkpoint_mount_path
     env_list = [{"name": k, "value": str(v)} for k, v in sorted(env.items())]
     env_list.append({"name": "AISTACK_JOB_TOKEN",
                      "valueFrom": {"secretKeyRef": {"name": name, "key": "token"}}})
@@ -64,6 +66,8 @@ def job_manifest(ex, job: JobSpec, assignment: dict | None) -> dict:
     }
     pod_spec = {
         "restartPolicy": "Never",
+        # how long a lost (deleted, evicted) pod may take to stop before SIGKILL: the retry waits for it
+        "terminationGracePeriodSeconds": ex.termination_grace_period_s,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": {
@@ -85,6 +89,7 @@ def job_manifest(ex, job: JobSpec, assignment: dict | None) -> dict:
         pod_spec["volumes"] = [{"name": "home", "persistentVolumeClaim": {"claimName": claim}}]
         container["volumeMounts"] = [{"name": "home", "mountPath": ex.home_mount_path}]
         container["workingDir"] = ex.home_mount_path
+    add_to_pod(pod_spec, container, *checkpoint_volume(ex, job))
     # --- storage + environments (issue 15 C): the tenant's claim, its datasets read-only, the environment's
     # image (hooks the service sets: aistack_hub.services.storage.install; a plain executor has none)
     storage = getattr(ex, "storage_volumes", None)
@@ -115,6 +120,47 @@ def job_manifest(ex, job: JobSpec, assignment: dict | None) -> dict:
                      "annotations": dict(kslice.annotations)},
         "spec": spec,
     }
+
+
+CHECKPOINT_VOLUME = "aistack-checkpoints"
+
+
+def checkpoint_claim_name(ex, tenant: str) -> str:
+    """The tenant's checkpoint claim (``checkpoint_claim`` with '{tenant}' replaced), '' when none is set."""
+    return dns_label(ex.checkpoint_claim.replace("{tenant}", dns_label(tenant))) if ex.checkpoint_claim else ""
+
+
+def checkpoint_subpath(ex, job_id) -> str:
+    """The job's folder in its tenant's checkpoint claim: one per job (not per attempt), so every attempt
+    finds what the previous ones saved; under the instance, so two deployments sharing a claim never mix."""
+    return f"{dns_label(ex.instance, 40)}/jobs/{job_id}"
+
+
+def checkpoint_volume(ex, job: JobSpec) -> tuple[list, list]:
+    """``(volumes, volumeMounts)`` of the checkpoint folder (AISTACK_CHECKPOINT_DIR): the job's subPath of
+    the tenant's claim, which outlives the pod and its node. Without a claim, none: a folder in the pod
+    would go with it, and a notebook must not be told it can resume from one (it sees no
+    AISTACK_CHECKPOINT_DIR, as before)."""
+    claim = checkpoint_claim_name(ex, job.tenant)
+    if not claim:
+        return [], []
+    # The kubelet creates the subPath folder (with the mode of the claim's root) on the first attempt.
+    return ([{"name": CHECKPOINT_VOLUME, "persistentVolumeClaim": {"claimName": claim}}],
+            [{"name": CHECKPOINT_VOLUME, "mountPath": ex.checkpoint_mount_path,
+              "subPath": checkpoint_subpath(ex, job.id)}])
+
+
+def checkpoint_pvc(ex, tenant: str, namespace: str) -> dict:
+    """The manifest of a tenant's checkpoint claim (created when missing, ``create_checkpoint_claims``)."""
+    spec = {"accessModes": list(ex.checkpoint_access_modes),
+            "resources": {"requests": {"storage": f"{max(1, int(round(ex.checkpoint_size_gib)))}Gi"}}}
+    if ex.checkpoint_storage_class:
+        spec["storageClassName"] = ex.checkpoint_storage_class
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": checkpoint_claim_name(ex, tenant), "namespace": namespace,
+                         "labels": {MANAGED_BY_LABEL: "aistack", INSTANCE_LABEL: label_value(ex.instance),
+                                    LABEL_PREFIX + "storage": "checkpoints"}},
+            "spec": spec}
 
 
 def token_secret_manifest(ex, handle: dict, token: str) -> dict:

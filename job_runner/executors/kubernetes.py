@@ -25,11 +25,11 @@ from . import runfiles
 from .base import FAILED, ExecState, Executor, JobSpec
 from .k8s_manifest import (ATTEMPT_LABEL, CONTAINER_NAME, INSTANCE_LABEL, JOB_ID_LABEL, MANAGED_BY_LABEL,
                            job_manifest, token_secret_manifest)
-from .k8s_claims import ensure_claims  # tenant storage (issue 15 C)
+from .k8s_claims import CheckpointClaims, ensure_claims  # tenant storage (issue 15 C), checkpoint folders
 from .k8s_status import CLUSTER_REASONS, finished, state_of
 
 
-class KubernetesExecutor(Executor):
+class KubernetesExecutor(Executor, CheckpointClaims):
     """Runs each attempt of a notebook job as a Kubernetes Job in the tenant's namespace."""
 
     name = "kubernetes"
@@ -124,6 +124,7 @@ class KubernetesExecutor(Executor):
         super().__init__(**kwargs)
         self._client_lock = asyncio.Lock()
         self._pending_since: dict[str, float] = {}
+        self._lost_pods: dict[str, dict] = {}  # Job name -> how its pod was lost (k8s_status.state_of)
         self._snapshots: dict[str, tuple] = {}
         self._namespaces_seen: set[str] = set()
         self._snapshot_locks: dict[str, asyncio.Lock] = {}
@@ -186,7 +187,7 @@ class KubernetesExecutor(Executor):
 
     def state_of(self, kjob, pods: list, handle: dict | None = None) -> ExecState:
         """ExecState from a Job and its pods (``k8s_status.state_of``, with this executor's stuck-pod timer)."""
-        return state_of(kjob, pods, self._pending_since, self.pending_timeout_s)
+        return state_of(kjob, pods, self._pending_since, self.pending_timeout_s, self._lost_pods)
 
     # -- the Executor interface ------------------------------------------------------------------
 
@@ -211,7 +212,7 @@ class KubernetesExecutor(Executor):
         ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         batch, _ = await self._apis()
         await self.ensure_namespace(ns)
-        await ensure_claims(self, job.tenant, ns)  # the tenant's claims (hook storage_claims), before its pod
+        await ensure_claims(self, job.tenant, ns)  # the tenant's claims (storage, checkpoints), before its pod
         try:
             created = await batch.create_namespaced_job(ns, manifest, _request_timeout=self.request_timeout_s)
         except ApiException as e:
@@ -257,7 +258,8 @@ class KubernetesExecutor(Executor):
         await self._delete_job(handle)
 
     async def cleanup(self, handle: dict) -> None:
-        self._pending_since.pop(handle.get("name"), None)
+        for per_job in (self._pending_since, self._lost_pods):
+            per_job.pop(handle.get("name"), None)
         if self.delete_on_cleanup:
             await self._delete_job(handle)
 
