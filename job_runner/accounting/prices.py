@@ -53,6 +53,10 @@ class PriceBook:
             got = self._cache[key] = got or 0.0
         return got
 
+    def gpu_models(self) -> list[str]:
+        """The GPU models with prices of their own (every other model pays the default ('') GPU price)."""
+        return sorted({m for (res, m) in self._v if res == "gpu" and m})
+
     def change_days(self) -> list[int]:
         """Every day on which some price changes (sorted)."""
         return sorted({d for days, _ in self._v.values() for d in days})

@@ -10,10 +10,13 @@ import math
 
 from sqlalchemy import insert
 
-from job_runner.db.accounting import UsageDaily, UsageDailyTenant
+from job_runner.db.accounting import UsageBlock, UsageDaily, UsageDailyTenant
 
 DAY = 86400.0
 SUMS = ("gpu_s", "charged_gpu_s", "cpu_s", "mem_gib_s", "idle_gpu_s", "held_s")
+# usage_block's block length (migration 0011 fills it with the same number): short enough that a period's ends
+# read few day rows (< 8 per end), long enough that 90 days are ~11 block rows per key.
+BLOCK_DAYS = 8
 
 
 def day_of(ts: float) -> int:
@@ -59,19 +62,28 @@ def interval_parts(iv, a=None, b=None, now: float | None = None):
 
 TENANT_KEYS = ("day", "tenant", "gpu_model", "kind")
 USER_KEYS = ("day", "tenant", "user", "gpu_model", "kind")
+BLOCK_KEYS = ("blk", "tenant", "user", "gpu_model", "kind")
+
+
+def _summed(rows: list[dict], key) -> dict:
+    out: dict[tuple, dict] = {}
+    for r in rows:
+        t = out.setdefault(key(r), dict.fromkeys(SUMS, 0.0) | {"runs": 0})
+        for c in SUMS + ("runs",):
+            t[c] += r[c]
+    return out
 
 
 def _upsert(s, rows: list[dict]) -> None:
-    """Add ``rows`` (per day, tenant, user, model, kind) to both rollups (per user and per tenant)."""
+    """Add ``rows`` (per day, tenant, user, model, kind) to the three rollups: per user and day, per tenant and
+    day, per user and 8-day block — all in the caller's transaction, so they always agree."""
     if not rows:
         return
-    per_tenant: dict[tuple, dict] = {}
-    for r in rows:
-        t = per_tenant.setdefault(tuple(r[k] for k in TENANT_KEYS), dict.fromkeys(SUMS, 0.0) | {"runs": 0})
-        for c in SUMS + ("runs",):
-            t[c] += r[c]
+    per_tenant = _summed(rows, lambda r: tuple(r[k] for k in TENANT_KEYS))
+    per_block = _summed(rows, lambda r: (r["day"] // BLOCK_DAYS, r["tenant"], r["user"], r["gpu_model"], r["kind"]))
     _upsert_into(s, UsageDaily, USER_KEYS, rows)
     _upsert_into(s, UsageDailyTenant, TENANT_KEYS, [dict(zip(TENANT_KEYS, k), **v) for k, v in per_tenant.items()])
+    _upsert_into(s, UsageBlock, BLOCK_KEYS, [dict(zip(BLOCK_KEYS, k), **v) for k, v in per_block.items()])
 
 
 def _upsert_into(s, model, keys, rows: list[dict]) -> None:

@@ -93,6 +93,30 @@ class UsageDailyTenant(Base):
     runs: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
 
+class UsageBlock(Base):
+    """``usage_daily`` summed over blocks of ``BLOCK_DAYS`` (8) UTC days (``blk`` = day // 8), per tenant, user,
+    GPU model and kind, written with it (migration 0011). A report without a per-day grouping reads the whole
+    blocks of its period from here and only the up to 7 days at each end of a block run from ``usage_daily``:
+    90 days per user come back as ~11 block rows + <= 14 day rows per key instead of 90 day rows."""
+
+    __tablename__ = "usage_block"
+
+    blk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(63), primary_key=True)
+    user: Mapped[str] = mapped_column(String(255), primary_key=True)
+    gpu_model: Mapped[str] = mapped_column(String(63), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    gpu_s: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    charged_gpu_s: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    cpu_s: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    mem_gib_s: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    idle_gpu_s: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    held_s: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    runs: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+    __table_args__ = (Index("ix_usage_block_tenant_blk", "tenant", "blk"),)
+
+
 class Price(Base):
     """One version of one price: ``unit_price`` per hour of ``resource`` (gpu: per GPU-hour of ``gpu_model``,
     '' = any model without its own price; cpu: per core-hour; memory: per GiB-hour), in force from
