@@ -1,7 +1,11 @@
 """ASHA against the full grid on a real training notebook (numpy MLP trained epoch by epoch on a seeded
 synthetic 10-class data set, validation accuracy reported each epoch with ``report()``), through the real
 aistack service (LocalExecutor, papermill kernels, SQLite): same notebook, same seeds, same parallelism,
-one run. Also ``report()``'s cost per call and the ingest rate into SQLite. Prints its figures (JSON last).
+one run. Also ``report()``'s cost per call and the ingest rate into SQLite, where each trial's slot time goes
+(submit -> admitted -> runner process -> papermill imported -> first cell -> last cell -> runner exit -> job
+final -> next trial submitted -> admitted; medians and sums over the trials, from the jobs' times in the
+database and the runner's timing lines in each job's log), and the load average while each strategy ran.
+Prints its figures (JSON last).
 
     .venv/bin/python benchmarks/experiments_asha.py [--parallelism 2] [--epoch-scale 1.0]
 """
@@ -83,41 +87,102 @@ def run(s, api, strategy: str, parallelism: int, scale: float) -> dict:
     r = s.post(api + "experiments", json=body)
     r.raise_for_status()
     eid = r.json()["id"]
+    load = []  # the machine's 1-minute load average while it ran (shared machine: say what it was)
     while True:
         e = s.get(api + f"experiments/{eid}").json()
+        load.append(os.getloadavg()[0])
         if e["state"] != "running":
             break
-        time.sleep(1.0)
+        time.sleep(0.25)  # the wall time's resolution
     wall = time.monotonic() - t0
     trials = e["trials"]
     # epochs trained: the recorded ones, plus for a trial stopped by the rule the epoch it was in when it
     # stopped (at its marker report() raises before recording that epoch; a cancel kills it mid-epoch)
     epochs = sum(len((t["metrics"] or {}).get("val_accuracy", [])) + (t["state"] == "pruned") for t in trials)
-    startup = [startup_of(s.get(api + f"jobs/{t['job_id']}/logs").text) for t in trials if t["job_id"]]
     finals = [t["value"] for t in trials if t["state"] == "completed" and t["last_step"] == EPOCHS]
+    slots = breakdown(s, api, trials, parallelism)
     return {"strategy": strategy, "state": e["state"], "trials": len(trials), "wall_s": round(wall, 1),
             "epochs": epochs, "best_final": max(finals) if finals else None, "best": e["best"],
             "pruned": sum(1 for t in trials if t["state"] == "pruned"),
             "pruned_last_steps": sorted(t["last_step"] for t in trials if t["state"] == "pruned"),
-            "startup_median_s": {k: median([x[k] for x in startup if k in x]) for k in STARTUP}}
+            "load_avg": {"mean": round(sum(load) / len(load), 2), "max": round(max(load), 2)},
+            "slot_breakdown": slots}
 
 
-STARTUP = {"runner up": "runner_up", "papermill imported": "papermill_imported", "kernel up": "kernel_up"}
+# The runner's timing lines (job_runner/run_notebook.py): "startup: <what>, <age> s after the runner process
+# started (at <epoch s>)" and "end: ..." — marks in the job's log, lined up with the job's times in the database.
+MARKS = {"runner up": "runner_up", "papermill imported": "papermill_imported", "kernel up": "first_cell",
+         "last cell done": "last_cell", "result written": "runner_exits"}
+# A trial's slot, end to end, as consecutive segments (name, from mark, to mark). "submitted" is the job's
+# created_at, "admitted" admitted_at, "running" started_at (written once the executor's start returned),
+# "final" finished_at; "process" is the runner's process start (its first mark's time minus its age);
+# "next admitted" is when the trial that took this slot was admitted.
+SEGMENTS = [
+    ("admitted -> runner process started", "admitted", "process"),
+    ("process -> runner up (python, imports)", "process", "runner_up"),
+    ("runner up -> papermill imported", "runner_up", "papermill_imported"),
+    ("papermill imported -> first cell (kernel start)", "papermill_imported", "first_cell"),
+    ("first cell -> last cell (the notebook's work)", "first_cell", "last_cell"),
+    ("last cell -> runner exits (save, kernel shutdown)", "last_cell", "runner_exits"),
+    ("runner exits -> job final in the database", "runner_exits", "final"),
+    ("job final -> next trial submitted", "final", "next_submitted"),
+    ("next submitted -> next admitted", "next_submitted", "next_admitted"),
+]
 
 
-def startup_of(log: str) -> dict:
-    """Seconds from the runner process's start to its startup lines (job_runner/run_notebook.py)."""
+def _epoch(iso: str | None) -> float | None:
+    import datetime as dt
+    return None if not iso else dt.datetime.fromisoformat(iso.rstrip("Z")).replace(tzinfo=dt.timezone.utc).timestamp()
+
+
+def marks_of(log: str) -> dict:
     out = {}
     for line in log.splitlines():
-        for k, name in STARTUP.items():
-            if f"startup: {k}" in line and "s after the runner process started" in line:
-                out[k] = float(line.rsplit(", ", 1)[1].split()[0])
+        if "s after the runner process started (at " not in line:
+            continue
+        for k, name in MARKS.items():
+            if (f"startup: {k}" in line or f"end: {k}" in line) and name not in out:
+                head, at = line.rsplit("(at ", 1)
+                age = float(head.rsplit(", ", 1)[1].split()[0])
+                out[name] = float(at.rstrip(")").strip())
+                out.setdefault("process", out[name] - age)
+    return out
+
+
+def breakdown(s, api, trials, parallelism: int) -> dict:
+    """Where each trial's slot time goes (medians and sums over the trials, seconds). The slot a trial frees
+    goes to the next trial submitted after it ended (trials in submission order, ends in time order)."""
+    rows = []
+    for t in trials:
+        if not t["job_id"]:
+            continue
+        j = s.get(api + f"jobs/{t['job_id']}").json()
+        m = marks_of(s.get(api + f"jobs/{t['job_id']}/logs").text)
+        m.update(submitted=_epoch(j["created_at"]), admitted=_epoch(j["admitted_at"]),
+                 running=_epoch(j["started_at"]), final=_epoch(j["finished_at"]))
+        rows.append(m)
+    by_submit = sorted(rows, key=lambda m: m["submitted"])
+    by_final = sorted((m for m in rows if m.get("final")), key=lambda m: m["final"])
+    for done, nxt in zip(by_final, by_submit[parallelism:]):  # the k-th slot freed -> the (P+k)-th trial
+        done["next_submitted"], done["next_admitted"] = nxt["submitted"], nxt["admitted"]
+    out = {}
+    for name, a, b in SEGMENTS:
+        xs = [m[b] - m[a] for m in rows if m.get(a) is not None and m.get(b) is not None]
+        out[name] = {"median": median(xs), "sum": round(sum(xs), 1), "n": len(xs)}
+    slot = [m["next_admitted"] - m["admitted"] for m in rows if m.get("next_admitted")]
+    out["slot (admitted -> next trial admitted)"] = {"median": median(slot), "sum": round(sum(slot), 1),
+                                                     "n": len(slot)}
+    # what early stopping cannot save: the slot minus the notebook's own work (its cells)
+    fixed = [m["next_admitted"] - m["admitted"] - (m["last_cell"] - m["first_cell"]) for m in rows
+             if m.get("next_admitted") and m.get("last_cell") and m.get("first_cell")]
+    out["fixed (slot minus the cells' work)"] = {"median": median(fixed), "sum": round(sum(fixed), 1),
+                                                 "n": len(fixed)}
     return out
 
 
 def median(xs):
     xs = sorted(xs)
-    return round(xs[len(xs) // 2], 2) if xs else None
+    return round(xs[len(xs) // 2], 3) if xs else None
 
 
 def report_overhead() -> float:
@@ -171,7 +236,10 @@ def main():
         s.headers["Authorization"] = f"token {svc.session().headers['Authorization'].split()[1]}"
         for strategy in ("grid", "asha"):
             out[strategy] = run(s, svc.api, strategy, a.parallelism, a.epoch_scale)
-            print(json.dumps(out[strategy]), flush=True)
+            print(json.dumps({k: v for k, v in out[strategy].items() if k != "slot_breakdown"}), flush=True)
+            print(f"{strategy}: where a trial's slot goes (median s, sum s over {out[strategy]['trials']} trials)")
+            for name, v in out[strategy]["slot_breakdown"].items():
+                print(f"  {name:55s} {v['median']!s:>7} {v['sum']!s:>8}")
     finally:
         svc.stop()
     g, h = out["grid"], out["asha"]

@@ -72,8 +72,9 @@ class _Progress:
         self.state = {"cells_total": 0, "cells_done": 0, "current_cell": None, "first_cell_at": None,
                       "updated_at": time.time()}
         self._kernels_recorded = False
+        self.stopped_itself = False  # a cell ended by report()'s TrialStopped (experiments, issue 13)
 
-    def _record_kernels(self):
+    def record_kernels(self):
         if self._kernels_recorded:
             return
         # jupyter_client starts the kernel in a new session: its pgid is its pid. Record it so that
@@ -92,7 +93,7 @@ class _Progress:
             self._kernels_recorded = True
 
     def cell_start(self, index, total):
-        self._record_kernels()
+        self.record_kernels()
         s = self.state
         s["cells_total"] = total
         s["current_cell"] = index
@@ -102,7 +103,9 @@ class _Progress:
         s["updated_at"] = time.time()
         write_json_atomic(self.path, s)
 
-    def cell_complete(self, index, total):
+    def cell_complete(self, index, total, last=False):
+        if last or index + 1 >= total:  # experiments (issue 13): the notebook's work ends here
+            _startup("last cell done", kind="end")
         s = self.state
         s["cells_total"] = total
         s["cells_done"] = max(s["cells_done"], index + 1)
@@ -110,25 +113,88 @@ class _Progress:
         write_json_atomic(self.path, s)
 
 
-def _register_engine(progress: _Progress) -> str:
+class _EarlyKernel:
+    """The notebook's kernel, started before papermill is imported (experiments, issue 13: the kernel's own
+    start, ~0.6 s idle and 1.5-2 s on a loaded machine, then overlaps papermill's import, ~0.3-1.5 s,
+    instead of following it). The same kernel papermill would start: the job's kernel name (else the
+    notebook's kernelspec, as papermill picks it), the notebook's folder as its cwd, this process's
+    environment, the ``--HistoryManager.hist_file=:memory:`` nbclient adds. nbclient then runs the notebook
+    on it and shuts it down as its own (``owns_km``), gracefully, as before."""
+
+    def __init__(self, spec: dict, attempt_dir: str, cwd: str, progress: _Progress):
+        self.km = None
+        self.name = spec.get("kernel_name") or None
+        if not self.name:
+            nb = read_json(os.path.join(attempt_dir, "input.ipynb")) or {}
+            self.name = ((nb.get("metadata") or {}).get("kernelspec") or {}).get("name")
+        if not self.name:
+            return  # papermill says why (no kernel name in the notebook)
+        from jupyter_client.manager import AsyncKernelManager
+        from jupyter_core.utils import run_sync
+
+        km = AsyncKernelManager(kernel_name=self.name)
+        args = ["--HistoryManager.hist_file=:memory:"] if km.ipykernel else []
+        run_sync(km.start_kernel)(extra_arguments=args, cwd=cwd)
+        self.km = km
+        progress.record_kernels()  # a cancel from now on stops the kernel too
+
+    def take(self, kernel_name: str):
+        """The started manager for ``kernel_name`` (once), or None: nbclient starts its own then."""
+        km, self.km = (self.km, None) if kernel_name == self.name else (None, self.km)
+        return km
+
+    def stop(self) -> None:
+        """Shut the kernel down if nbclient never took it (a cancel or a failure before the first cell)."""
+        km, self.km = self.km, None
+        if km is None:
+            return
+        from jupyter_core.utils import run_sync
+        try:
+            run_sync(km.shutdown_kernel)(now=True)
+        except Exception as e:  # noqa: BLE001 - the executor kills the recorded kernel's group anyway
+            logging.warning("could not stop the kernel: %s", e)
+
+
+def _register_engine(progress: _Progress, kernel: _EarlyKernel | None = None) -> str:
+    from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.log import logger
+    from papermill.utils import merge_kwargs, remove_args
 
     class ProgressEngine(NBClientEngine):
         @classmethod
-        def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
-            start, complete = nb_man.cell_start, nb_man.cell_complete
+        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
+                                     stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
+            start, complete, exception = nb_man.cell_start, nb_man.cell_complete, nb_man.cell_exception
             total = len(nb_man.nb.cells)
+            failed = []
 
             def cell_start(cell, cell_index=None, **kw):
                 start(cell, cell_index, **kw)
                 progress.cell_start(cell_index, total)
 
+            def cell_exception(cell, cell_index=None, **kw):
+                failed.append(cell_index)  # papermill stops at this cell: its cell_complete is the last
+                # experiments (issue 13): report() raised at the stop marker: the trial ended itself here
+                progress.stopped_itself = getattr(kw.get("exception"), "ename", None) == "TrialStopped"
+                exception(cell, cell_index, **kw)
+
             def cell_complete(cell, cell_index=None, **kw):
                 complete(cell, cell_index, **kw)
-                progress.cell_complete(cell_index, total)
+                progress.cell_complete(cell_index, total, last=bool(failed))
 
             nb_man.cell_start, nb_man.cell_complete = cell_start, cell_complete
-            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+            nb_man.cell_exception = cell_exception
+            # NBClientEngine.execute_managed_notebook (papermill 2.x), with the kernel started early
+            kwargs = remove_args(["input_path"], **kwargs)
+            final = merge_kwargs(remove_args(["timeout", "startup_timeout"], **kwargs),
+                                 timeout=execution_timeout if execution_timeout else kwargs.get("timeout"),
+                                 startup_timeout=start_timeout, kernel_name=kernel_name, log=logger,
+                                 log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file)
+            km = kernel.take(kernel_name) if kernel is not None else None
+            client = PapermillNotebookClient(nb_man, km=km, **final)
+            client.owns_km = True  # shut down and cleaned up by nbclient at the end, as one it started
+            return client.execute()
 
     papermill_engines.register("aistack", ProgressEngine)
     return "aistack"
@@ -205,8 +271,13 @@ def main(argv=None) -> int:
     # --- experiments (issue 13): jsonschema (imported by nbformat, for papermill) builds rfc3987_syntax's
     # lark grammar at import when that package is installed (7.0 s of papermill's 9.4 s import, measured
     # here at load 6 on 2 cores), in every job, for an "iri" format check nbformat's schema never uses.
-    # Without the package jsonschema skips that one check.
-    sys.modules.setdefault("rfc3987_syntax", None)
+    # Without the package jsonschema skips that one check. The same for the other optional packages behind
+    # jsonschema's format checks (durations through arrow, colours, URI templates, JSON pointers, host
+    # names, RFC 3339 dates, RFC 3986 URIs: 80-190 ms of the runner's ~0.8 s of imports at load 5-7): the
+    # runner never validates a format (nbformat's schema names none of these), the kernel is another process.
+    for name in ("rfc3987_syntax", "isoduration", "webcolors", "uri_template", "jsonpointer", "fqdn",
+                 "rfc3339_validator", "rfc3986_validator"):
+        sys.modules.setdefault(name, None)
     attempt_dir = os.path.abspath(argv[0])
     # --- experiments (issue 13): where job_runner.report writes (the kernel inherits it; a pod's runner sends it)
     os.environ.setdefault("AISTACK_METRICS_FILE", os.path.join(attempt_dir, "metrics.jsonl"))
@@ -231,11 +302,14 @@ def main(argv=None) -> int:
         write_json_atomic(result_path, {"state": "failed", "failure": failure(INFRASTRUCTURE, str(e))})
         return 1
     logging.info("running in %s", cwd)
+    kernel = None
     try:
+        kernel = _EarlyKernel(spec, attempt_dir, cwd, progress)
+        _startup("kernel process started")  # experiments (issue 13)
         import papermill
 
-        engine = _register_engine(progress)
-        _startup("papermill imported, starting the kernel")  # experiments (issue 13)
+        engine = _register_engine(progress, kernel)
+        _startup("papermill imported, waiting for the kernel")  # experiments (issue 13)
         papermill.execute_notebook(
             os.path.join(attempt_dir, "input.ipynb"),
             output,
@@ -249,7 +323,14 @@ def main(argv=None) -> int:
             execution_timeout=spec.get("cell_timeout"),
             cwd=cwd,
         )
+        _startup("notebook ended, kernel shut down", kind="end")  # experiments (issue 13)
     except _Cancelled:
+        # --- experiments (issue 13): a trial that had ended itself at the stop marker (its cell raised
+        # TrialStopped) and got the SIGTERM while its kernel was shutting down (the cancel that follows a prune
+        # after stop_grace_s, when the kernel's exit stalls): its outcome is still the marker's
+        if progress.stopped_itself and _stopped_by_marker(stop_file, result_path,
+                                                          " (SIGTERM while its kernel shut down)"):
+            return 143
         write_json_atomic(result_path, {"state": "failed", "failure": failure(CANCELLED, "stopped by SIGTERM")})
         return 143
     except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded
@@ -262,6 +343,9 @@ def main(argv=None) -> int:
         logging.error("job failed: %s", fail["message"])
         write_json_atomic(result_path, {"state": "failed", "failure": fail})
         return 1
+    finally:
+        if kernel is not None:
+            kernel.stop()  # only a kernel nbclient never took (it shuts down the one it ran)
     if _stopped_by_marker(stop_file, result_path):  # experiments (issue 13): a trial that ended at should_stop()
         return 0
     write_json_atomic(result_path, {"state": "succeeded"})
@@ -269,7 +353,10 @@ def main(argv=None) -> int:
 
 
 # --- experiments (issue 13): where the seconds from the job's process start to its first cell go (job log)
-def _startup(what: str) -> None:
+# and from its last cell to its end. Each line also carries the wall-clock time (epoch seconds), so that the
+# benchmark can line it up with the job's times in the database (docs/experiments.md, "Where a trial's slot
+# time goes").
+def _startup(what: str, kind: str = "startup") -> None:
     try:
         with open("/proc/self/stat") as f:
             ticks = int(f.read().rsplit(")", 1)[1].split()[19])
@@ -277,24 +364,33 @@ def _startup(what: str) -> None:
             age = float(f.read().split()[0]) - ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return
-    logging.info("startup: %s, %.2f s after the runner process started", what, age)
+    logging.info("%s: %s, %.3f s after the runner process started (at %.3f)", kind, what, age, time.time())
 
 
 # --- experiments (issue 13): a pruned / stopped trial ends as stopped (failure class "cancelled"), not failed
 STOP_MARKER = "stop"
 
 
-def _stopped_by_marker(stop_file: str, result_path: str) -> bool:
+def _stopped_by_marker(stop_file: str, result_path: str, note: str = "") -> bool:
     try:
         with open(stop_file) as f:
             why = f.read(200).strip() or "stopped by the experiment"
     except OSError:
         return False
-    logging.info("the trial stopped itself at the experiment's stop marker: %s", why)
+    logging.info("the trial stopped itself at the experiment's stop marker: %s%s", why, note)
     write_json_atomic(result_path, {"state": "failed", "failure": failure(CANCELLED, why)})
     return True
 # --- end experiments ---
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    _startup("result written, runner exits", kind="end")  # experiments (issue 13)
+    # Everything the run leaves is on disk (result.json, output.ipynb, progress.json) and its kernel is shut
+    # down: exit without the interpreter's teardown (freeing papermill's, nbformat's, tornado's, zmq's
+    # modules: 0.1-0.3 s measured on the shared 2 cores), since the job holds its slot until this process
+    # is gone. The log (stdout, stderr) is flushed first.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -256,14 +256,15 @@ class Jobs:
             await self.finish_many(failed, from_states=(ADMITTED,))
 
     async def finish_many(self, outcomes, retry: bool = True, from_states=(ADMITTED, RUNNING)) -> None:
-        handles, requeue = await self.ctl.in_worker(self.db_finish, outcomes, retry, from_states)
+        handles, _requeued = await self.ctl.in_worker(self.db_finish, outcomes, retry, from_states)
         for job_id, handle in handles:  # after the commit
             try:
                 await self.ctl.executor.cleanup(handle)
             except Exception as e:  # noqa: BLE001
                 self.log.warning("job %s: cleanup failed: %s", job_id, e)
-        if requeue:
-            self.ctl.wake()
+        # Every outcome frees its slice (and a retry may be queued): the next pass runs at once and admits
+        # what waits, instead of after tick_interval_s (a pass admits before it polls).
+        self.ctl.wake()
 
     async def poll(self) -> None:
         rows = await self.ctl.in_worker(self.db_running)
