@@ -84,11 +84,15 @@ def accounting_routes(api: str, kw: dict) -> list:
 
 def openapi_paths() -> dict:
     """The accounting endpoints for openapi.json (aistack_hub.api.openapi)."""
+    from .openapi_more import model_body, model_query
+
     tag = ["accounting"]
     err = {str(c): {"description": "an error {error, message}"} for c in (400, 401, 403, 404, 409)}
-    q = [{"name": n, "in": "query", "schema": {"type": "string"}} for n in
-         ("start", "end", "period", "group_by", "tenant", "user", "format", "limit", "offset")]
-    page = [{"name": n, "in": "query", "schema": {"type": "integer"}} for n in ("limit", "offset")]
+    # the request models' own schemas: the fuzz test sends the bodies and arguments the handlers read
+    q = model_query(ReportQuery)
+    page = model_query(PageQuery)
+    price, budget = ({"required": True, "content": {"application/json": {"schema": model_body(m)}}}
+                     for m in (PriceBody, BudgetBody))
     ok = {"200": {"description": "ok"}}
     return {
         "/accounting/report": {"get": {"tags": tag, "summary": "Usage and cost for a period, grouped (JSON page or "
@@ -97,15 +101,15 @@ def openapi_paths() -> dict:
         "/accounting/prices": {"get": {"tags": tag, "summary": "The price book's versions (pages)", "parameters": page,
                                        "responses": {**ok, **err}},
                                "post": {"tags": tag, "summary": "Add a price version (platform admins)",
-                                        "responses": {"201": {"description": "created"}, **err}}},
+                                        "requestBody": price, "responses": {"201": {"description": "created"}, **err}}},
         "/accounting/prices/{id}": {"put": {"tags": tag, "summary": "Change a future price version",
-                                            "responses": {**ok, **err}},
+                                            "requestBody": price, "responses": {**ok, **err}},
                                     "delete": {"tags": tag, "summary": "Remove a future price version",
                                                "responses": {"204": {"description": "removed"}, **err}}},
         "/accounting/budgets": {"get": {"tags": tag, "summary": "Budgets with month-to-date spend (pages)",
                                         "parameters": page, "responses": {**ok, **err}}},
         "/accounting/budgets/{tenant}": {"put": {"tags": tag, "summary": "Set a tenant's monthly budget (platform admins)",
-                                                 "responses": {**ok, **err}},
+                                                 "requestBody": budget, "responses": {**ok, **err}},
                                          "delete": {"tags": tag, "summary": "Remove a tenant's budget",
                                                     "responses": {"204": {"description": "removed"}, **err}}},
         "/accounting/reminders": {"get": {"tags": tag, "summary": "The caller's over-budget / over-quota reminders",

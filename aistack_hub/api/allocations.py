@@ -24,7 +24,7 @@ class AllocationsHandler(APIHandler):
         raw = self.get_argument(name, None)
         if raw is None:
             return None
-        if not raw.isdigit() or len(raw) > 18:
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # "¹".isdigit(), and int() refuses it
             raise APIError(400, f"bad_{name}", f"{name} must be a whole number of at most 18 digits")
         return int(raw)
 
@@ -40,7 +40,7 @@ class AllocationHandler(APIHandler):
 class ReleasedAllocationsHandler(APIHandler):
     async def get(self):
         raw = self.get_argument("limit", "100")
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
             raise APIError(400, "bad_limit", "limit must be a whole number")
         self.write_json(await self.services.allocations.released(self.identity, int(raw)))
 

@@ -81,18 +81,30 @@ def experiment_routes(api: str, kw: dict) -> list:
 
 def openapi_paths() -> dict:
     """The experiments' part of openapi.json (docs/experiments.md has the fields)."""
-    def op(summary, tag="experiments", code="200"):
-        return {"tags": [tag], "summary": summary,
-                "responses": {code: {"description": summary, "content": {"application/json": {"schema": {"type": "object"}}}},
-                              "400": {"description": "bad input"}, "404": {"description": "not found"}}}
+    from .openapi_more import model_body
+
+    def op(summary, tag="experiments", code="200", body=None, required=True):
+        out = {"tags": [tag], "summary": summary,
+               "responses": {code: {"description": summary, "content": {"application/json": {"schema": {"type": "object"}}}},
+                             "400": {"description": "bad input"}, "404": {"description": "not found"}}}
+        if body is not None:  # the fields the handler reads, so that the fuzz test sends them
+            out["requestBody"] = {"required": required, "content": {"application/json": {"schema": body}}}
+        return out
+    submit = model_body(ExperimentSubmit)
+    submit.pop("$defs", None)  # the notebook is sent as nbformat JSON (prepared by the handler)
+    submit["properties"]["notebook"] = {"$ref": "#/components/schemas/Notebook"}
     exp = "/experiments/{id}"
     return {
-        "/experiments": {"post": op("Create an experiment (space, objective, strategy, budget, parallelism)", code="201"),
+        "/experiments": {"post": op("Create an experiment (space, objective, strategy, budget, parallelism)", code="201",
+                                    body=submit),
                          "get": op("List experiments (pages: limit, before)")},
         exp: {"get": op("An experiment: state, trials with metrics, best")},
         exp + "/cancel": {"post": op("Cancel an experiment and its trials")},
-        exp + "/trials": {"post": op("Add a trial with given parameters", code="201")},
+        exp + "/trials": {"post": op("Add a trial with given parameters", code="201", body={
+            "type": "object", "additionalProperties": False, "properties": {"parameters": {"type": "object"}}})},
         exp + "/trials/{trial}/stop": {"post": op("Stop a trial (stopped_by: you)")},
-        exp + "/trials/{trial}/resume": {"post": op("Resume a trial from its checkpoint with more budget")},
+        exp + "/trials/{trial}/resume": {"post": op("Resume a trial from its checkpoint with more budget", required=False,
+                                                    body={"type": "object", "additionalProperties": False,
+                                                          "properties": {"budget": {"type": "number"}}})},
         "/jobs/{id}/metrics": {"get": op("A job's reported metrics", tag="jobs")},
     }

@@ -29,10 +29,10 @@ class _Base(APIHandler):
 
 
 def _id(raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise Invalid(f"an allocation id is a number, not {raw!r}") from None
+    # the route's \d+ also matches non-ASCII digits, and more than 18 digits overflow SQLite's integer (500)
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+        raise Invalid(f"an allocation id is at most 18 digits 0-9, not {raw!r}")
+    return int(raw)
 
 
 class GPUHistoryHandler(_Base):

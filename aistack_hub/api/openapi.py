@@ -218,6 +218,9 @@ def openapi_spec(base_path: str = "/services/aistack/api") -> dict:
     # --- experiments (issue 13) ---
     from .experiments import openapi_paths as _experiment_paths
     paths.update(_experiment_paths())
+    # --- pipelines, schedules, monitoring, storage, environments, internal (issues 14, 15 B/C) ---
+    from .openapi_more import SECURITY_SCHEMES as _more_schemes, paths as _more_paths
+    paths.update(_more_paths())
     _declare_path_parameters(paths)
     return {
         "openapi": "3.1.0",
@@ -226,7 +229,8 @@ def openapi_spec(base_path: str = "/services/aistack/api") -> dict:
                                 "Auth: 'Authorization: token <JupyterHub token>'."},
         "servers": [{"url": base_path}],
         "security": [{"token": []}],
-        "components": {"securitySchemes": {"token": {"type": "apiKey", "in": "header", "name": "Authorization"}},
+        "components": {"securitySchemes": {"token": {"type": "apiKey", "in": "header", "name": "Authorization"},
+                                           **_more_schemes},
                        "schemas": SCHEMAS},
         "paths": paths,
     }

@@ -30,7 +30,7 @@ MAX_ENV = 50
 class EnvironmentsQuery(_Query):
     tenant: str | None = None
     limit: Annotated[int, Field(ge=1, le=500)] = 100
-    offset: Annotated[int, Field(ge=0)] = 0
+    offset: Annotated[int, Field(ge=0, le=10 ** 9)] = 0  # as storage's MAX_OFFSET
 
 
 class EnvironmentBody(_Body):

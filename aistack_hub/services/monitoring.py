@@ -6,6 +6,7 @@ decision, which its spawners' idle watch asks for.
 """
 from __future__ import annotations
 
+import math
 import time
 
 from sqlalchemy import select
@@ -17,6 +18,26 @@ from job_runner.monitoring.culling import POLICY_KEYS, Policy, warning_text
 from .errors import Forbidden, Invalid, NotFound
 
 MAX_SPAN_S = 90 * 86400
+LATEST_S = 1e10  # UNIX seconds (year 2286): past this, datetime has no year for it (a 500 the fuzz test found)
+
+
+def _span(since: float | None, until: float | None, default_s: float) -> tuple[float, float]:
+    """(since, until) of a history query: until defaults to now, since to until - default_s; both finite
+    UNIX seconds in 0..LATEST_S, the span more than 0 and at most MAX_SPAN_S."""
+    for name, t in (("since", since), ("until", until)):
+        if t is not None and not (math.isfinite(t) and 0 <= t <= LATEST_S):
+            raise Invalid(f"{name} must be UNIX seconds from 0 to {LATEST_S:.0f}, not {t!r}")
+    until = time.time() if until is None else until
+    since = until - default_s if since is None else since
+    if not 0 < until - since <= MAX_SPAN_S:
+        raise Invalid(f"the span must be more than 0 and at most {MAX_SPAN_S // 86400} days")
+    return since, until
+
+
+def _points(points: int | None) -> int | None:
+    if points is not None and points < 1:
+        raise Invalid(f"points must be at least 1, not {points}")
+    return points
 
 
 class MonitoringService:
@@ -63,10 +84,9 @@ class MonitoringService:
         a = self._allocation(allocation_id)
         if not self._may_see(ident, a.tenant, a.user):
             raise NotFound(f"no allocation {allocation_id}")
-        try:
-            hours = float(hours)
-        except (TypeError, ValueError):
-            raise Invalid(f"hours must be a number, not {hours!r}") from None
+        if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not math.isfinite(hours):
+            raise Invalid(f"hours must be a number, not {hours!r}")
+        hours = float(hours)
         try:
             d = self.monitor.keep(a.id, a.tenant, hours, now)
         except ValueError as e:
@@ -102,9 +122,12 @@ class MonitoringService:
                 fields[k] = v
             else:
                 try:
-                    fields[k] = float(v)
+                    fields[k] = float(v) if not isinstance(v, bool) else None
                 except (TypeError, ValueError):
-                    raise Invalid(f"{k} must be a number, not {v!r}") from None
+                    fields[k] = None
+                # NaN passed Policy.check (every comparison is false) and was stored, then answered as NaN
+                if fields[k] is None or not math.isfinite(fields[k]):
+                    raise Invalid(f"{k} must be a finite number or null, not {v!r}")
         current = store.policy_overrides(self.ctx.db).get(tenant) or {}
         try:
             self.monitor.default_policy().merged({**current, **fields}).check()
@@ -116,11 +139,8 @@ class MonitoringService:
     def gpus(self, ident, since: float | None, until: float | None, points: int | None) -> dict:
         if not ident.is_admin:
             raise Forbidden("GPU history is for platform admins")
-        until = until or time.time()
-        since = since or until - 6 * 3600
-        if not 0 < until - since <= MAX_SPAN_S:
-            raise Invalid(f"the span must be more than 0 and at most {MAX_SPAN_S // 86400} days")
-        points = min(points or self.monitor.history_points, self.monitor.history_points)
+        since, until = _span(since, until, 6 * 3600)
+        points = min(_points(points) or self.monitor.history_points, self.monitor.history_points)
         return {"since": since, "until": until, "source": self.monitor.source_status,
                 "series": store.gpu_history(self.ctx.db, since, until, points)}
 
@@ -135,8 +155,7 @@ class MonitoringService:
             self._tenant_admin(ident, tenant)
         elif not ident.is_admin:
             raise Forbidden("name a tenant you administer, or be a platform admin")
-        if not 0 < until - since <= MAX_SPAN_S:
-            raise Invalid(f"the span must be more than 0 and at most {MAX_SPAN_S // 86400} days")
+        since, until = _span(since, until, 0)
         items = store.idle_intervals(self.ctx.db, since, until, tenant)
         return {"since": since, "until": until, "items": items,
                 "idle_gpu_hours": round(sum(i["idle_gpu_hours"] for i in items), 6)}
@@ -149,11 +168,8 @@ class MonitoringService:
 
         from job_runner.db import Job
 
-        until = until or time.time()
-        since = since or until - 24 * 3600
-        if not 0 < until - since <= MAX_SPAN_S:
-            raise Invalid(f"the span must be more than 0 and at most {MAX_SPAN_S // 86400} days")
-        n = max(1, min(points or 48, 500))
+        since, until = _span(since, until, 24 * 3600)
+        n = min(_points(points) or 48, 500)
         width = (until - since) / n
         utc = _dt.timezone.utc
         ts = (lambda d: d.replace(tzinfo=utc).timestamp() if d is not None else None)

@@ -24,6 +24,25 @@ from .context import Identity, ServiceContext
 from .errors import Conflict, Invalid, NotFound
 
 RUN_FINAL = ("succeeded", "failed", "cancelled")
+RUN_STATES = ("running", *RUN_FINAL)  # job_runner.pipelines.dag's RUN_*
+SOURCE_FIELDS = ("spec", "path")  # a pipeline file: its text, or its path in the user's home
+RUN_FIELDS = (*SOURCE_FIELDS, "tenant")  # POST pipelines/runs
+
+
+def check_fields(body: dict, allowed: tuple) -> None:
+    """Unknown fields are refused (a misspelt one was silently ignored; ``schedule_id``, which only a
+    schedule's fire may set, was taken from the body and a non-integer one was a 500)."""
+    extra = sorted(set(body) - set(allowed))
+    if extra:
+        raise Invalid(f"unknown fields: {', '.join(extra)} (known: {', '.join(allowed)})")
+
+
+def tenant_field(body: dict) -> str | None:
+    """The body's ``tenant``: a name or absent (an object there was a 500 in ``pick_tenant``)."""
+    tenant = body.get("tenant")
+    if tenant is not None and not isinstance(tenant, str):
+        raise Invalid("'tenant' is a tenant's name")
+    return tenant
 
 
 class SpecInvalid(Invalid):
@@ -77,7 +96,11 @@ class PipelineService:
 
     # ------------------------------------------------------------------------------- parsing
     def parse(self, text: str, tenant: str | None = None) -> Pipeline:
-        if len(text.encode()) > self.settings.max_spec_bytes:
+        try:
+            size = len(text.encode())
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800" in the JSON body): not text (was a 500)
+            raise Invalid("the pipeline file is not valid Unicode text", "bad_spec") from None
+        if size > self.settings.max_spec_bytes:
             raise Invalid(f"the pipeline file is larger than {self.settings.max_spec_bytes} bytes "
                           "(PipelineSettings.max_spec_bytes)", "too_large")
         try:
@@ -127,9 +150,10 @@ class PipelineService:
         return os.path.realpath(tpl.format(user=user)) if tpl else ""
 
     # --------------------------------------------------------------------------------- writes
-    def _create_db(self, ident: Identity, body: dict) -> dict:
+    def _create_db(self, ident: Identity, body: dict, schedule_id: int | None = None) -> dict:
+        check_fields(body, RUN_FIELDS)
         text, path = self._text(body, ident)
-        tenant = self.ctx.pick_tenant(ident, body.get("tenant"))
+        tenant = self.ctx.pick_tenant(ident, tenant_field(body))
         p = self.parse(text, tenant)
         folder = posixpath.dirname(path) if path else ""
         with self.ctx.db.session() as s:
@@ -139,7 +163,7 @@ class PipelineService:
                                "(PipelineSettings.max_active_runs_per_user)", "too_many_runs")
             now = utcnow()
             run = PipelineRun(name=p.name, user=ident.name, tenant=tenant, state="running", spec=p.to_dict(),
-                              spec_text=text, source_path=path, run_dir="", schedule_id=body.get("schedule_id"),
+                              spec_text=text, source_path=path, run_dir="", schedule_id=schedule_id,
                               cancel_requested=0, created_at=now, updated_at=now)
             run.spec["folder"] = folder
             s.add(run)
@@ -154,11 +178,13 @@ class PipelineService:
         self.wake()
         return out
 
-    async def create(self, ident: Identity, body: dict) -> dict:
-        return await self.ctx.offload.io(self._create_db, ident, body)
+    async def create(self, ident: Identity, body: dict, schedule_id: int | None = None) -> dict:
+        """A run of the pipeline file in ``body`` (RUN_FIELDS); ``schedule_id``: the schedule that fired it."""
+        return await self.ctx.offload.io(self._create_db, ident, body, schedule_id)
 
     async def validate(self, ident: Identity, body: dict) -> dict:
         def work():
+            check_fields(body, SOURCE_FIELDS)
             text, _ = self._text(body, ident)
             p = self.parse(text)
             return {"ok": True, "name": p.name, "tasks": [
@@ -235,6 +261,8 @@ class PipelineService:
                 "next": f"limit={limit}&before={rows[-1].id}" if more and rows else None}
 
     async def list(self, ident: Identity, limit=None, before=None, state=None) -> dict:
+        if state is not None and state not in RUN_STATES:  # a filter that can match nothing is a mistake
+            raise Invalid(f"'state' is one of {', '.join(RUN_STATES)}", "bad_state")
         return await self.ctx.offload.io(self._list_db, ident, limit, before, state)
 
     def schema(self) -> dict:

@@ -19,6 +19,7 @@ from job_runner.schedules import CATCH_UP, CONCURRENCY, ScheduleError, next_slot
 from .context import Identity, ServiceContext
 from .errors import Conflict, Forbidden, Invalid, NotFound
 from .models import JobSubmit, parse
+from .pipelines import SOURCE_FIELDS, check_fields, tenant_field
 
 KINDS = ("notebook", "pipeline", "experiment")
 FIELDS = {"name", "tenant", "kind", "target", "cron", "timezone", "on_window", "concurrency_policy", "catch_up",
@@ -87,7 +88,7 @@ class ScheduleService:
         if kind == "experiment" and self.experiments is None:
             raise Invalid("this deployment has no experiments service (issue 13): schedule a notebook or a "
                           "pipeline", "unsupported_kind")
-        tenant = self.ctx.pick_tenant(ident, body.get("tenant"))
+        tenant = self.ctx.pick_tenant(ident, tenant_field(body))
         target = body.get("target")
         if not isinstance(target, dict):
             raise Invalid("'target' is an object: a job's fields (notebook) or {spec|path} (pipeline)")
@@ -104,6 +105,7 @@ class ScheduleService:
                               "fields of POST experiments", "bad_target")
             self.ctx.offered_profile(parse(ExperimentSubmit, {**target, "tenant": tenant}).profile, tenant)
         elif kind == "pipeline":
+            check_fields(target, SOURCE_FIELDS)  # its fire adds the tenant: a target's own would clash
             text, _ = self.pipelines._text(target, ident)
             self.pipelines.parse(text, tenant)  # a bad file: 400 with its line
         tz = body.get("timezone", "UTC")
@@ -126,7 +128,8 @@ class ScheduleService:
         if isinstance(cmax, bool) or not isinstance(cmax, int) or not 1 <= cmax <= self.settings.max_catch_up:
             raise Invalid(f"'catch_up_max' is 1..{self.settings.max_catch_up} (ScheduleSettings.max_catch_up)")
         deadline = body.get("starting_deadline_s", 60)
-        if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not 0 < deadline <= 86400:
+        # 1 at least, as the message says: 5e-324 passed "0 <" and was stored as int() 0
+        if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not 1 <= deadline <= 86400:
             raise Invalid("'starting_deadline_s' is 1..86400 seconds")
         return dict(name=name, tenant=tenant, kind=kind, target=target, cron=cron or None, timezone=tz,
                     on_window=int(on_window), concurrency_policy=policy, catch_up=catch_up, catch_up_max=cmax,
@@ -263,9 +266,14 @@ class ScheduleService:
         parsed = {}
         for d in days:
             try:
-                parsed[dt.date.fromisoformat(d["date"])] = str(d.get("name") or "")[:255]
-            except (TypeError, KeyError, ValueError):
-                raise Invalid(f"not a holiday {d!r}: {{date: 'YYYY-MM-DD', name}}") from None
+                day, name = dt.date.fromisoformat(d["date"]), d.get("name") or ""
+                # a name is text: an object was stored as its repr, a lone surrogate failed the write (500)
+                if not isinstance(name, str):
+                    raise TypeError
+                name.encode()
+            except (TypeError, KeyError, ValueError):  # UnicodeEncodeError is a ValueError
+                raise Invalid(f"not a holiday {d!r}: {{date: 'YYYY-MM-DD', name: text}}") from None
+            parsed[day] = name[:255]
         with self.ctx.db.session() as s:
             s.query(TenantHoliday).filter(TenantHoliday.tenant == tenant).delete()
             s.add_all([TenantHoliday(tenant=tenant, day=k, name=v) for k, v in sorted(parsed.items())])

@@ -123,7 +123,7 @@ class ScheduleTicker:
                 job = await submit_path_job(self.ctx, self.svc.jobs, ident, {**r.target, "tenant": r.tenant})
                 job_id = job["id"]
             elif r.kind == "pipeline":
-                run = await self.svc.pipelines.create(ident, {**r.target, "tenant": r.tenant, "schedule_id": r.id})
+                run = await self.svc.pipelines.create(ident, {**r.target, "tenant": r.tenant}, schedule_id=r.id)
                 run_id = run["id"]
             else:  # issue 13's experiments: started, not followed here (its own page says how it ends)
                 from .experiments import ExperimentSubmit

@@ -24,12 +24,15 @@ from .models import _Body, _Query
 GIB = 1 << 30
 WARN_AT = 0.9  # share of the quota from which usage is shown as a warning
 MAX_PAGE = 500
+# offsets past this are refused: the datasets page is an SQL OFFSET, and one beyond SQLite's 64-bit integer
+# was a 500 (OverflowError) that the fuzz test found
+MAX_OFFSET = 10 ** 9
 
 
 class StorageQuery(_Query):
     tenant: str | None = None
     limit: Annotated[int, Field(ge=1, le=MAX_PAGE)] = 100
-    offset: Annotated[int, Field(ge=0)] = 0
+    offset: Annotated[int, Field(ge=0, le=MAX_OFFSET)] = 0
     fresh: bool = False
 
 
