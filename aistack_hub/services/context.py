@@ -80,6 +80,8 @@ class ServiceContext:
     def pick_tenant(self, ident: Identity, requested: str | None) -> str:
         """The tenant a request of ``ident`` charges: the one named (a member's, or any for an admin), else
         the only tenant ``ident`` is a member of."""
+        if requested is not None and not isinstance(requested, str):  # raw-dict callers (pipelines, schedules)
+            raise Invalid("'tenant' must be a string: a tenant's name", "bad_tenant")
         tenants = {t.name for t in self.tenants()}
         if requested is not None:
             if requested not in tenants:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import sys
 from dataclasses import dataclass
 
@@ -61,7 +62,31 @@ def decode_object(body: bytes) -> dict:
         raise Invalid("the body's JSON is nested too deeply", "bad_json") from None
     if not isinstance(data, dict):
         raise Invalid("the body must be a JSON object")
+    # JSON may spell a lone UTF-16 surrogate ("\ud800"): Python keeps it in the str, and the first encode
+    # (the database, a file, the response) fails far from here. Only a body with such an escape is walked.
+    if _SURROGATE_ESCAPE.search(body) and _has_lone_surrogate(data):
+        raise Invalid("the body holds a lone UTF-16 surrogate (\\ud800-\\udfff): not text", "bad_json")
     return data
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(value) -> bool:
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return False
 
 
 def decode_submission(body: bytes, max_notebook_bytes: int = 16 * MIB) -> dict:

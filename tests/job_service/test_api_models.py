@@ -183,3 +183,14 @@ def test_path_ids_and_names_are_ascii_only():
     assert [row_id(x) for x in ("¹", "٣", "", "1" * 19, "-1", "1.0")] == [0] * 6
     assert is_k8s_name("team-a") and is_k8s_name("a")
     assert not any(is_k8s_name(x) for x in ("té", "a¹", "-a", "a-", "A", "a" * 64, ""))
+
+
+def test_a_body_with_a_lone_surrogate_is_refused_where_it_is_read_and_a_pair_is_kept():
+    from aistack_hub.services import notebooks
+    from aistack_hub.services.errors import Invalid
+
+    # a pair (an emoji) and an escaped backslash followed by "ud800" are text
+    assert notebooks.decode_object(b'{"a": "\\ud83d\\ude00", "b": "\\\\ud800"}') == {"a": "\U0001F600", "b": "\\ud800"}
+    for body in (b'{"name": "\\ud800"}', b'{"days": [{"\\udc00x": 1}]}', b'{"t": "ok \\uDBFF"}'):
+        with pytest.raises(Invalid, match="lone UTF-16 surrogate"):
+            notebooks.decode_object(body)
