@@ -370,4 +370,8 @@ def test_a_big_pass_runs_off_the_event_loop(env):
     with env.db.read() as s:
         assert s.query(Job).filter(Job.state == "running").count() == 500
     print(f"10k-pending pass: {took:.2f} s; longest event-loop stall meanwhile: {worst * 1000:.0f} ms")
-    assert worst < max(0.25, took / 4), (took, worst)
+    # A pass on the loop would stall it for the whole pass. Off the loop the heartbeat still waits while the
+    # worker holds the GIL inside long C loops (SQLAlchemy's compiled row processing with json.loads per
+    # row, numpy in the placement): measured 0.2-0.44 s of a 1.3-2.0 s pass on 2 loaded cores (the CI run
+    # of stop 19 had 0.34 of 1.34 s). Half the pass separates the two cases with margin on either side.
+    assert worst < max(0.25, took / 2), (took, worst)
