@@ -97,8 +97,20 @@ def locate_cell_error(fail: dict, nb: dict, link: str | None = None) -> dict:
     return fail
 
 
-def should_retry(fail: dict | None, attempt: int, max_retries: int, retry_on) -> bool:
-    """Retry when the class is in the job's policy and attempts are left (attempt is 1-based)."""
+# The platform lost the run, the user's code did nothing wrong: its pod was deleted by someone other than
+# the service or evicted (a drain), or its node went away (executors/k8s_status.py names these reasons).
+LOST_RUN_REASONS = ("PodDeleted", "Evicted", "NodeLost")
+
+
+def is_lost_run(fail: dict | None) -> bool:
+    return bool(fail) and fail.get("class") == INFRASTRUCTURE and fail.get("reason") in LOST_RUN_REASONS
+
+
+def should_retry(fail: dict | None, attempt: int, max_retries: int, retry_on, lost_run_restarts: int = 0) -> bool:
+    """Retry when the class is in the job's policy and attempts are left (attempt is 1-based), or when the
+    platform lost the run and the platform's own restart budget (``Controller.lost_run_restarts``) is left."""
     if not fail or fail.get("class") == CANCELLED:
         return False
+    if is_lost_run(fail) and attempt <= lost_run_restarts:
+        return True
     return attempt <= max_retries and fail.get("class") in set(retry_on or DEFAULT_RETRY_ON)

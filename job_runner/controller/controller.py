@@ -58,6 +58,10 @@ class Controller(LoggingConfigurable):
     ).tag(config=True)
     policy = Unicode("default", help="Placement policy of the scheduling core (job_runner.scheduling.POLICIES).").tag(config=True)
     preemption = Bool(False, help="Let emergency workloads preempt lower-priority jobs.").tag(config=True)
+    lost_run_restarts = Integer(2, help="""Restarts of a job whose run the platform lost — its pod deleted by
+        someone other than the service, evicted (a node drain), or its node gone — whatever the job's own
+        max_retries (it only counts failures of the user's run). The restart resumes from the job's checkpoint
+        folder where it has one (KubernetesExecutor.checkpoint_claim). 0: only the job's retry policy.""").tag(config=True)
     view_ttl_s = Float(1.0, help="Seconds the API's read model (quota and capacity checks) may be stale "
                        "at most on a replica that is not the leader.").tag(config=True)
 

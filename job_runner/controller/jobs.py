@@ -194,7 +194,7 @@ class Jobs:
                 if progress is not None:
                     values["progress"] = progress
                 if retry and state == FAILED and not row.cancel_requested and should_retry(
-                        fail, row.attempt, row.max_retries, row.retry_on):
+                        fail, row.attempt, row.max_retries, row.retry_on, self.ctl.lost_run_restarts):
                     requeue = True
                     changes.append(dict(values, to=QUEUED, enqueued=0,
                                         message=f"attempt {row.attempt} failed ({fail.get('class')}): retrying"))

@@ -69,7 +69,12 @@ def state_of(kjob, pods: list, pending_since: dict, pending_timeout_s: float, lo
         p = stopping[-1]
         deleted = get(p, "metadata", "deletion_timestamp") is not None
         if deleted:
-            lost[name] = loss_of(p)
+            # keep the most telling reason seen while it stops: its DisruptionTarget condition (evicted,
+            # preempted, node lost) may be written after the first poll saw the deletion, and a later
+            # status (the kubelet's Failed) need not carry it again
+            seen, now = lost.get(name), loss_of(p)
+            if seen is None or now.get("reason") != "PodDeleted":
+                lost[name] = now
         why = "its pod is being deleted" if deleted else "the Job failed"
         return ExecState(RUNNING, message=f"{why}: waiting for pod {p.metadata.name} on "
                                           f"{get(p, 'spec', 'node_name') or 'no node'} to stop before ending the attempt")

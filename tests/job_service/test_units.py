@@ -70,6 +70,21 @@ def test_retry_policy():
     assert not should_retry({"class": "cancelled"}, 1, 3, ["cancelled"])
 
 
+def test_a_run_the_platform_lost_is_restarted_within_the_platforms_budget_whatever_max_retries():
+    evicted = {"class": "infrastructure", "reason": "Evicted", "message": "evicted by a drain"}
+    for reason in ("PodDeleted", "Evicted", "NodeLost"):
+        lost = dict(evicted, reason=reason)
+        assert should_retry(lost, attempt=1, max_retries=0, retry_on=[], lost_run_restarts=2)
+        assert should_retry(lost, attempt=2, max_retries=0, retry_on=["cell_error"], lost_run_restarts=2)
+        assert not should_retry(lost, attempt=3, max_retries=0, retry_on=[], lost_run_restarts=2)
+        assert not should_retry(lost, attempt=1, max_retries=0, retry_on=[], lost_run_restarts=0)
+    # the user's own failures, other infrastructure trouble and the platform's own stop are not "lost"
+    for other in ({"class": "infrastructure", "reason": "ImagePullBackOff"}, {"class": "infrastructure"},
+                  {"class": "cell_error", "reason": "Evicted"}, {"class": "out_of_memory", "reason": "OOMKilled"},
+                  {"class": "cancelled", "reason": "PodDeleted"}):
+        assert not should_retry(other, attempt=1, max_retries=0, retry_on=["infrastructure"], lost_run_restarts=2), other
+
+
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_migrations_up_down_up(backend, tmp_path, request):
     url = f"sqlite:///{tmp_path}/m.sqlite" if backend == "sqlite" else \

@@ -15,6 +15,7 @@ import yaml
 from job_runner.executors.k8s_manifest import JOB_ID_LABEL
 from tests.job_service.helpers import ServiceProcess, free_port, make_notebook
 from tests.k8s.controlplane import read_versions
+from tests.k8s_node.restart import wait
 
 pytestmark = pytest.mark.k8s
 
@@ -32,17 +33,6 @@ def pod_seconds(pod: dict) -> float:
 
     finished = pod["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"]
     return (ts(finished) - ts(pod["metadata"]["creationTimestamp"])).total_seconds()
-
-
-def wait(predicate, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def test_a_real_pod_of_the_job_image_runs_beside_the_fake_gpu_nodes(k8s_control_plane, real_node, images):

@@ -290,11 +290,14 @@ async def test_service_restart_mid_run_readopts_the_running_job(cluster, tmp_pat
         await ex2.close()
 
 
-@pytest.mark.parametrize("annotations, cls, reason", [
-    ({"aistack.test/fail-reason": "OOMKilled", "aistack.test/exit-code": "137"}, "kernel_died", "OOMKilled"),
-    ({"aistack.test/fail-reason": "Evicted"}, "infrastructure", "Evicted"),
+@pytest.mark.parametrize("annotations, cls, reason, attempts", [
+    ({"aistack.test/fail-reason": "OOMKilled", "aistack.test/exit-code": "137"}, "kernel_died", "OOMKilled", 1),
+    # an eviction is a run the platform lost: restarted Controller.lost_run_restarts (2) times although the
+    # job asks for no retries; every pod of this test is evicted, so the third attempt's reason is final
+    ({"aistack.test/fail-reason": "Evicted"}, "infrastructure", "Evicted", 3),
 ])
-async def test_failure_reason_comes_from_the_pod_status(cluster, tmp_path, instance, annotations, cls, reason):
+async def test_failure_reason_comes_from_the_pod_status(cluster, tmp_path, instance, annotations, cls, reason,
+                                                        attempts):
     from job_runner.controller import Controller
 
     deployment = _deployment(cluster)
@@ -305,6 +308,7 @@ async def test_failure_reason_comes_from_the_pod_status(cluster, tmp_path, insta
     try:
         row = await _run_until(queue, db, job_id, ("failed",))
         assert row.failure["class"] == cls and row.failure["reason"] == reason, row.failure
+        assert row.attempt == attempts, (row.attempt, row.events)
     finally:
         queue.stop()
         await ex.close()
