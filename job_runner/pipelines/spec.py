@@ -130,7 +130,12 @@ def load_yaml(text: str) -> tuple[object, dict]:
     if node is None:
         raise SpecError("the pipeline file is empty", 1)
     lines: dict = {}
-    return _plain(node, lines, ()), lines
+    try:
+        return _plain(node, lines, ()), lines
+    except yaml.YAMLError as e:  # a node composed but not constructible: a tag such as "!" or "!python/..."
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        raise SpecError(f"not valid YAML: {getattr(e, 'problem', None) or e}",
+                        mark.line + 1 if mark else None) from None
 
 
 # ------------------------------------------------------------------------------------------ validation

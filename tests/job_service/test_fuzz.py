@@ -32,6 +32,9 @@ FOUND = [
      "schedule_id"),
     # a lone surrogate is refused where every JSON body is decoded (services.notebooks.decode_object)
     ("POST", "pipelines/validate", '{"spec": "\\ud800"}', "bad_json", "surrogate"),
+    # a YAML tag composes but cannot be constructed (found by the fuzzer after stop 19's CI run)
+    ("POST", "pipelines/validate", '{"path": "", "spec": "!"}', "bad_pipeline", "not valid YAML"),
+    ("POST", "pipelines/validate", '{"spec": "tasks: [!python/object:os.system x]"}', "bad_pipeline", "tag"),
     ("GET", "pipelines/runs?state=nope", None, "bad_state", "running"),
     ("POST", "schedules", '{"catch_up": "all", "catch_up_max": 1, "concurrency_policy": "Allow", "cron": "", '
      '"kind": "notebook", "name": "0", "on_window": false, "starting_deadline_s": 5e-324, "target": {}, '
