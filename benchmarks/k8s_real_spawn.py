@@ -28,24 +28,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-CLUSTER = ["bash", str(ROOT / "scripts" / "cluster.sh")]
-
-
-def call(method: str, url: str, token: str, body: dict | None = None) -> tuple[int, dict]:
-    req = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            data = resp.read()
-            return resp.status, json.loads(data) if data else {}
-    except urllib.error.HTTPError as e:
-        return e.code, {"error": e.read().decode()[:2000]}
+from tests.k8s_cluster.test_cluster_sh import CLUSTER, call  # noqa: E402 - the cluster test's own client
 
 
 AISTACK_OPTIONS = {"tenant": "default", "profile": "small"}
