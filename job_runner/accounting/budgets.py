@@ -27,6 +27,12 @@ def budgets_key(db) -> tuple:
     return int(n or 0), latest
 
 
+def holding_budgets(db) -> frozenset[str]:
+    """The tenants whose budget has ``hold`` (their new work may wait)."""
+    with db.read() as s:
+        return frozenset(t for (t,) in s.query(Budget.tenant).filter(Budget.hold.is_(True)))
+
+
 def budget_json(b, spent: float, now: float) -> dict:
     fraction = spent / b.amount if b.amount > 0 else (1.0 if spent > 0 else 0.0)
     over = spent >= b.amount

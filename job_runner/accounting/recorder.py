@@ -216,6 +216,7 @@ class Accounting(LoggingConfigurable):
         self._last_sync = None
         self._last_budget = None
         self._budget_key = None
+        self._holding_budgets: frozenset[str] = frozenset()
         self.held: dict[str, str] = {}
 
     def jobs(self, s, ids) -> None:
@@ -234,14 +235,18 @@ class Accounting(LoggingConfigurable):
                                        time.monotonic() - self._last_sync >= self.sync_interval_s):
             self.sync_all()
 
-    def held_tenants(self, force: bool = False) -> dict[str, str]:
-        """Tenants whose budget holds new work now -> why (refreshed every ``budget_check_interval_s``, and
-        at once when a budget changed)."""
-        from .budgets import budgets_key, hold_reasons
+    def held_tenants(self, force: bool = False, arrivals=()) -> dict[str, str]:
+        """Tenants whose budget holds new work now -> why (refreshed every ``budget_check_interval_s``, at
+        once when a budget changed, and at once when new work (``arrivals``: its tenants) comes for a tenant
+        whose budget can hold, so the check costs a report only where a hold could apply)."""
+        from .budgets import budgets_key, hold_reasons, holding_budgets
 
         key = budgets_key(self.db)
+        if key != self._budget_key:
+            self._holding_budgets = holding_budgets(self.db) if key[0] else frozenset()
         if force or key != self._budget_key or self._last_budget is None or \
-                time.monotonic() - self._last_budget >= self.budget_check_interval_s:
+                time.monotonic() - self._last_budget >= self.budget_check_interval_s or \
+                not self._holding_budgets.isdisjoint(arrivals):
             self.held = hold_reasons(self.db) if key[0] else {}
             self._budget_key, self._last_budget = key, time.monotonic()
         return self.held

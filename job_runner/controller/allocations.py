@@ -26,7 +26,8 @@ class Allocations:
     def wid(self, alloc_id: int) -> str:
         return self.ctl.refs.wid(WorkloadRef(SERVER, alloc_id))
 
-    def db_take_in(self) -> None:
+    def db_take_in(self) -> set[str]:
+        """Release what the API released, submit new allocations; returns the tenants of those taken in."""
         sched, refs, db = self.ctl.scheduler, self.ctl.refs, self.ctl.db
         with db.read() as s:
             live = {a.id: a for a in s.query(Allocation.id, Allocation.state, Allocation.tenant, Allocation.user,
@@ -58,6 +59,7 @@ class Allocations:
                 for alloc_id, reason in refused:
                     s.execute(update(Allocation).where(Allocation.id == alloc_id)
                               .values(state=ALLOC_RELEASED, released_at=utcnow(), release_reason=reason))
+        return {a.tenant for a in new}
 
     def release(self, alloc_id: int) -> None:
         wid = self.wid(alloc_id)

@@ -252,14 +252,15 @@ class Controller(LoggingConfigurable):
             self.scheduler.set_tenants(load_tenants(self.db))  # quota changes apply from this pass
             self.read.invalidate()
         self._tenants_version = version
-        self.jobs.db_take_in()
-        self.allocations.db_take_in()
+        arrivals = self.jobs.db_take_in() | self.allocations.db_take_in()
         # --- accounting (issue 15 A): repair intervals after a rebuild / now and then; the budget hold ---
         if active is not None:
             self.accounting.sync_all()
         else:
             self.accounting.maybe_sync()
-        self.scheduler.hold(self.accounting.held_tenants())
+        # new work of a tenant with a holding budget is checked against its spend now, not up to
+        # budget_check_interval_s later: a job submitted after the budget ran out must not slip through
+        self.scheduler.hold(self.accounting.held_tenants(arrivals=arrivals))
         # --- end accounting ---
         return active
 

@@ -49,8 +49,9 @@ class Jobs:
         return self.ctl.refs.wid(WorkloadRef(JOB, job_id))
 
     # ------------------------------------------------------------------ worker thread: database + core
-    def db_take_in(self) -> None:
-        """Submit newly queued jobs (``enqueued = 0``) to the scheduler, in submission order."""
+    def db_take_in(self) -> set[str]:
+        """Submit newly queued jobs (``enqueued = 0``) to the scheduler, in submission order; returns the
+        tenants of the jobs taken in."""
         sched, refs = self.ctl.scheduler, self.ctl.refs
         with self.db.session() as s:
             rows = (s.query(Job.id, Job.tenant, Job.user, Job.priority, Job.request, Job.created_at,
@@ -78,6 +79,7 @@ class Jobs:
             for ids in chunks(r.id for r in rows):
                 s.execute(update(Job).where(Job.id.in_(ids), Job.state == QUEUED)
                           .values(enqueued=1).execution_options(synchronize_session=False))
+        return {r.tenant for r in rows}
 
     def db_write_admissions(self, s, admitted) -> list[int]:
         """``queued -> admitted`` for the admitted jobs [(job id, Workload, Assignment)], in session ``s``.

@@ -133,6 +133,29 @@ def test_budget_status_warns_at_thresholds(db):
     assert b["crossed"] == [0.5, 0.8, 1.0] and b["over"] and b["holding"]
 
 
+def test_new_work_of_a_holding_tenant_is_checked_at_once_not_at_the_next_interval(db):
+    """The controller's hold is refreshed every budget_check_interval_s; a job arriving for a tenant whose
+    budget can hold is checked against the spend of that moment (CI once admitted a job submitted right
+    after the budget ran out, before the next check)."""
+    import time
+
+    from job_runner.accounting.recorder import Accounting
+
+    acc = Accounting(db, budget_check_interval_s=3600.0)
+    with db.session() as s:
+        s.add(Price(resource="gpu", gpu_model="", unit_price=3600.0, effective_from=dt.date(2020, 1, 1)))
+        s.add(Budget(tenant="t", amount=1.0, thresholds=[1.0], hold=True))
+        s.add(Budget(tenant="w", amount=1.0, thresholds=[1.0], hold=False))
+    assert acc.held_tenants() == {}
+    with db.session() as s:  # spending does not change the budgets: the cached answer stays until a reason
+        for n, tenant in enumerate(("t", "w")):
+            s.add(UsageInterval(kind="job", workload_id=n + 1, attempt=1, tenant=tenant, user="u", gpu_model="X",
+                                gpus=1.0, start_ts=int(time.time()) - 60, end_ts=None))
+    assert acc.held_tenants() == {} and acc.held_tenants(arrivals={"w", "other"}) == {}
+    held = acc.held_tenants(arrivals={"t"})
+    assert set(held) == {"t"} and "budget" in held["t"], held
+
+
 def test_idle_spells_from_gpu_monitoring_count_as_idle_gpu_hours(db):
     """The culling engineer's gpu_idle_intervals (issue 15 B) are the idle-held hours of the report."""
     from job_runner.db.monitoring import GPUIdleInterval
