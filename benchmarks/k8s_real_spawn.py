@@ -10,19 +10,22 @@ this one process and on the same node, the same image and the same pod resources
 aistack   the chart as installed: ``spawner.kube.KubeGPUSpawner`` — the slice asked of the service
           (quota, scheduling pass, placement on the real node), the pod rendered in the tenant's namespace;
 baseline  the release upgraded (``helm upgrade``) to ``JupyterHub.spawner_class: kubespawner.KubeSpawner``,
-          the chart's own KubeSpawner settings (image, uid, no service-account token), the same requests and
-          node, in the release's namespace (``singleuser.namespacePerTenant=false``: plain KubeSpawner has no
+          the chart's own KubeSpawner settings (image, uid, no service-account token), the same requests,
+          limits and node, in the release's namespace (``singleuser.namespacePerTenant=false``: plain KubeSpawner has no
           tenants), no allocation; upgraded back afterwards.
 
 Each round: ``POST hub/api/users/<u>/server`` -> the hub reports the server ready (its HTTP answered
 through the proxy: JupyterHub's own readiness), then the server is stopped and gone. Prints the seconds of
-each round, the medians and the ratio aistack / baseline (issue 11's goal: <= 1.1).
+each round, the medians and the ratio aistack / baseline (issue 11's goal: <= 1.1), and where the time went
+(medians): the hub's "took N seconds to start" (the rest is its readiness check) and KubeGPUSpawner's own
+"start phases" line.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -64,6 +67,29 @@ def spawn_once(url: str, token: str, user: str, options: dict | None = AISTACK_O
             return ready
         time.sleep(0.5)
     raise RuntimeError(f"{user}'s server did not stop in 120 s")
+
+
+PHASES = re.compile(r"(\S+): start phases ((?:\w+=[\d.]+ ?)+) \(total ([\d.]+) s\)")
+TOOK = re.compile(r"User (\S+) took ([\d.]+) seconds to start")
+
+
+def hub_log(kubectl: list[str]) -> str:
+    return subprocess.run([*kubectl, "-n", "aistack", "logs", "--tail=5000", "-l", "app.kubernetes.io/component=hub"],
+                          capture_output=True, text=True).stdout
+
+
+def breakdown(log: str, user: str, rounds: int) -> dict:
+    """The medians over the last ``rounds`` spawns of ``user``: the hub's own "took N seconds to start"
+    (spawner.start returned: the rest of spawn-to-ready is the hub's readiness check through the proxy) and,
+    for KubeGPUSpawner, its "start phases" line (slice, tenant lookups, namespace, storage, pod watch, the
+    rest of KubeSpawner's start: pod created and running)."""
+    took = [float(s) for u, s in TOOK.findall(log) if u == user][-rounds:]
+    phases = [dict((k, float(v)) for k, v in (kv.split("=") for kv in p.split()))
+              for name, p, _ in PHASES.findall(log) if name.split(":")[0] == user][-rounds:]
+    out = {"start_s": statistics.median(took) if took else None}
+    for k in (phases[0] if phases else {}):
+        out[k + "_s"] = statistics.median(p.get(k, 0.0) for p in phases)
+    return out
 
 
 def pods_gone(kubectl: list[str], timeout: float = 120) -> None:
@@ -144,13 +170,17 @@ def main(argv=None) -> int:
         for _ in range(args.rounds):
             aistack.append(spawn_once(url, token, "bench-a"))
             pods_gone(kubectl)
+        out["aistack_breakdown"] = breakdown(hub_log(kubectl), "bench-a", args.rounds)
         out["upgrade_to_baseline_s"] = helm_upgrade(
             helm, kubectl, values, "config.JupyterHub.spawner_class=kubespawner.KubeSpawner",
             # with namespaces per tenant the chart turns KubeSpawner's per-user namespaces on (KubeGPUSpawner
             # picks the tenant's); plain KubeSpawner would create one per user, which the hub may not: off,
             # its pods go to the release's namespace (the chart's RBAC follows)
             "singleuser.namespacePerTenant=false", "json:config.KubeSpawner.cpu_guarantee=0.5",
-            "config.KubeSpawner.mem_guarantee=1G", "config.KubeSpawner.node_selector.kubernetes\\.io/hostname=aistack-node-0")
+            # the same limits as the slice's pod (SliceRenderer.limit_cpu: CPU limit = request): a server's
+            # start is CPU-bound (~4 CPU-s of imports), so a baseline without them would start twice as fast
+            "json:config.KubeSpawner.cpu_limit=0.5", "config.KubeSpawner.mem_guarantee=1G", "config.KubeSpawner.mem_limit=1G",
+            "config.KubeSpawner.node_selector.kubernetes\\.io/hostname=aistack-node-0")
         wait_hub(url, token)
         spawn_once(url, token, "bench-b", None)
         pods_gone(kubectl)
@@ -158,6 +188,7 @@ def main(argv=None) -> int:
         for _ in range(args.rounds):
             baseline.append(spawn_once(url, token, "bench-b", None))
             pods_gone(kubectl)
+        out["baseline_breakdown"] = breakdown(hub_log(kubectl), "bench-b", args.rounds)
         out["upgrade_back_s"] = helm_upgrade(helm, kubectl, values)
         wait_hub(url, token)
         out.update(aistack_s=aistack, baseline_s=baseline, aistack_median_s=statistics.median(aistack),
@@ -178,6 +209,9 @@ def main(argv=None) -> int:
         print(f"  KubeGPUSpawner (aistack): {' '.join(f'{s:.1f}' for s in out['aistack_s'])} s; median {out['aistack_median_s']:.1f} s")
         print(f"  plain KubeSpawner       : {' '.join(f'{s:.1f}' for s in out['baseline_s'])} s; median {out['baseline_median_s']:.1f} s")
         print(f"  ratio aistack / baseline: {out['ratio']:.2f} (goal <= 1.1)")
+        for name in ("aistack", "baseline"):
+            b = out[name + "_breakdown"]
+            print(f"  {name} medians: " + ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in b.items() if v is not None))
     return 0
 
 

@@ -188,14 +188,18 @@ class KubeGPUSpawner(GPUSliceSpawnerMixin, KubeSpawner):
         for name, value in self._configured.items():
             setattr(self, name, copy.deepcopy(value))
         # The tenant's settings (namespace, quota) as the database holds them now: read at each start.
-        self.__dict__["_aistack_tenant"] = await self.tenant_record(self.tenant) if self.tenant_namespaces else None
-        await super().load_user_options()
+        with self.start_phase("tenant"):
+            self.__dict__["_aistack_tenant"] = await self.tenant_record(self.tenant) if self.tenant_namespaces else None
+        with self.start_phase("profile"):
+            await super().load_user_options()
         labels = {k: label_value(v) for k, v in self.aistack_labels.items() if v}
         self.extra_labels = {**self.extra_labels, **labels}
         self.dns_name = self.dns_name_template.format(namespace=self.namespace, name=self.pod_name)
         if self.tenant_namespaces and self.create_tenant_namespaces:
-            await self._ensure_tenant_namespace(self.__dict__["_aistack_tenant"])
-        await self._add_tenant_storage()
+            with self.start_phase("namespace"):
+                await self._ensure_tenant_namespace(self.__dict__["_aistack_tenant"])
+        with self.start_phase("storage"):
+            await self._add_tenant_storage()
 
     async def _add_tenant_storage(self):
         """The tenant's storage (issue 15 C): ``GET storage/volumes`` gives the volumes, mounts and env of the
@@ -227,6 +231,11 @@ class KubeGPUSpawner(GPUSliceSpawnerMixin, KubeSpawner):
         self.volume_mounts = [*self.volume_mounts, *(got.get("volumeMounts") or [])]
         self.environment = {**self.environment,
                             **{k: _escape_braces(v) for k, v in (got.get("env") or {}).items()}}
+
+    async def _start_watching_pods(self, replace=False):
+        # timed for the start line (a new namespace's pod reflector lists and watches before the pod is made)
+        with self.start_phase("watch"):
+            return await super()._start_watching_pods(replace=replace)
 
     async def _ensure_namespace(self):
         """KubeSpawner creates the server's namespace before each start (``enable_user_namespaces``). A tenant's

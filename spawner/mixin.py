@@ -13,6 +13,7 @@ Binding the slice to the server is the backend's: ``LocalGPUSpawner`` (``job_run
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 
@@ -221,17 +222,37 @@ class GPUSliceSpawnerMixin(LoggingConfigurable):
             self.start_timeout = max(self.start_timeout, self.queue_timeout + 120)
         return super().run_pre_spawn_hook()
 
+    @contextlib.contextmanager
+    def start_phase(self, name: str):
+        """Time one step of the start (the slice, the tenant's lookups, the backend): ``start`` logs them all
+        in one line, where a slow spawn shows which step took the time."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            phases = self.__dict__.setdefault("_aistack_phases", {})
+            phases[name] = phases.get(name, 0.0) + time.perf_counter() - t0
+
     async def start(self):
         self.__dict__["_aistack_events"] = PendingEvents()
+        self.__dict__["_aistack_phases"] = {}
         if self.allocation:
             await self.release()  # a leftover from a failed release: give it back, then ask afresh
         t0 = time.perf_counter()
         try:
-            await self.allocate()
+            with self.start_phase("slice"):
+                await self.allocate()
             self.log.info("%s: slice allocated in %.3f s", self._log_name, time.perf_counter() - t0)
             self.log.info("%s: tenant %s profile %s slice %s", self._log_name, self.tenant, self.profile_slug,
                           self.aistack_labels["aistack.io/slice"])
-            result = await super().start()
+            with self.start_phase("backend"):
+                result = await super().start()
+            phases = self.__dict__["_aistack_phases"]
+            # the backend's time includes the steps it timed itself (tenant lookups): shown apart
+            inner = sum(v for k, v in phases.items() if k not in ("slice", "backend"))
+            parts = {**phases, "backend": phases["backend"] - inner}
+            self.log.info("%s: start phases %s (total %.3f s)", self._log_name,
+                          " ".join(f"{k}={v:.3f}" for k, v in parts.items()), time.perf_counter() - t0)
         except BaseException:
             # Refused, cancelled while waiting in line (DELETE of a pending spawn cancels this task), or the
             # backend failed: JupyterHub calls stop() only for a server that polls as running, which this one
