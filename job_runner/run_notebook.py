@@ -378,7 +378,8 @@ def _stopped_by_marker(stop_file: str, result_path: str, note: str = "") -> bool
     except OSError:
         return False
     logging.info("the trial stopped itself at the experiment's stop marker: %s%s", why, note)
-    write_json_atomic(result_path, {"state": "failed", "failure": failure(CANCELLED, why)})
+    # stopped_itself: the controller keeps this outcome when the cancel after stop_grace_s reaches the run
+    write_json_atomic(result_path, {"state": "failed", "failure": failure(CANCELLED, why, stopped_itself=True)})
     return True
 # --- end experiments ---
 

@@ -74,7 +74,7 @@ SCHEMAS = {
         "state": {"type": "string", "enum": list(JOB_STATES)}, "group_id": {"type": ["string", "null"]},
         "parameters": {"type": "object"}, "attempt": {"type": "integer"},
         "progress": {"type": ["object", "null"]}, "failure": {"type": ["object", "null"],
-            "description": "{class: " + "|".join(FAILURE_CLASSES) + ", message, cell_label? (In [n]), code_cell?, input_cell_index?, cell_index? (in the output notebook), ename?, evalue?, link?}"},
+            "description": "{class: " + "|".join(FAILURE_CLASSES) + ", message, cell_label? (In [n]), code_cell?, input_cell_index?, cell_index? (in the output notebook), ename?, evalue?, link?, stopped_itself? (true: the run ended itself at an experiment's stop marker)}"},
         "queue_position": {"type": ["integer", "null"]}, "estimated_start": {"type": ["string", "null"]},
         "estimated_start_earliest": {"type": ["string", "null"]}, "estimated_start_latest": {"type": ["string", "null"]},
         "pending_reason": {"type": ["string", "null"]},

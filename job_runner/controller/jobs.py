@@ -311,11 +311,24 @@ class Jobs:
                         self.log.warning("job %s: cancel failed (retried next pass): %s", row.id, e)
                         failed.add(row.id)
                         continue
-                active.append((row.id, CANCELLED, failure(F_CANCELLED, "cancelled by request"), None))
+                active.append((row.id, CANCELLED, await self._cancelled_outcome(row.handle), None))
         if active:
             await self.finish_many(active, retry=False)
         await self.ctl.in_worker(self.db_cancels_handled, [r.id for r in rows if r.state not in (ADMITTED, RUNNING)],
                                  [r.id for r in rows if r.id not in failed])
+
+    async def _cancelled_outcome(self, handle) -> dict:
+        """"cancelled by request", unless the run had already ended itself at its stop marker (a pruned trial
+        whose kernel was slow to exit when the cancel that follows a prune came): then its own account
+        (which rule stopped it, at which step) is the outcome."""
+        if handle is not None:
+            try:
+                st = await self.ctl.executor.poll(handle)
+            except Exception:  # noqa: BLE001 - the run is gone either way: the request is the outcome
+                st = None
+            if st is not None and st.final and (st.failure or {}).get("stopped_itself"):
+                return st.failure
+        return failure(F_CANCELLED, "cancelled by request")
 
     async def preempt(self, ids) -> None:
         """Stop preempted jobs (the core has released their slices), then queue them again."""

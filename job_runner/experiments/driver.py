@@ -222,10 +222,11 @@ class ExperimentDriver:
             if t["job_state"] == RUNNING and self.stop(t["job_id"], t.get("attempt") or 0, why):
                 self.grace[t["job_id"]] = (now + self.stop_grace_s, t.get("attempt"))
             else:
-                at_once.append(t["job_id"])
+                at_once.append((t["job_id"], why))
         if at_once:
             with self.db.session() as s:
-                cancel_jobs(s, at_once, "pruned by the experiment's rule")
+                for job_id, why in at_once:
+                    cancel_jobs(s, [job_id], why)
 
     def _cancel_late(self) -> None:
         """Cancel requests of pruned trials still running after their grace (only the attempt pruned: a

@@ -118,7 +118,8 @@ def test_a_trial_stopped_at_its_marker_keeps_that_outcome_when_sigtermed_while_i
             except ProcessLookupError:
                 pass
     fail = json.loads((attempt / "result.json").read_text())["failure"]
-    assert fail == {"class": "cancelled", "message": "pruned by the experiment's rule at step 1"}, fail
+    assert fail == {"class": "cancelled", "message": "pruned by the experiment's rule at step 1",
+                    "stopped_itself": True}, fail
     text = "".join(log)
     assert "stopped itself at the experiment's stop marker" in text and "SIGTERM while its kernel shut down" in text, text[-3000:]
     assert not (attempt / "metrics.jsonl").exists() or "accuracy" not in (attempt / "metrics.jsonl").read_text()
