@@ -93,15 +93,25 @@ class ServiceChannel:
             body["cell"] = progress.get("current_cell")
             body["total"] = progress.get("cells_total")
             body["done"] = progress.get("cells_done")
-        self._call("POST", "progress", retry_for_s, json=body)
+        return _answer(self._call("POST", "progress", retry_for_s, json=body))
 
     # --- experiments (issue 13): report()'s lines (the run folder's metrics.jsonl), sent as they come
     def post_metrics(self, lines: bytes, attempt: int, retry_for_s: float | None = None):
-        self._call("POST", "metrics", retry_for_s, data=lines,
-                   headers={"Content-Type": "application/x-ndjson", "X-Aistack-Attempt": str(int(attempt))})
+        return _answer(self._call("POST", "metrics", retry_for_s, data=lines,
+                                  headers={"Content-Type": "application/x-ndjson",
+                                           "X-Aistack-Attempt": str(int(attempt))}))
 
     def post_result(self, ok: bool, fail: dict | None):
         self._call("POST", "result", json={"ok": ok, "failure": fail})
+
+
+def _answer(r) -> dict:
+    """The service's JSON answer to a report (``{"ok": true}``, ``"stop"`` for a stopped trial), {} if none."""
+    try:
+        got = r.json()
+    except ValueError:
+        return {}
+    return got if isinstance(got, dict) else {}
 
 
 class _LogPump(threading.Thread):
@@ -144,6 +154,7 @@ class PodRun:
         self._stopping = False
         self._output_mtime = None
         self._metrics_offset = 0  # experiments (issue 13): bytes of metrics.jsonl sent so far
+        self._stop_written = False  # experiments (issue 13): the service's stop marker is in the run folder
 
     def prepare(self, spec: dict) -> str:
         attempt_dir = os.path.join(self.work_dir, f"attempt-{self.attempt}")
@@ -164,7 +175,8 @@ class PodRun:
         self._send_metrics(attempt_dir, retry)  # experiments (issue 13)
         text = pump.take()
         try:
-            self.channel.post_progress(_read_json(os.path.join(attempt_dir, "progress.json")), text, retry)
+            self._take_stop(attempt_dir, self.channel.post_progress(
+                _read_json(os.path.join(attempt_dir, "progress.json")), text, retry))
         except Exception as e:  # noqa: BLE001
             pump.give_back(text)
             log.warning("could not report progress: %s", e)
@@ -192,10 +204,31 @@ class PodRun:
         if end < 0:
             return
         try:
-            self.channel.post_metrics(data[:end + 1], self.attempt, retry)
+            answer = self.channel.post_metrics(data[:end + 1], self.attempt, retry)
             self._metrics_offset += end + 1
         except Exception as e:  # noqa: BLE001 - sent again at the next report
             log.warning("could not send metrics: %s", e)
+            return
+        self._take_stop(attempt_dir, answer)
+
+    def _take_stop(self, attempt_dir: str, answer) -> None:
+        """The service's stop marker of this attempt (a pruned / stopped trial), written where the runner's
+        report() looks for it (AISTACK_STOP_FILE; run_notebook's default, the attempt folder's ``stop``):
+        the trial ends itself at its next report(), its output and checkpoint whole."""
+        why = answer.get("stop") if isinstance(answer, dict) else None
+        if not why or self._stop_written:
+            return
+        path = os.environ.get("AISTACK_STOP_FILE") or os.path.join(attempt_dir, "stop")
+        try:
+            with open(path, "x") as f:
+                f.write(str(why)[:200])
+        except FileExistsError:
+            pass
+        except OSError as e:
+            log.warning("could not write the stop marker: %s", e)
+            return
+        self._stop_written = True
+        log.info("the service asked this trial to stop: %s", why)
 
     def stop(self, *_):
         """SIGTERM from Kubernetes (Job deleted = cancelled): pass it on to the runner."""

@@ -246,7 +246,9 @@ def internal() -> dict:
             "requestBody": {"required": True, "content": {"application/json": {"schema": OBJ}}},
             "responses": {"200": _resp("stored"), **{str(c): _resp("error", ERROR) for c in pod_codes}}}},
         pod + "progress": {"post": _op(
-            "pods", "Progress (cell of total) and log lines of the attempt", codes=pod_codes, security=JOB_TOKEN,
+            "pods", "Progress (cell of total) and log lines of the attempt; the answer's 'stop' (a pruned or "
+            "stopped experiment trial) is the stop marker the pod writes for report()", codes=pod_codes,
+            security=JOB_TOKEN,
             body={"type": "object", "properties": {"cell": {"type": ["integer", "null"], "minimum": 0},
                                                    "total": {"type": ["integer", "null"], "minimum": 0},
                                                    "log": {"type": ["string", "null"]}}})},
@@ -255,7 +257,8 @@ def internal() -> dict:
             body={"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"},
                                                                        "failure": {"type": "object"}}})},
         pod + "metrics": {"post": {
-            "tags": ["pods"], "summary": "report() lines of the attempt (experiments)", "security": JOB_TOKEN,
+            "tags": ["pods"], "summary": "report() lines of the attempt (experiments); the answer carries "
+            "'stop' as progress does", "security": JOB_TOKEN,
             "requestBody": {"required": True, "content": {"text/plain": {"schema": {
                 "type": "string", "description": "JSON lines, one report() each"}}}},
             "responses": {"200": _resp("stored"), **{str(c): _resp("error", ERROR) for c in pod_codes}}}},

@@ -33,8 +33,7 @@ class PodOutputHandler(PodHandler):
 
 class PodProgressHandler(PodHandler):
     async def post(self, job_id):
-        await self.services.pods.progress(job_id, self.token, await self.json_object())
-        self.write_json(OK)
+        self.write_json(await self.services.pods.progress(job_id, self.token, await self.json_object()))
 
 
 class PodResultHandler(PodHandler):

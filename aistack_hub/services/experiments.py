@@ -44,6 +44,9 @@ class ExperimentSettings(Configurable):
                                "lines).").tag(config=True)
     stop_grace_s = Float(3.0, help="Seconds a pruned trial has to end itself at its next report() (the stop "
                          "marker) before its cancel is requested.").tag(config=True)
+    pod_stop_grace_s = Float(15.0, help="The same for a trial in a pod: it learns of the marker at its pod's "
+                             "next report to the service (every AISTACK_REPORT_INTERVAL, 2 s), then ends "
+                             "itself at its next report(), uploads its output and exits.").tag(config=True)
     page_size = Integer(50, help="Experiments per page of GET experiments.").tag(config=True)
 
 
@@ -73,7 +76,6 @@ class ExperimentService:
     def __init__(self, ctx, jobs, pods, settings: ExperimentSettings | None = None):
         self.ctx, self.jobs, self.pods = ctx, jobs, pods
         self.settings = settings or ExperimentSettings()
-        self._write_stop = lambda job_id, attempt, why: marker.write_stop(ctx.executor, job_id, attempt, why)
         self.driver = ExperimentDriver(ctx.db, self._submit_trial, ctx.controller.wake, self._write_stop)
         self._notebooks: dict[str, object] = {}
         self.collector = Collector(ctx.db, ctx.executor, ctx.offload.io, self.settings.ingest_after_end_s)
@@ -346,12 +348,23 @@ class ExperimentService:
     async def cancel(self, ident, exp_id) -> dict:
         return await self.ctx.offload.io(self._cancel_db, ident, exp_id)
 
+    def _write_stop(self, job_id: int, attempt: int, why: str) -> float | None:
+        """The stop marker of a running trial (marker.write_stop); the seconds its cancel then waits."""
+        how = marker.write_stop(self.ctx.executor, job_id, attempt, why, self.ctx.run_files)
+        if how is None:
+            return None
+        return self.settings.stop_grace_s if how == "file" else self.settings.pod_stop_grace_s
+
     # ------------------------------------------------------------------ metrics of any job
     def _pod_metrics(self, job_id: str, token, body: bytes) -> dict:
         row = self.pods._attempt(job_id, token, active=False)
         pts = ingest.parse_jsonl(body)
         ingest.ingest(self.ctx.db, [(row.id, row.attempt, pts, None, None, None)])
-        return {"ok": True, "points": len(pts)}
+        out = {"ok": True, "points": len(pts)}
+        stop = marker.read_stop(self.ctx.run_files, row.id, row.attempt)
+        if stop:  # a pruned / stopped trial: the pod writes its marker, its report() raises
+            out["stop"] = stop
+        return out
 
     async def pod_metrics(self, job_id: str, token, body: bytes) -> dict:
         return await self.ctx.offload.io(self._pod_metrics, job_id, token, body)
@@ -369,7 +382,6 @@ class ExperimentService:
         return await self.collector.collect()
 
     async def run_pass(self) -> dict:
-        self.driver.stop_grace_s = self.settings.stop_grace_s  # settings are set after construction
         self.collector.after_end_s = self.settings.ingest_after_end_s
         await self.collect()
         return await self.ctx.offload.io(self.driver.tick)

@@ -11,6 +11,7 @@ import json
 import time
 
 from job_runner.db import ACTIVE_STATES, Job, Notebook
+from job_runner.experiments.marker import read_stop
 from job_runner.failures import FAILURE_CLASSES, INFRASTRUCTURE, failure
 from job_runner.pod import check_job_token
 
@@ -70,7 +71,9 @@ class PodService:
         text = await self.ctx.offload.cpu(notebooks.decode_output, body)
         await io(self._write_output, row, text)
 
-    def _progress(self, job_id: str, token, body: dict) -> None:
+    def _progress(self, job_id: str, token, body: dict) -> dict:
+        """Stores the log and progress; answers ``{"ok": true}``, with ``"stop": why`` once the attempt has
+        a stop marker (a pruned / stopped experiment trial: the pod writes it where its report() looks)."""
         row = self._attempt(job_id, token)
         cell, total, log = body.get("cell"), body.get("total"), body.get("log")
         if log is not None and not isinstance(log, str):
@@ -89,9 +92,11 @@ class PodService:
             prog.update({"cells_total": total or prog.get("cells_total", 0), "current_cell": cell,
                          "cells_done": max(prog.get("cells_done", 0), cell or 0), "updated_at": time.time()})
             self._put_json(row, "progress.json", prog)
+        stop = read_stop(self.ctx.run_files, row.id, row.attempt)
+        return {"ok": True, "stop": stop} if stop else {"ok": True}
 
-    async def progress(self, job_id: str, token, body: dict) -> None:
-        await self.ctx.offload.io(self._progress, job_id, token, body)
+    async def progress(self, job_id: str, token, body: dict) -> dict:
+        return await self.ctx.offload.io(self._progress, job_id, token, body)
 
     def _result(self, job_id: str, token, body: dict) -> None:
         row = self._attempt(job_id, token)

@@ -32,12 +32,11 @@ class Refused(Exception):
 
 
 class ExperimentDriver:
-    def __init__(self, db, submit, wake=lambda: None, stop=lambda job_id, attempt, why: False,
-                 stop_grace_s: float = 3.0):
+    def __init__(self, db, submit, wake=lambda: None, stop=lambda job_id, attempt, why: None):
         self.db = db
-        # (job id, attempt, why) -> True when the stop marker the trial's report() looks for was written
-        # (marker.write_stop): the trial ends itself at its next report(); its cancel waits stop_grace_s
-        self.stop, self.stop_grace_s = stop, stop_grace_s
+        # (job id, attempt, why) -> the seconds its cancel waits when the stop marker the trial's report()
+        # looks for was written (marker.write_stop: the trial ends itself at its next report()), else None
+        self.stop = stop
         self.grace: dict[int, float] = {}  # job id -> when its cancel is requested
         self.submit = submit  # (experiment row, parameters, trial number) -> job id, or raises Refused
         self.wake = wake
@@ -212,15 +211,16 @@ class ExperimentDriver:
     def _prune(self, trials, steps) -> None:
         """stopped_by "rule" first; then the stop marker (the trial ends itself at its next report(), its
         output, metrics and checkpoint whole); its cancel is requested at once where no marker could be
-        written (a queued job, a pod), else after stop_grace_s if its job is still not final."""
+        written (a queued job), else after the grace ``stop`` gave if its job is still not final."""
         with self.db.session() as s:
             for t in trials:
                 s.execute(update(Trial).where(Trial.id == t["tid"]).values(stopped_by="rule"))
         now, at_once = time.monotonic(), []
         for t in trials:
             why = f"pruned by the experiment's rule at step {steps.get(t['number'])}"
-            if t["job_state"] == RUNNING and self.stop(t["job_id"], t.get("attempt") or 0, why):
-                self.grace[t["job_id"]] = (now + self.stop_grace_s, t.get("attempt"))
+            grace = self.stop(t["job_id"], t.get("attempt") or 0, why) if t["job_state"] == RUNNING else None
+            if grace is not None:
+                self.grace[t["job_id"]] = (now + float(grace), t.get("attempt"))
             else:
                 at_once.append((t["job_id"], why))
         if at_once:

@@ -6,6 +6,7 @@ image is built from this checkout (scripts/images.sh) and imported, never pulled
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 
@@ -223,3 +224,48 @@ def test_a_notebook_over_its_memory_limit_comes_back_oomkilled(k8s_control_plane
     fail = row["failure"]
     assert fail["class"] == "kernel_died" and fail["reason"] == "OOMKilled", fail
     assert "out of memory" in fail["message"], fail
+
+
+TRAIN_IN_POD = """
+import time
+from job_runner import report
+for epoch in range(1, epochs + 1):
+    time.sleep(1.0)
+    report(step=epoch, accuracy=1 - lr / epoch)
+"""
+
+
+def test_a_pruned_trial_in_a_real_pod_ends_itself_at_the_stop_marker(k8s_control_plane, real_node, k8s_service):
+    """Closes (issue 13): a pod never saw the stop marker (no run folder of it beside the service), so every
+    pruned pod trial was cancelled outright (its Job deleted, its last epoch lost). ASHA over real pods on the
+    real node: each pruned trial learns of its marker from the service's answer to its pod's report, ends
+    itself at its next report() and its pod exits with the marker's reason (class "cancelled", stopped_itself),
+    never more than ``parallelism`` trials at once."""
+    s, api = k8s_service["svc"].session(), k8s_service["svc"].api
+    r = s.post(api + "experiments", json={
+        "notebook": make_notebook(TRAIN_IN_POD, params="lr = 0.1\nepochs = 3"), "profile": "cpu",
+        "tenant": TENANT, "name": "in-pods", "space": {"lr": [0.1, 0.4, 0.7, 0.9]},
+        "objective": {"metric": "accuracy", "mode": "max"}, "strategy": "asha", "parallelism": 2,
+        "budget": {"parameter": "epochs", "max": 9}, "pruner": {"min_resource": 1, "reduction_factor": 3},
+        "seed": 1})
+    assert r.status_code == 201, r.text
+    eid, most = r.json()["id"], 0
+
+    def ended():
+        nonlocal most
+        e = s.get(api + f"experiments/{eid}").json()
+        most = max(most, sum(1 for t in e["trials"] if t["job_state"] in ("admitted", "running")))
+        return e if e["state"] != "running" else None
+    e = wait(ended, 400, f"experiment {eid} to end (service log: {k8s_service['svc'].log_path})")
+    assert e["state"] == "completed", (e, k8s_service["svc"].log_tail())
+    assert most <= 2, f"{most} trials held slots at once (parallelism 2)"
+    pruned = [t for t in e["trials"] if t["state"] == "pruned"]
+    assert pruned, [(t["parameters"], t["state"], t["last_step"]) for t in e["trials"]]
+    for t in pruned:
+        fail = t["failure"] or {}
+        assert fail.get("class") == "cancelled" and fail.get("stopped_itself") is True, t
+        assert re.search(r"pruned by the experiment's rule at step \d+", fail.get("message") or ""), t
+        assert t["last_step"] < 9, t
+        log = s.get(api + f"jobs/{t['job_id']}/logs").text
+        assert "stopped itself at the experiment's stop marker" in log, log[-3000:]
+    assert [t for t in e["trials"] if t["state"] == "completed" and t["last_step"] == 9], e["trials"]

@@ -113,3 +113,50 @@ def test_a_wrong_token_gets_nothing(service, tmp_path):
     assert e.value.code == 403
     proc = _run_pod(service, job_id, attempt, tmp_path, token="forged")
     assert proc.returncode == EXIT_CODES["infrastructure"]
+
+
+def test_a_pod_learns_its_trial_was_pruned_from_the_services_answer_and_ends_itself(service, tmp_path):
+    """Closes (issue 13): a trial in a pod never saw the stop marker (there is no run folder of it beside the
+    service), so a pruned pod trial was cancelled (SIGTERM: its last epoch lost, recorded "cancelled by
+    request"). Now the service puts the marker in its run-file store, as ``marker.write_stop`` does for an
+    executor without a run folder; the pod's next report is answered with it, the pod writes it where the
+    runner's ``report()`` looks, and the trial ends itself: the pod's own outcome is the marker's."""
+    from job_runner.db import open_database
+    from job_runner.db.experiments import JobMetric
+    from job_runner.executors.runfiles import FileRunFiles
+    from job_runner.experiments import marker
+
+    nb = _notebook("steps = 300", "import time\nfrom job_runner import report\nfor step in range(1, steps + 1):\n"
+                   "    time.sleep(0.1)\n    report(step=step, accuracy=step / steps)\nprint('ran to the end')")
+    job_id, attempt = _running_job(service, nb, {})
+    secret = (service["data"] / "job-token-secret").read_text().strip()
+    env = {**os.environ, "PYTHONPATH": ROOT, "AISTACK_SERVICE_URL": service["api"], "AISTACK_JOB_ID": str(job_id),
+           "AISTACK_JOB_ATTEMPT": str(attempt), "AISTACK_JOB_TOKEN": job_token(secret, job_id, attempt),
+           "AISTACK_WORK_DIR": str(tmp_path / "work"), "AISTACK_REPORT_INTERVAL": "0.5",
+           "AISTACK_TERMINATION_LOG": str(tmp_path / "termination-log")}
+    env.pop("AISTACK_STOP_FILE", None)
+    proc = subprocess.Popen([sys.executable, "-m", "job_runner.pod"], env=env, cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        db = open_database(service["db"])
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:  # its first points reached the service
+            with db.read() as s:
+                if s.query(JobMetric).filter(JobMetric.job_id == job_id).count():
+                    break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"no metrics from the pod: {proc.poll()} {proc.stdout.read() if proc.poll() else ''}")
+        db.engine.dispose()
+        why = "pruned by the experiment's rule at step 2"
+        pod_view = type("PodExecutor", (), {})()  # an executor without a run folder here, as the Kubernetes one
+        assert marker.write_stop(pod_view, job_id, attempt, why, FileRunFiles(str(service["data"] / "jobs"))) == "store"
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == EXIT_CODES["cancelled"], out[-3000:]
+    assert "the service asked this trial to stop: " + why in out, out[-3000:]
+    assert "stopped itself at the experiment's stop marker" in out and "ran to the end" not in out, out[-3000:]
+    result = json.loads((service["data"] / "jobs" / str(job_id) / f"attempt-{attempt}" / "result.json").read_text())
+    assert result == {"state": "failed", "failure": {"class": "cancelled", "message": why, "stopped_itself": True}}
+    assert json.loads((tmp_path / "termination-log").read_text())["message"] == why
