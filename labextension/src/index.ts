@@ -22,6 +22,7 @@ import { openExperimentCommand } from './experimentCommand'; // experiments (iss
 import { openPipelineCommand } from './pipeline'; // pipelines view (issue 14)
 import { scheduleCommands } from './schedule'; // schedules UI (issue 14)
 import { startIdleWatch } from './idle'; // GPU idle culling (issue 15 B)
+import { Notices } from './notices'; // failed pipelines/schedules, budget and quota reminders (issues 14, 15)
 
 const PLUGIN_ID = 'aistack_lab:plugin';
 
@@ -48,6 +49,7 @@ interface ISettings {
   saveOutputOnFinish: boolean;
   pollIntervalSeconds: number;
   maxSweepJobs: number;
+  noticeIntervalSeconds: number;
 }
 
 const DEFAULTS: ISettings = {
@@ -58,7 +60,8 @@ const DEFAULTS: ISettings = {
   notifyOnFinish: true,
   saveOutputOnFinish: true,
   pollIntervalSeconds: 3,
-  maxSweepJobs: 64
+  maxSweepJobs: 64,
+  noticeIntervalSeconds: 30
 };
 
 interface IMe {
@@ -125,6 +128,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const trans = (translator ?? nullTranslator).load('aistack_lab');
     startIdleWatch(); // GPU idle culling (issue 15 B): the "keep for N hours" notification
     let settings: ISettings = { ...DEFAULTS };
+    const notices = new Notices();
+    let noticeEvery = 0;
+    const startNotices = () => {
+      if (settings.noticeIntervalSeconds !== noticeEvery) {
+        noticeEvery = settings.noticeIntervalSeconds;
+        notices.start(noticeEvery);
+      }
+    };
     let me: IMe = { name: null, admin: false, tenants: [] };
 
     /** Output folder chosen in the dialog, per job id (kept in this browser). */
@@ -431,11 +442,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
           const apply = () => {
             settings = { ...DEFAULTS, ...(s.composite as any) };
             schedule();
+            startNotices();
           };
           apply();
           s.changed.connect(apply);
         })
-        .catch(e => console.warn('aistack_lab: settings not loaded', e));
+        .catch(e => {
+          console.warn('aistack_lab: settings not loaded', e);
+          startNotices();
+        });
+    } else {
+      startNotices();
     }
     void labShell;
   }

@@ -1,5 +1,5 @@
 // One real Chromium (playwright-core) session in JupyterLab for the view tests: sign in to the hub, open the
-// user's lab, run a command from the palette that asks for one value, then the test's own steps.
+// user's lab, run a command from the palette that asks for one value (if given), then the test's own steps.
 // Screenshots go to $ARTIFACTS; prints one JSON line of results (steps, error, console errors).
 // env: HUB_URL USER_NAME PASSWORD ARTIFACTS [CHROMIUM]
 const { chromium } = require('playwright-core');
@@ -38,11 +38,13 @@ async function runInLab({ command, input }, steps) {
     await page.goto(HUB + `user/${USER}/lab?reset`);
     await page.locator('.jp-LauncherCard').first().waitFor({ timeout: 120000 });
     step('lab open');
-    await page.keyboard.press('Control+Shift+C');
-    await page.keyboard.type(command);
-    await page.locator('.lm-CommandPalette-item', { hasText: command }).first().click();
-    await page.locator('.jp-Dialog input').fill(input);
-    await page.keyboard.press('Enter');
+    if (command) {
+      await page.keyboard.press('Control+Shift+C');
+      await page.keyboard.type(command);
+      await page.locator('.lm-CommandPalette-item', { hasText: command }).first().click();
+      await page.locator('.jp-Dialog input').fill(input);
+      await page.keyboard.press('Enter');
+    }
     await steps(page, { step, shot, results });
   } catch (e) {
     results.error = String(e && e.stack ? e.stack : e);

@@ -6,6 +6,9 @@ tasks with their states, the failed task offers Retry, and the retry gives it a 
 "Schedule…" from the palette on that view: an invalid cron is refused with the API's message and the dialog
 keeps what was typed; a valid cron creates the schedule, the Schedules list shows it, and the API has it
 with the cron and time zone sent (deleted at the end, so it never fires).
+Then the notices (issues 14, 15): a pipeline run of ana's fails while no browser is open and a job of hers
+waits because team-a's quota is used up; a fresh browser opening her lab shows both as JupyterLab
+notifications (the failure from GET notifications, the reminder from GET accounting/reminders).
 Screenshots: test-artifacts/pipelines/browser/*.png."""
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import nbformat
 import pytest
 
 from tests.hub.launcher import PASSWORD, start_hub, stop_hub
+from tests.job_service.helpers import wait_for
 from tests.labextension.conftest import LAB_CONFIG, REPO, LabUser, _start_server
 
 CHROMIUM = os.environ.get("AISTACK_CHROMIUM", "/usr/bin/chromium")
@@ -49,7 +53,10 @@ def view_hub():
     os.chmod(tmp, 0o711)
     homes = tempfile.mkdtemp(prefix="aistack-pipeline-view-homes-", dir="/home")
     os.chmod(homes, 0o755)
-    cfg = {**LAB_CONFIG, "Isolation": {"home_root": homes},
+    # team-a may hold one 1/4 GPU at a time: the notices test's second quarter job waits for the quota
+    tenants = [{**t, "quotas": {"any": {"gpu_milli": 250, "cpu_milli": 8000}}} if t["name"] == "team-a" else t
+               for t in LAB_CONFIG["tenants"]]
+    cfg = {**LAB_CONFIG, "tenants": tenants, "Isolation": {"home_root": homes},
            "AIStackService": {"notebook_root": os.path.join(homes, "{user}")},
            "PipelineSettings": {"tick_interval_s": 0.3}}
     hub = start_hub(cfg, tmp)
@@ -136,3 +143,46 @@ def check_view(hub, ana, res):
         ("pipeline", "demo.pipeline.yaml", "30 3 * * 1", "Europe/Berlin", False), s
     for name in ("03-schedule-refused", "04-schedules-list"):
         assert os.path.getsize(os.path.join(ARTIFACTS, f"{name}.png")) > 10_000, name
+
+
+@pytest.mark.browser
+def test_failed_runs_and_quota_reminders_are_notifications_in_the_lab(view_hub):
+    hub, ana = view_hub
+    assert os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: run `bash scripts/setup.sh test`"
+    ana.put_notebook("ok.ipynb", notebook("print('prepared')"))
+    ana.put_notebook("bad.ipynb", notebook("raise RuntimeError('train broke on purpose')"))
+    r = ana.request("PUT", "api/contents/notices.pipeline.yaml",
+                    json={"type": "file", "format": "text", "content": PIPELINE})
+    assert r.status_code in (200, 201), r.text
+    r = ana.ext("POST", "api/pipelines/runs", json={"path": "notices.pipeline.yaml"})
+    assert r.status_code == 201, r.text
+    run_id = r.json()["id"]
+    hold = notebook("import time\ntime.sleep(600)")
+    jobs = []
+    try:
+        for name in ("holds-the-quarter", "waits-for-quota"):
+            r = ana.ext("POST", "api/jobs", json={"notebook": hold, "profile": "quarter", "tenant": "team-a",
+                                                   "name": name})
+            assert r.status_code == 201, r.text
+            jobs.append(r.json()["id"])
+
+        def settled():
+            run = ana.ext("GET", f"api/pipelines/runs/{run_id}").json()
+            waiting = ana.ext("GET", f"api/jobs/{jobs[1]}").json()
+            return (run, waiting) if run["state"] == "failed" and waiting.get("pending_reason") == "quota" else None
+        wait_for(settled, 180, what="the pipeline run to fail and the second job to wait for the quota")
+        env = dict(os.environ, HUB_URL=hub.url, USER_NAME="ana", PASSWORD=hub.password, ARTIFACTS=ARTIFACTS,
+                   CHROMIUM=CHROMIUM)
+        out = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "browser", "notices.js")],
+                             cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+        assert lines, f"no result from the browser (rc {out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
+        res = json.loads(lines[-1])
+        assert not res.get("error"), f"{res['error']}\nsteps: {res['steps']}\n{hub.log_tail(3000)}"
+        toasts = res["toasts"]
+        assert any(f"pipeline 'view-demo' (run {run_id}) failed" in t and "train" in t for t in toasts), toasts
+        assert any("1 of your workloads in tenant team-a wait because its quota is used up" in t for t in toasts), toasts
+        assert os.path.getsize(os.path.join(ARTIFACTS, "05-notices.png")) > 10_000
+    finally:
+        for job_id in jobs:
+            ana.ext("POST", f"api/jobs/{job_id}/cancel")
