@@ -327,13 +327,16 @@ class AIStackService(Application):
 
         sampler = asyncio.create_task(_monitoring.run_forever(self, stop)) if self.run_scheduler else None
         # --- end GPU monitoring ---
+        # --- tenant storage on Kubernetes (issue 15 C): the claims' usage, measured by scan pods, on the leader
+        scans = asyncio.create_task(self.services.storage.run_forever(
+            stop, lambda: self.controller.is_leader)) if self.run_scheduler else None
         # --- pipelines + schedules (issue 14): ends by itself when stop is set ---
         from aistack_hub.services import pipelines_loop as _pipelines
 
         _pipelines_task = asyncio.create_task(_pipelines.run_forever(self, stop))  # noqa: F841
         # --- end pipelines + schedules ---
         await stop.wait()
-        for t in (watcher, reconciler, sampler, experiments):  # sampler: GPU monitoring (issue 15 B)
+        for t in (watcher, reconciler, sampler, experiments, scans):  # sampler: GPU monitoring (issue 15 B)
             if t is not None:
                 t.cancel()
         self.log.info("stopping")

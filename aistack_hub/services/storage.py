@@ -7,13 +7,16 @@ change quotas and datasets. ``GET storage/mounts`` is for the hub (its service t
 """
 from __future__ import annotations
 
+import asyncio
+import datetime as _dt
+import logging
 import os
 from typing import Annotated
 
 from pydantic import Field
 
 from job_runner.binding.storage import Mounts, StorageError, TenantStorage, UsageCache, check_name, quota_support
-from job_runner.binding.storage_kube import KubeStorage, pod_volumes
+from job_runner.binding.storage_kube import KubeStorage, pod_volumes, tenant_claim
 from job_runner.db import utcnow
 from job_runner.db.resources import Dataset, DatasetGrant, TenantStorageRow
 
@@ -27,6 +30,7 @@ MAX_PAGE = 500
 # offsets past this are refused: the datasets page is an SQL OFFSET, and one beyond SQLite's 64-bit integer
 # was a 500 (OverflowError) that the fuzz test found
 MAX_OFFSET = 10 ** 9
+log = logging.getLogger(__name__)
 
 
 class StorageQuery(_Query):
@@ -68,6 +72,7 @@ class StorageService:
         self.isolation = isolation  # job_runner.binding.accounts.Isolation: the members' account names
         self.cache = UsageCache(storage.usage_cache_s, storage.scan_max_entries)
         self._support: str | None = None
+        self._scan: asyncio.Future | None = None  # Kubernetes: the claims' scan in progress
 
     # ------------------------------------------------------------------ reads
     def _visible_tenants(self, ident: Identity) -> list[str]:
@@ -87,23 +92,110 @@ class StorageService:
         with self.ctx.db.read() as s:
             return sorted(g.dataset for g in s.query(DatasetGrant).filter(DatasetGrant.tenant == tenant))
 
+    @property
+    def on_claims(self) -> bool:
+        """Tenants' storage is their Kubernetes claims (mount_claims, and an executor that can scan them)."""
+        return self.kube.mount_claims and hasattr(self.ctx.executor, "tenant_namespace")
+
+    def _claim_usage(self, tenant: str) -> dict:
+        with self.ctx.db.read() as s:
+            row = s.get(TenantStorageRow, tenant)
+            got = None if row is None else (row.claim_used_bytes, row.claim_files, row.claim_partial,
+                                            row.claim_measured_at, row.claim_message)
+        used, files, partial, at, message = got or (None, None, None, None, None)
+        if at is None:
+            return {"bytes": 0, "files": 0, "partial": False, "measured_at": None, "scan_s": None,
+                    "message": message or "not measured yet"}
+        return {"bytes": int(used or 0), "files": int(files or 0), "partial": bool(partial), "scan_s": None,
+                "message": message, "measured_at": at.replace(tzinfo=_dt.timezone.utc).timestamp()}
+
     def usage_of(self, tenant: str, fresh: bool = False) -> dict:
-        """Blocking: the tenant's measured usage against its quota."""
+        """Blocking: the tenant's measured usage against its quota (on Kubernetes: its claim's last scan)."""
         path = self.storage.tenant_dir(tenant)
-        got = self.cache.get(path, fresh=fresh)
+        if self.on_claims:
+            got = self._claim_usage(tenant)
+            claim = {"claim": tenant_claim(tenant), "namespace": self._namespace(tenant),
+                     "message": got.pop("message")}
+        else:
+            got, claim = self.cache.get(path, fresh=fresh), {}
         quota = self._quota_gib(tenant)
         used = got["bytes"]
         share = used / (quota * GIB) if quota else 0.0
-        if self._support is None:
+        if self._support is None and not self.on_claims:
             self._support = quota_support(os.path.dirname(path) if not os.path.isdir(path) else path)
         return {"tenant": tenant, "used_bytes": used, "files": got["files"], "partial": got["partial"],
                 "measured_at": got["measured_at"], "scan_s": got["scan_s"], "quota_gib": quota,
                 "quota_bytes": int(quota * GIB), "used_share": round(share, 4),
                 "warning": bool(quota) and share >= WARN_AT, "over_quota": bool(quota) and share >= 1.0,
-                "mount_path": self.storage.inside(tenant), "path": path, "datasets": self._granted(tenant),
-                "enforcement": self.enforcement()}
+                "mount_path": self.storage.inside(tenant), "path": None if self.on_claims else path,
+                "datasets": self._granted(tenant), "enforcement": self.enforcement(), **claim}
+
+    # ------------------------------------------------------------------ Kubernetes: claims' usage
+    def _namespace(self, tenant: str) -> str:
+        rec = next((t for t in self.ctx.tenants() if t.name == tenant), None)
+        return self.ctx.executor.tenant_namespace(tenant, getattr(rec, "namespace", None))
+
+    def _record_scan(self, tenant: str, got: dict | None, message: str | None) -> None:
+        with self.ctx.db.session() as s:
+            row = s.get(TenantStorageRow, tenant)
+            if row is None:
+                row = TenantStorageRow(tenant=tenant, quota_gib=None)
+                s.add(row)
+            row.claim_message = message
+            if got is not None:
+                row.claim_used_bytes, row.claim_files = int(got["bytes"]), int(got.get("files") or 0)
+                row.claim_partial, row.claim_measured_at = bool(got.get("partial")), utcnow()
+
+    async def scan_claims(self) -> dict:
+        """Measure every tenant's claim now, one after the other (a scan Job each); returns tenant -> bytes
+        or the reason it was not measured. A failed scan keeps the last measurement and says why."""
+        from job_runner.executors.k8s_storage_scan import ScanError, scan_claim
+
+        out = {}
+        for tenant in sorted(t.name for t in self.ctx.tenants()):
+            ns = self._namespace(tenant)
+            try:
+                got = await scan_claim(self.ctx.executor, tenant, ns, tenant_claim(tenant), self.kube.scan_timeout_s)
+            except ScanError as e:
+                await self.ctx.offload.io(self._record_scan, tenant, None, str(e))
+                out[tenant] = str(e)
+                continue
+            await self.ctx.offload.io(self._record_scan, tenant, got, None)
+            out[tenant] = got["bytes"]
+        return out
+
+    def scan_soon(self) -> None:
+        """Start a scan of all claims unless one runs (GET storage?fresh=1 on Kubernetes: not waited for)."""
+        if self._scan is None or self._scan.done():
+            self._scan = asyncio.ensure_future(self._scan_logged())
+
+    async def _scan_logged(self) -> None:
+        try:
+            got = await self.scan_claims()
+            log.info("storage: claims measured: %s", got)
+        except Exception:  # noqa: BLE001 - the next interval tries again
+            log.exception("storage: measuring the claims failed")
+
+    async def run_forever(self, stop: asyncio.Event, is_leader) -> None:
+        """Every KubeStorage.scan_interval_s, on the leader: measure the claims (the first pass at once)."""
+        if not self.on_claims or self.kube.scan_interval_s <= 0:
+            return
+        while not stop.is_set():
+            if is_leader():
+                self.scan_soon()
+                await asyncio.shield(self._scan)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.kube.scan_interval_s)
+            except asyncio.TimeoutError:
+                pass
 
     def enforcement(self) -> str:
+        if self.on_claims:
+            base = "measured by a scan pod every %g s, not enforced (the claim's size is the provisioner's limit)" \
+                % self.kube.scan_interval_s
+            if self.storage.over_quota == "read-only":
+                return base + "; over quota: warned only on Kubernetes"
+            return base + "; over quota: warned only"
         base = self._support or "measured, not enforced"
         if self.storage.over_quota == "read-only":
             return base + "; over quota: mounted read-only into new servers and jobs"
@@ -122,6 +214,8 @@ class StorageService:
                 "over_quota_policy": self.storage.over_quota}
 
     async def overview(self, ident: Identity, q: StorageQuery) -> dict:
+        if q.fresh and self.on_claims:
+            self.scan_soon()  # measured by scan pods: the answer shows the last scan until this one ends
         return await self.ctx.offload.io(self._overview, ident, q)
 
     # ------------------------------------------------------------------ quotas (admins)

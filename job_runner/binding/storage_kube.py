@@ -51,6 +51,12 @@ class KubeStorage(Configurable):
                                     ).tag(config=True)
     default_size_gib = Float(100.0, help="Requested size of a tenant's claim without its own quota (GiB)."
                              ).tag(config=True)
+    scan_interval_s = Float(900.0, help="""With mount_claims: every this many seconds the service (its leader)
+        measures each tenant's claim with a short scan Job in the tenant's namespace (the claim mounted
+        read-only, the same scan as the embedded deployment's; executors/k8s_storage_scan.py) and shows it
+        against the tenant's storage quota. 0: never (usage then shows as not measured).""").tag(config=True)
+    scan_timeout_s = Float(300.0, help="Longest a claim's scan Job may run (its activeDeadlineSeconds)."
+                           ).tag(config=True)
 
     def tenant_pvc(self, tenant: str, namespace: str, size_gib: float | None = None) -> dict:
         return pvc_manifest(tenant_claim(tenant), namespace, size_gib or self.default_size_gib,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .models import Base, utcnow
@@ -18,6 +18,12 @@ class TenantStorageRow(Base):
     tenant: Mapped[str] = mapped_column(String(63), primary_key=True)
     quota_gib: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: the default; 0: none
     updated_at: Mapped[_dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    # Kubernetes: the last scan of the tenant's claim (k8s_storage_scan; migration 0012); NULL: never measured
+    claim_used_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    claim_files: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    claim_partial: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    claim_measured_at: Mapped[_dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    claim_message: Mapped[str | None] = mapped_column(Text, nullable=True)  # why the last scan measured nothing
 
 
 class Dataset(Base):

@@ -116,7 +116,7 @@ def job_manifest(ex, job: JobSpec, assignment: dict | None) -> dict:
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name, "namespace": ex.namespace_of(job), "labels": labels,
+        "metadata": {"name": name, "namespace": ex.tenant_namespace(job.tenant, job.namespace), "labels": labels,
                      "annotations": dict(kslice.annotations)},
         "spec": spec,
     }

@@ -166,9 +166,9 @@ class KubernetesExecutor(Executor, CheckpointClaims):
 
     # -- names -----------------------------------------------------------------------------------
 
-    def namespace_of(self, job: JobSpec) -> str:
+    def tenant_namespace(self, tenant: str, namespace: str | None = None) -> str:
         """The tenant's own namespace (its record's ``namespace``), else ``namespace_template``'s."""
-        return job.namespace or dns_label(self.namespace_template.replace("{tenant}", dns_label(job.tenant)))
+        return namespace or dns_label(self.namespace_template.replace("{tenant}", dns_label(tenant)))
 
     def job_name(self, job_id, attempt) -> str:
         return f"{dns_label(self.instance, 40)}-job-{job_id}-{attempt}"
@@ -242,7 +242,7 @@ class KubernetesExecutor(Executor, CheckpointClaims):
     async def adopt(self, job: JobSpec) -> dict | None:
         """After a restart: the Job of this job's current attempt, found by labels (None if none)."""
         batch, _ = await self._apis()
-        ns = self.namespace_of(job)
+        ns = self.tenant_namespace(job.tenant, job.namespace)
         jobs = await batch.list_namespaced_job(ns, label_selector=self.selector(job.id),
                                                _request_timeout=self.request_timeout_s)
         for item in jobs.items:
@@ -385,7 +385,7 @@ class KubernetesExecutor(Executor, CheckpointClaims):
             if got is not None:
                 return got
         _, core = await self._apis()
-        ns, name = self.namespace_of(job), self.job_name(job.id, job.attempt)
+        ns, name = self.tenant_namespace(job.tenant, job.namespace), self.job_name(job.id, job.attempt)
         pods = (await core.list_namespaced_pod(ns, label_selector=f"batch.kubernetes.io/job-name={name}",
                                                _request_timeout=self.request_timeout_s)).items
         if not pods:

@@ -64,3 +64,29 @@ def test_job_pods_take_the_executors_node_selector_and_tolerations():
     spec = ex.job_manifest(job, {"node": "aistack-node-0"})["spec"]["template"]["spec"]
     assert spec["nodeSelector"] == {"aistack.test/pool": "real", "kubernetes.io/hostname": "aistack-node-0"}
     assert {"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+
+
+def test_a_claims_scan_pod_mounts_it_read_only_as_the_job_user_without_a_token():
+    """The scan Job of a tenant's claim (tenant storage counted on Kubernetes): read-only mount, non-root, no
+    service-account token, no fsGroup (a look must not make the kubelet re-own the volume), the executor's
+    node selector and tolerations, and none of the labels the executor lists its notebook Jobs by."""
+    from job_runner.executors.k8s_manifest import INSTANCE_LABEL, JOB_ID_LABEL
+    from job_runner.executors.k8s_storage_scan import SCAN_LABEL, scan_manifest
+
+    ex = KubernetesExecutor(job_token_secret="k", image="aistack.local/job:1", node_selector={"pool": "real"},
+                            tolerations=[{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}])
+    job = scan_manifest(ex, "team-a", "aistack-team-a", "aistack-storage-team-a", "scan-1", 120)
+    assert job["spec"]["activeDeadlineSeconds"] == 120 and job["spec"]["backoffLimit"] == 0
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert labels[SCAN_LABEL] == "team-a" and INSTANCE_LABEL not in labels and JOB_ID_LABEL not in labels
+    pod = job["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False and pod["restartPolicy"] == "Never"
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 1000
+    assert "fsGroup" not in pod["securityContext"]
+    assert pod["volumes"] == [{"name": "claim", "persistentVolumeClaim": {"claimName": "aistack-storage-team-a",
+                                                                          "readOnly": True}}]
+    (c,) = pod["containers"]
+    assert c["volumeMounts"] == [{"name": "claim", "mountPath": "/data", "readOnly": True}]
+    assert c["command"] == ["python", "-m", "job_runner.binding.storage_scan", "/data"]
+    assert c["image"] == "aistack.local/job:1" and c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["nodeSelector"] == {"pool": "real"} and pod["tolerations"][0]["key"] == "dedicated"

@@ -326,9 +326,9 @@ def test_token_key_is_the_services_when_unset():
 def test_names_and_namespaces_are_valid_and_per_instance():
     ex = KubernetesExecutor(instance="Prod_EU")
     assert ex.job_name(7, 1) == "prod-eu-job-7-1"
-    assert ex.namespace_of(_job(tenant="Team_A.ML")) == "aistack-team-a-ml"
+    assert ex.tenant_namespace("Team_A.ML") == "aistack-team-a-ml"
     # the tenant's record names its namespace: its Jobs go there (with its servers, RBAC and quota)
-    assert ex.namespace_of(_job(tenant="research", namespace="research")) == "research"
+    assert ex.tenant_namespace("research", "research") == "research"
     ex.renderer.backend = "time-slice"
     assert ex.job_manifest(_job(namespace="research"), None)["metadata"]["namespace"] == "research"
     assert "aistack.io/instance=Prod_EU" in ex.selector(7) and "aistack.io/job-id=7" in ex.selector(7)

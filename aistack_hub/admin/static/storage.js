@@ -53,7 +53,10 @@
       var tbody = $("st-usage").querySelector("tbody");
       tbody.textContent = "";
       d.items.forEach(function (u) {
-        row(tbody, [u.tenant + (u.partial ? " (partial scan)" : ""), gib(u.used_bytes) + " GiB",
+        // on Kubernetes the usage is a scan pod's (claim): say when none measured it, and why
+        var note = u.partial ? " (partial scan)" : (u.measured_at === null ? " (not measured: " + (u.message || "no scan yet") + ")"
+          : (u.message ? " (last scan failed: " + u.message + ")" : ""));
+        row(tbody, [u.tenant + note, gib(u.used_bytes) + " GiB",
                     u.quota_gib ? u.quota_gib + " GiB" : "none", bar(u)]);
       });
       $("st-more").textContent = d.next_offset !== null ? ("first 500 of " + d.total + " tenants") : "";
