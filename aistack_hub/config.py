@@ -82,7 +82,7 @@ KNOWN_CLASSES = {
     "PipelineSettings": "aistack_hub.services.pipelines",
     "ScheduleSettings": "aistack_hub.services.schedules",
     # --- end pipelines + schedules ---
-    "ExperimentSettings": "aistack_hub.services.experiments",  # --- experiments (issue 13) ---
+    "ExperimentSettings": "aistack_hub.services.experiment_settings",  # --- experiments (issue 13) ---
     "Application": "traitlets.config",
     "LocalExecutor": "job_runner.executors.local",
     "KubernetesExecutor": "job_runner.executors.kubernetes",

@@ -193,7 +193,7 @@ class AIStackService(Application):
             run_files=run_files, limits=Limits(parent=self),
         ))
         # --- experiments (issue 13): its settings from this config ---
-        from aistack_hub.services.experiments import ExperimentSettings
+        from aistack_hub.services.experiment_settings import ExperimentSettings
         self.services.experiments.settings = ExperimentSettings(parent=self)
         self.hub_auth = self._make_hub_auth()
         if self.hub_auth is not None and self.hub_auth.api_token:

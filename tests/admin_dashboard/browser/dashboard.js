@@ -112,6 +112,39 @@ async function main() {
           page.click('#gpu-idle-team-a button[type="submit"]')]);
         results.policySaved = (await page.locator('[data-gpu-idle="team-a"]').textContent()).replace(/\s+/g, ' ').trim();
         step('gpu idle policy');
+        // prices and budgets, edited in place through the api-proxy: refused with the API's reason, the
+        // input kept; then saved, and the table shows it
+        await page.waitForSelector('#accounting[data-loaded="1"]', { timeout: T });
+        const accText = id => page.locator(id).textContent().then(t => t.replace(/\s+/g, ' ').trim());
+        await page.fill('#acc-b-tenant', 'no-such-tenant');
+        await page.fill('#acc-b-amount', '100');
+        await page.click('#acc-budget-form button[type="submit"]');
+        await page.waitForFunction(() => document.getElementById('acc-budget-error').textContent.trim() !== '', null, { timeout: T });
+        results.budgetRefused = await accText('#acc-budget-error');
+        results.budgetKept = await page.locator('#acc-b-tenant').inputValue();
+        await page.locator('#acc-budget-form').screenshot({ path: path.join(ART, 'budget-refused.png') });
+        await page.fill('#acc-b-tenant', 'team-a');
+        await page.fill('#acc-b-amount', '250');
+        await page.click('#acc-budget-form button[type="submit"]');
+        await page.waitForFunction(() => /team-a/.test(document.querySelector('#acc-budgets tbody')?.textContent || ''), null, { timeout: T });
+        results.budgetRow = await accText('#acc-budgets tbody');
+        results.budgetErrorAfter = await accText('#acc-budget-error');
+        const future = new Date(Date.now() + 40 * 86400000).toISOString().slice(0, 10);
+        await page.selectOption('#acc-p-res', 'gpu');
+        await page.fill('#acc-p-model', 'A100-80GB');
+        await page.fill('#acc-p-price', '-1');
+        await page.fill('#acc-p-from', future);
+        await page.click('#acc-price-form button[type="submit"]');
+        await page.waitForFunction(() => document.getElementById('acc-price-error').textContent.trim() !== '', null, { timeout: T });
+        results.priceRefused = await accText('#acc-price-error');
+        results.priceKept = await page.locator('#acc-p-price').inputValue();
+        await page.fill('#acc-p-price', '2.75');
+        await page.click('#acc-price-form button[type="submit"]');
+        await page.waitForFunction(f => (document.querySelector('#acc-prices tbody')?.textContent || '').includes(f), future, { timeout: T });
+        results.priceRows = await page.$$eval('#acc-prices tbody tr', rows => rows.map(r => [...r.cells].map(c => c.textContent.trim()).join(' | ')));
+        results.priceFrom = future;
+        await page.locator('#accounting').screenshot({ path: path.join(ART, 'accounting-edited.png') });
+        step('price and budget edited');
       }
       await ctx.close();
     }
