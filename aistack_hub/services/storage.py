@@ -214,8 +214,10 @@ class StorageService:
                 "over_quota_policy": self.storage.over_quota}
 
     async def overview(self, ident: Identity, q: StorageQuery) -> dict:
-        if q.fresh and self.on_claims:
-            self.scan_soon()  # measured by scan pods: the answer shows the last scan until this one ends
+        if q.fresh and self.on_claims and ident.is_admin:
+            # measured by scan pods (one per tenant's claim): started by platform admins only, not by any
+            # member's refresh; the answer shows the last scan until this one ends
+            self.scan_soon()
         return await self.ctx.offload.io(self._overview, ident, q)
 
     # ------------------------------------------------------------------ quotas (admins)

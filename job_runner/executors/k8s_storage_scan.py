@@ -25,6 +25,7 @@ from .k8s_manifest import MANAGED_BY_LABEL
 SCAN_LABEL = LABEL_PREFIX + "storage-scan"
 SCAN_OF_LABEL = LABEL_PREFIX + "storage-scan-of"  # the executor's instance, under a key of its own
 MOUNT = "/data"
+UNSCHEDULABLE_S = 60.0  # a scan pod unschedulable this long fails the scan with the scheduler's reason
 
 
 class ScanError(RuntimeError):
@@ -96,7 +97,7 @@ async def scan_claim(ex, tenant: str, namespace: str, claim: str, timeout_s: flo
     await batch.create_namespaced_job(namespace, scan_manifest(ex, tenant, namespace, claim, name, int(timeout_s)),
                                       _request_timeout=t)
     try:
-        deadline = time.monotonic() + timeout_s + 30
+        deadline, stuck_since = time.monotonic() + timeout_s + 30, None
         while time.monotonic() < deadline:
             pods = (await core.list_namespaced_pod(namespace, label_selector=f"batch.kubernetes.io/job-name={name}",
                                                    _request_timeout=t)).items
@@ -114,7 +115,8 @@ async def scan_claim(ex, tenant: str, namespace: str, claim: str, timeout_s: flo
                 return got
             stuck = next((c.message for p in pods for c in (p.status.conditions or []) if p.status
                           and c.type == "PodScheduled" and c.status == "False" and c.reason == "Unschedulable"), None)
-            if stuck and time.monotonic() > deadline - timeout_s / 2:
+            stuck_since = (stuck_since or time.monotonic()) if stuck else None
+            if stuck and time.monotonic() - stuck_since > UNSCHEDULABLE_S:  # not a passing shortage
                 raise ScanError(f"the scan pod of {namespace}/{claim} cannot be scheduled: {stuck}")
             await asyncio.sleep(poll_s)
         raise ScanError(f"the scan of {namespace}/{claim} did not end within {timeout_s:g} s")
