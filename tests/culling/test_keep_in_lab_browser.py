@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import tempfile
 
 import pytest
 
-from tests.hub.launcher import PASSWORD, start_hub, stop_hub
+from tests.hub.launcher import PASSWORD, run_browser_script, running_hub
 from tests.job_service.helpers import wait_for
 from tests.labextension.conftest import LAB_CONFIG, REPO
 
@@ -32,37 +29,20 @@ def feed(path: str, util_pct: float) -> None:
 
 
 @pytest.fixture(scope="module")
-def idle_hub():
-    tmp = tempfile.mkdtemp(prefix="aistack-keep-")
-    os.chmod(tmp, 0o711)
-    samples = os.path.join(tmp, "gpu-samples.json")
+def idle_hub(tmp_path_factory):
+    samples = str(tmp_path_factory.mktemp("gpu-feed") / "gpu-samples.json")
     feed(samples, 0.0)
     # idle for 600 s stops the server, warned 595 s before: the warning comes after ~5 s of idleness and
     # the stop never within the test
     cfg = {**LAB_CONFIG, "Monitor": {"source": "file", "samples_file": samples, "interval_s": 0.5,
                                      "idle_s": 600, "idle_warn_s": 595, "idle_threshold_pct": 5,
                                      "max_keep_hours": 8}}
-    hub = start_hub(cfg, tmp)
-    try:
-        assert "sent to the admin" in hub.signup("ana")
-        hub.signup("admin")
-        admin = hub.login("admin")
-        assert admin is not None, hub.log_tail()
-        assert admin.get(hub.url + "hub/authorize/ana").status_code == 200
-        assert hub.login("ana") is not None, f"ana cannot sign in:\n{hub.log_tail()}"
-        assert hub.api("POST", "groups/team-a/users", json={"users": ["ana"]}).status_code == 200
-        r = hub.api("POST", "users/ana/tokens", json={"note": "keep test"})
-        assert r.status_code == 201, r.text
-        token = r.json()["token"]
+    with running_hub(cfg, "aistack-keep-", os.path.join("culling", "browser")) as hub:
+        token = hub.approved_member("ana", "team-a", "keep test")
         r = hub.api("POST", "users/ana/server", token, json={"tenant": "team-a", "profile": "quarter"})
         assert r.status_code in (201, 202), r.text
         hub.wait_ready("ana", "", token, timeout=120)
         yield hub, token
-    finally:
-        stop_hub(hub)
-        os.makedirs(ARTIFACTS, exist_ok=True)
-        shutil.copy(hub.log_path, os.path.join(ARTIFACTS, "hub.log"))
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.mark.browser
@@ -75,14 +55,9 @@ def test_the_idle_warning_offers_keep_and_keeping_postpones_the_stop(idle_hub):
         items = [i for i in r.json().get("items", []) if i["action"] == "warn"] if r.status_code == 200 else []
         return items[0] if items else None
     item = wait_for(warned, 90, what="the service to warn about ana's idle GPU server")
-    env = dict(os.environ, HUB_URL=hub.url, USER_NAME="ana", PASSWORD=PASSWORD, ARTIFACTS=ARTIFACTS,
-               CHROMIUM=CHROMIUM)
-    out = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "browser", "keep.js")],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-    assert lines, f"no result from the browser (rc {out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
-    res = json.loads(lines[-1])
-    assert not res.get("error"), f"{res['error']}\nsteps: {res['steps']}\n{hub.log_tail(3000)}"
+    res = run_browser_script(os.path.join(os.path.dirname(__file__), "browser", "keep.js"), dict(
+        HUB_URL=hub.url, USER_NAME="ana", PASSWORD=PASSWORD, ARTIFACTS=ARTIFACTS, CHROMIUM=CHROMIUM),
+        timeout=300, hub=hub)
     assert "idle" in res["warning"] and res["buttons"] == ["Keep for 1 h", "Keep for 2 h", "Keep for 8 h"], res
     assert "will not be stopped for 1 h" in res["kept"], res
     # the service agrees: kept (no warning, the stop postponed by an hour)

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from tests.job_service.helpers import DEPLOYMENT, ServiceProcess, make_notebook, wait_for
+from tests.experiments.conftest import experiment_service
+from tests.job_service.helpers import make_notebook, wait_for
 
 TRAIN = """
 import json, os, time
@@ -28,16 +29,10 @@ print("started at", start)
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory):
-    d = tmp_path_factory.mktemp("exp")
-    import yaml
-    dep = d / "deployment.yaml"
-    dep.write_text(yaml.safe_dump(DEPLOYMENT))
     cfg = {"Controller": {"tick_interval_s": 0.2}, "LocalExecutor": {"kill_grace_s": 2},
            "ExperimentSettings": {"max_trials": 50, "pass_interval_s": 0.2}}
-    s = ServiceProcess(str(d), f"sqlite:///{d}/aistack.sqlite", str(dep), config=cfg)
-    s.start()
-    yield s
-    s.stop()
+    with experiment_service(tmp_path_factory, "exp", cfg) as s:
+        yield s
 
 
 def body(**kw):

@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from tests.job_service.helpers import DEPLOYMENT, ServiceProcess, make_notebook
+from tests.experiments.conftest import experiment_service
+from tests.job_service.helpers import make_notebook
 
 TRAIN_STALLING_EXIT = """
 import atexit, time
@@ -28,16 +29,10 @@ for epoch in range(1, epochs + 1):
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory):
-    d = tmp_path_factory.mktemp("prune")
-    import yaml
-    dep = d / "deployment.yaml"
-    dep.write_text(yaml.safe_dump(DEPLOYMENT))
     cfg = {"Controller": {"tick_interval_s": 0.2}, "LocalExecutor": {"kill_grace_s": 2},
            "ExperimentSettings": {"max_trials": 50, "pass_interval_s": 0.2, "stop_grace_s": 0.3}}
-    s = ServiceProcess(str(d), f"sqlite:///{d}/aistack.sqlite", str(dep), config=cfg)
-    s.start()
-    yield s
-    s.stop()
+    with experiment_service(tmp_path_factory, "prune", cfg) as s:
+        yield s
 
 
 def test_a_pruned_trial_cancelled_while_its_kernel_exits_is_recorded_as_pruned(svc):

@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from tests.job_service.helpers import DEPLOYMENT, ServiceProcess, make_notebook, wait_for
+from tests.experiments.conftest import experiment_service
+from tests.job_service.helpers import make_notebook, wait_for
 
 BOUND_S = 3.0
 
@@ -29,16 +30,10 @@ def epoch(iso: str) -> float:
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory):
-    d = tmp_path_factory.mktemp("slots")
-    import yaml
-    dep = d / "deployment.yaml"
-    dep.write_text(yaml.safe_dump(DEPLOYMENT))
     cfg = {"Controller": {"tick_interval_s": 30, "lease_ttl_s": 300}, "LocalExecutor": {"kill_grace_s": 2},
            "ExperimentSettings": {"pass_interval_s": 20}}
-    s = ServiceProcess(str(d), f"sqlite:///{d}/aistack.sqlite", str(dep), config=cfg)
-    s.start()
-    yield s
-    s.stop()
+    with experiment_service(tmp_path_factory, "slots", cfg) as s:
+        yield s
 
 
 def test_a_job_waiting_for_quota_is_admitted_when_one_ends(svc):

@@ -90,6 +90,20 @@ class Hub:
             return None
         return s
 
+    def approved_member(self, name: str, tenant: str, note: str = "test") -> str:
+        """``name`` signed up with PASSWORD, approved by a signed-up admin, in ``tenant``; returns a token."""
+        assert "sent to the admin" in self.signup(name)
+        self.signup("admin")
+        admin = self.login("admin")
+        assert admin is not None, self.log_tail()
+        assert admin.get(self.url + f"hub/authorize/{name}").status_code == 200
+        assert self.login(name) is not None, f"{name} cannot sign in:\n{self.log_tail()}"
+        r = self.api("POST", f"groups/{tenant}/users", json={"users": [name]})
+        assert r.status_code == 200, r.text
+        r = self.api("POST", f"users/{name}/tokens", json={"note": note})
+        assert r.status_code == 201, r.text
+        return r.json()["token"]
+
     # --- API
     def api(self, method: str, path: str, token: str | None = None, **kw) -> requests.Response:
         headers = kw.pop("headers", {})
@@ -191,3 +205,19 @@ def running_hub(config: dict, prefix: str, artifacts: str):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+
+
+def run_browser_script(script: str, env: dict, timeout: float, hub: Hub | None = None) -> dict:
+    """``node <script>`` (a Chromium script of the browser tests, in tests/browser/lab_session.js' format) with
+    ``env`` added; the one JSON line of results it prints (``steps``, ``error``, the test's own fields), or a
+    failure with the script's output and the hub's log."""
+    import json
+
+    out = subprocess.run(["node", script], cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True,
+                         timeout=timeout)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no result from the browser (rc {out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
+    res = json.loads(lines[-1])
+    log = hub.log_tail(3000) if hub is not None else ""
+    assert not res.get("error"), f"{res['error']}\nsteps: {res.get('steps')}\n{out.stderr[-2000:]}\n{log}"
+    return res

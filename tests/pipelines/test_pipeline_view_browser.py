@@ -22,7 +22,7 @@ import tempfile
 import nbformat
 import pytest
 
-from tests.hub.launcher import PASSWORD, start_hub, stop_hub
+from tests.hub.launcher import PASSWORD, run_browser_script, start_hub, stop_hub
 from tests.job_service.helpers import wait_for
 from tests.labextension.conftest import LAB_CONFIG, REPO, LabUser, _start_server
 
@@ -61,18 +61,8 @@ def view_hub():
            "PipelineSettings": {"tick_interval_s": 0.3}}
     hub = start_hub(cfg, tmp)
     try:
-        assert "sent to the admin" in hub.signup("ana")
-        hub.signup("admin")
-        admin = hub.login("admin")
-        assert admin is not None, hub.log_tail()
-        assert admin.get(hub.url + "hub/authorize/ana").status_code == 200
-        assert hub.login("ana") is not None, f"ana cannot sign in:\n{hub.log_tail()}"
-        r = hub.api("POST", "groups/team-a/users", json={"users": ["ana"]})
-        assert r.status_code == 200, r.text
-        r = hub.api("POST", "users/ana/tokens", json={"note": "pipeline view test"})
-        assert r.status_code == 201, r.text
+        token = hub.approved_member("ana", "team-a", "pipeline view test")
         hub.password = PASSWORD
-        token = r.json()["token"]
         yield hub, LabUser(hub, "ana", token, _start_server(hub, "ana", token, "team-a"))
     finally:
         stop_hub(hub)
@@ -171,14 +161,9 @@ def test_failed_runs_and_quota_reminders_are_notifications_in_the_lab(view_hub):
             waiting = ana.ext("GET", f"api/jobs/{jobs[1]}").json()
             return (run, waiting) if run["state"] == "failed" and waiting.get("pending_reason") == "quota" else None
         wait_for(settled, 180, what="the pipeline run to fail and the second job to wait for the quota")
-        env = dict(os.environ, HUB_URL=hub.url, USER_NAME="ana", PASSWORD=hub.password, ARTIFACTS=ARTIFACTS,
-                   CHROMIUM=CHROMIUM)
-        out = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "browser", "notices.js")],
-                             cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-        lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-        assert lines, f"no result from the browser (rc {out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
-        res = json.loads(lines[-1])
-        assert not res.get("error"), f"{res['error']}\nsteps: {res['steps']}\n{hub.log_tail(3000)}"
+        res = run_browser_script(os.path.join(os.path.dirname(__file__), "browser", "notices.js"), dict(
+            HUB_URL=hub.url, USER_NAME="ana", PASSWORD=hub.password, ARTIFACTS=ARTIFACTS, CHROMIUM=CHROMIUM),
+            timeout=300, hub=hub)
         toasts = res["toasts"]
         assert any(f"pipeline 'view-demo' (run {run_id}) failed" in t and "train" in t for t in toasts), toasts
         assert any("1 of your workloads in tenant team-a wait because its quota is used up" in t for t in toasts), toasts
