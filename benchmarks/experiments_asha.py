@@ -7,13 +7,14 @@ final -> next trial submitted -> admitted; medians and sums over the trials, fro
 database and the runner's timing lines in each job's log), and the load average while each strategy ran.
 Prints its figures (JSON last).
 
-    .venv/bin/python benchmarks/experiments_asha.py [--parallelism 2] [--epoch-scale 1.0]
+    .venv/bin/python benchmarks/experiments_asha.py [--parallelism 2] [--epoch-scale 1.0] [--seeds 0,1,2,3,4]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -77,10 +78,10 @@ def notebook(scale: float) -> dict:
     return json.loads(nbformat.writes(nb))
 
 
-def run(s, api, strategy: str, parallelism: int, scale: float) -> dict:
-    body = {"notebook": notebook(scale), "profile": "cpu", "tenant": "team-a", "name": f"bench-{strategy}",
+def run(s, api, strategy: str, parallelism: int, scale: float, seed: int) -> dict:
+    body = {"notebook": notebook(scale), "profile": "cpu", "tenant": "team-a", "name": f"bench-{strategy}-{seed}",
             "space": SPACE, "objective": {"metric": "val_accuracy", "mode": "max"}, "strategy": strategy,
-            "parallelism": parallelism, "budget": {"parameter": "epochs", "max": EPOCHS}, "seed": 3}
+            "parallelism": parallelism, "budget": {"parameter": "epochs", "max": EPOCHS}, "seed": seed}
     if strategy == "asha":
         body["sampler"] = "grid"
     t0 = time.monotonic()
@@ -101,7 +102,7 @@ def run(s, api, strategy: str, parallelism: int, scale: float) -> dict:
     epochs = sum(len((t["metrics"] or {}).get("val_accuracy", [])) + (t["state"] == "pruned") for t in trials)
     finals = [t["value"] for t in trials if t["state"] == "completed" and t["last_step"] == EPOCHS]
     slots = breakdown(s, api, trials, parallelism)
-    return {"strategy": strategy, "state": e["state"], "trials": len(trials), "wall_s": round(wall, 1),
+    return {"strategy": strategy, "seed": seed, "state": e["state"], "trials": len(trials), "wall_s": round(wall, 1),
             "epochs": epochs, "best_final": max(finals) if finals else None, "best": e["best"],
             "pruned": sum(1 for t in trials if t["state"] == "pruned"),
             "pruned_last_steps": sorted(t["last_step"] for t in trials if t["state"] == "pruned"),
@@ -220,8 +221,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--parallelism", type=int, default=2)
     ap.add_argument("--epoch-scale", type=float, default=1.0, help="training set size factor (epoch length)")
+    ap.add_argument("--seeds", default="0,1,2,3,4", help="ASHA's seeds (the grid's shuffle), comma-separated")
     a = ap.parse_args()
-    out = {"report_us_per_call": round(report_overhead(), 2), "ingest_points_per_s": round(ingest_rate())}
+    seeds = [int(x) for x in a.seeds.split(",")]
+    out = {"asha": [], "report_us_per_call": round(report_overhead(), 2), "ingest_points_per_s": round(ingest_rate())}
     print(f"report(): {out['report_us_per_call']} us per call; ingest: {out['ingest_points_per_s']} points/s",
           flush=True)
     d = tempfile.mkdtemp(prefix="aistack-bench-exp-")
@@ -234,21 +237,34 @@ def main():
     try:
         s = requests.Session()
         s.headers["Authorization"] = f"token {svc.session().headers['Authorization'].split()[1]}"
-        for strategy in ("grid", "asha"):
-            out[strategy] = run(s, svc.api, strategy, a.parallelism, a.epoch_scale)
-            print(json.dumps({k: v for k, v in out[strategy].items() if k != "slot_breakdown"}), flush=True)
-            print(f"{strategy}: where a trial's slot goes (median s, sum s over {out[strategy]['trials']} trials)")
-            for name, v in out[strategy]["slot_breakdown"].items():
+        # the grid once (its epochs do not depend on the seed, only its order does), ASHA once per seed:
+        # the seed shuffles the grid's order, which decides which trials meet a rung with few others before them
+        for strategy, seed in [("grid", seeds[0])] + [("asha", x) for x in seeds]:
+            r = run(s, svc.api, strategy, a.parallelism, a.epoch_scale, seed)
+            if strategy == "grid":
+                out["grid"] = r
+            else:
+                out["asha"].append(r)
+            print(json.dumps({k: v for k, v in r.items() if k != "slot_breakdown"}), flush=True)
+            print(f"{strategy} (seed {seed}): where a trial's slot goes (median s, sum s over {r['trials']} trials)")
+            for name, v in r["slot_breakdown"].items():
                 print(f"  {name:55s} {v['median']!s:>7} {v['sum']!s:>8}")
     finally:
         svc.stop()
-    g, h = out["grid"], out["asha"]
-    out["epochs_ratio"] = round(h["epochs"] / g["epochs"], 3)
-    out["wall_ratio"] = round(h["wall_s"] / g["wall_s"], 3)
-    out["accuracy_gap_points"] = round(100 * (g["best_final"] - (h["best_final"] or 0)), 2)
-    out["parallelism"] = a.parallelism
-    print(f"ASHA: {out['epochs_ratio']:.0%} of the grid's epochs, {out['wall_ratio']:.0%} of its wall time, "
-          f"best final accuracy {h['best_final']} vs grid {g['best_final']} ({out['accuracy_gap_points']} points)")
+    g = out["grid"]
+    for h in out["asha"]:
+        h["epochs_ratio"] = round(h["epochs"] / g["epochs"], 3)
+        h["wall_ratio"] = round(h["wall_s"] / g["wall_s"], 3)
+        h["accuracy_gap_points"] = round(100 * (g["best_final"] - (h["best_final"] or 0)), 2)
+        print(f"ASHA seed {h['seed']}: {h['epochs_ratio']:.0%} of the grid's epochs, {h['wall_ratio']:.0%} of its "
+              f"wall time, best final accuracy {h['best_final']} vs grid {g['best_final']} "
+              f"({h['accuracy_gap_points']} points)")
+    for k in ("epochs_ratio", "wall_ratio", "accuracy_gap_points"):
+        xs = [h[k] for h in out["asha"]]
+        out[k] = {"median": statistics.median(xs), "min": min(xs), "max": max(xs)}
+    out["parallelism"], out["seeds"] = a.parallelism, seeds
+    print(f"ASHA over {len(seeds)} seeds: epochs {out['epochs_ratio']}, wall {out['wall_ratio']}, "
+          f"gap {out['accuracy_gap_points']} (median, min, max)")
     print(json.dumps(out))
 
 

@@ -131,12 +131,15 @@ class StudyDriver:
             return False
         prune = False
         last = self.last_step.get(number, -1)
+        # no verdict at the budget's last step: the trial has done its whole budget, stopping it there saves
+        # nothing and would call a finished run pruned (Optuna's pruners do not know the budget's end)
+        end = int((self.spec.get("budget") or {}).get("max") or 0) or None
         for step, value in sorted(points):
             if step <= last:
                 continue
             t.report(float(value), int(step))
             last = int(step)
-            if judge and self.pruning and t.should_prune():
+            if judge and self.pruning and (end is None or step < end) and t.should_prune():
                 prune = True
                 break
         self.last_step[number] = last

@@ -82,6 +82,26 @@ def test_asha_decides_at_rungs_only():
     assert not d.feed(1, [(2, 0.1)])  # step 2 is no rung: never judged there
 
 
+def test_asha_gives_no_verdict_at_the_budgets_last_step():
+    """Optuna's pruner has a rung at min_resource * eta**3 = 27, the budget's end: a trial judged there has
+    done its whole budget, so the driver does not stop it (it would be a finished run called pruned)."""
+    def driver(budget_max):
+        spec = {"space": {"lr": [0.1, 0.4, 0.7]}, "objective": {"metric": "acc", "mode": "max"},
+                "strategy": "asha", "max_trials": 3, "budget": {"parameter": "epochs", "max": budget_max},
+                "pruner": {"min_resource": 1, "reduction_factor": 3}, "seed": 0}
+        d = StudyDriver(spec, sp.distributions(spec["space"]))
+        for i, lr in enumerate([0.1, 0.4, 0.7]):
+            d.add(i, {"lr": lr})
+        for i in (0, 1, 2):  # each the best so far at rungs 1, 3 and 9
+            assert not d.feed(i, [(s, 0.5 + 0.1 * i) for s in (1, 3, 9)])
+        for i in (1, 2):
+            assert not d.feed(i, [(27, 0.9 + 0.01 * i)])
+        return d.feed(0, [(27, 0.6)])  # trial 0 last to step 27, the worst of three there
+
+    assert driver(27) is False  # step 27 is the budget's end: no verdict
+    assert driver(81) is True  # with a longer budget step 27 is a rung like the others, and trial 0 is stopped
+
+
 def test_ingest_rate_on_sqlite(tmp_path):
     db = open_database(f"sqlite:///{tmp_path}/a.sqlite")
     with db.session() as s:
