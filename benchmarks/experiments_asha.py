@@ -7,7 +7,7 @@ final -> next trial submitted -> admitted; medians and sums over the trials, fro
 database and the runner's timing lines in each job's log), and the load average while each strategy ran.
 Prints its figures (JSON last).
 
-    .venv/bin/python benchmarks/experiments_asha.py [--parallelism 2] [--epoch-scale 1.0] [--seeds 0,1,2,3,4]
+    .venv/bin/python benchmarks/experiments_asha.py [--parallelism 2] [--epoch-scale 40] [--seeds 0,1,2,3,4]
 """
 from __future__ import annotations
 
@@ -220,7 +220,7 @@ def ingest_rate() -> float:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--parallelism", type=int, default=2)
-    ap.add_argument("--epoch-scale", type=float, default=1.0, help="training set size factor (epoch length)")
+    ap.add_argument("--epoch-scale", type=float, default=40.0, help="training set size factor (epoch length)")
     ap.add_argument("--seeds", default="0,1,2,3,4", help="ASHA's seeds (the grid's shuffle), comma-separated")
     a = ap.parse_args()
     seeds = [int(x) for x in a.seeds.split(",")]

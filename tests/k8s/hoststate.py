@@ -41,31 +41,50 @@ def _iptables_save() -> str:
 
 class HostState:
     """``record()`` before the node starts; ``restore(containerd_socket)`` after its kubelet and containerd
-    stopped: returns what could not be undone (empty when the host is as it was)."""
+    stopped: returns what could not be undone (empty when the host is as it was).
 
-    def __init__(self, workdir: Path, bridge: str):
-        self.workdir, self.bridge = Path(workdir), bridge
+    With two nodes on this machine, what is the node's own (its containerd's shims, its cgroups, mounts in its
+    work dir, its bridge) is undone as it stops; what the nodes share (network namespaces, mounts under
+    /run, the kubelet's fixed folders, iptables chains, sysctls) only when the last one stops, back to what
+    it was before the first started: else the first to stop would remove the other's pods' namespaces."""
+
+    _active: list["HostState"] = []  # the nodes of this process recorded and not yet restored
+
+    def __init__(self, workdir: Path, bridge: str, cgroup_top: str = "kubepods"):
+        # cgroup_top: the node's top cgroup under each hierarchy (the kubelet's cgroupRoot, or its
+        # kubepods when that is "/"): a second node on this machine has its own
+        self.workdir, self.bridge, self.cgroup_top = Path(workdir), bridge, cgroup_top.strip("/")
         self.before: dict = {}
 
     def record(self) -> None:
         """Before the node starts."""
-        self.before = {
+        own = {
             "sysctls": {n: _sysctl_path(n).read_text().strip() for n in SYSCTLS if _sysctl_path(n).exists()},
             "mounts": set(_mounts()),
             "bridge": Path(f"/sys/class/net/{self.bridge}").exists(),
             "iptables": _iptables_save(),
-            "cgroups": {p for p in glob.glob("/sys/fs/cgroup/*/kubepods")},
+            "cgroups": {p for p in glob.glob(f"/sys/fs/cgroup/*/{self.cgroup_top}")},
             "dirs": {d for d in FOREIGN_DIRS if os.path.lexists(d)},
             "netns": set(glob.glob("/run/netns/*")),
         }
+        first = next((h for h in HostState._active if h is not self), None)
+        # the shared parts as they were before the first node started
+        self.before = own if first is None else {**first.before, "bridge": own["bridge"], "cgroups": own["cgroups"]}
+        if self not in HostState._active:
+            HostState._active.append(self)
 
     def restore(self, sock: Path) -> list[str]:
         problems: list[str] = []
+        if self in HostState._active:
+            HostState._active.remove(self)
+        last = not HostState._active
         self._kill_leftovers(sock)
         self._remove_cgroups(problems)
-        self._unmount(problems)
+        self._unmount(problems, shared=last)
         if not self.before.get("bridge", True) and Path(f"/sys/class/net/{self.bridge}").exists():
             subprocess.run(["ip", "link", "delete", self.bridge], capture_output=True)
+        if not last:
+            return problems
         self._remove_iptables_chains(problems)
         for name, value in self.before.get("sysctls", {}).items():
             try:
@@ -79,7 +98,7 @@ class HostState:
         return problems
 
     def _kill_leftovers(self, sock: Path) -> None:
-        """The shims of our containerd (they outlive it by design) and anything left in kubepods."""
+        """The shims of our containerd (they outlive it by design) and anything left in our cgroups."""
         for proc in glob.glob("/proc/[0-9]*/cmdline"):
             try:
                 cmd = Path(proc).read_bytes().split(b"\0")
@@ -90,7 +109,7 @@ class HostState:
                     os.kill(int(proc.split("/")[2]), signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-        for procs in glob.glob("/sys/fs/cgroup/pids/kubepods/**/cgroup.procs", recursive=True):
+        for procs in glob.glob(f"/sys/fs/cgroup/pids/{self.cgroup_top}/**/cgroup.procs", recursive=True):
             for pid in Path(procs).read_text().split():
                 try:
                     os.kill(int(pid), signal.SIGKILL)
@@ -98,7 +117,7 @@ class HostState:
                     pass
 
     def _remove_cgroups(self, problems: list[str]) -> None:
-        for top in glob.glob("/sys/fs/cgroup/*/kubepods"):
+        for top in glob.glob(f"/sys/fs/cgroup/*/{self.cgroup_top}"):
             if top in self.before.get("cgroups", set()):
                 continue
             dirs = sorted((d for d, _, _ in os.walk(top)), key=len, reverse=True)
@@ -116,14 +135,16 @@ class HostState:
                             break
                         time.sleep(0.1)
 
-    def _unmount(self, problems: list[str]) -> None:
-        roots = (str(self.workdir), *FOREIGN_MOUNT_ROOTS)
+    def _unmount(self, problems: list[str], shared: bool = True) -> None:
+        roots = (str(self.workdir), *FOREIGN_MOUNT_ROOTS) if shared else (str(self.workdir),)
         new = [m for m in _mounts() if m not in self.before.get("mounts", set())
                and any(m == r or m.startswith(r + "/") for r in roots)]
         for target in sorted(set(new), key=len, reverse=True):
             r = subprocess.run(["umount", "-l", target], capture_output=True, text=True)
             if r.returncode != 0 and os.path.ismount(target):
                 problems.append(f"umount {target}: {r.stderr.strip()}")
+        if not shared:
+            return
         for ns in set(glob.glob("/run/netns/cni-*")) - self.before.get("netns", set()):
             try:
                 os.unlink(ns)

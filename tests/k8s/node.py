@@ -13,6 +13,7 @@ chains deleted, the kubepods cgroups removed and the sysctls the kubelet and the
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
@@ -71,7 +72,9 @@ class RealNode:
 
     def __init__(self, cp: ControlPlane, pause_image: str, pause_archive: str, name: str = "aistack-node-0",
                  workdir: Path | None = None, pod_subnet: str = "10.88.0.0/24", bridge: str = "aistack0",
-                 labels: dict[str, str] | None = None):
+                 labels: dict[str, str] | None = None, cgroup_root: str | None = None):
+        """``cgroup_root``: the kubelet's cgroupRoot (created here in every hierarchy), for a second node on
+        this machine: two kubelets under one /kubepods would each remove the other's pods' cgroups."""
         self.tools = check_host()
         self.cp, self.name = cp, name
         self.pause_image, self.pause_archive = pause_image, pause_archive
@@ -81,7 +84,8 @@ class RealNode:
         self.ip = node_ip()
         self.components: list[Component] = []
         self.sock = self.workdir / "containerd" / "containerd.sock"
-        self.host = HostState(self.workdir, bridge)
+        self.cgroup_root = cgroup_root.strip("/") if cgroup_root else None
+        self.host = HostState(self.workdir, bridge, self.cgroup_root or "kubepods")
         self.import_seconds: dict[str, float] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -103,6 +107,8 @@ class RealNode:
                   "pod-logs", "volume-plugins", "logs"):
             (wd / d).mkdir(parents=True, exist_ok=True)
         self._write_cni_config()
+        if self.cgroup_root:
+            self._make_cgroup_root()
         containerd = Component("containerd", [self.tools["containerd"], f"--config={self._write_containerd_config()}"],
                                wd / "logs" / "containerd.log", None)
         containerd.start()
@@ -128,6 +134,21 @@ class RealNode:
             self.cp.wait_nodes_ready([self.name], max(5.0, deadline - time.monotonic()))
         except StartFailed as e:
             raise StartFailed(f"{e}\nkubelet log:\n{kubelet.log_tail()}") from None
+
+    def _make_cgroup_root(self) -> None:
+        """The kubelet refuses a cgroupRoot that does not exist; a new cpuset cgroup starts empty (copy the
+        parent's CPUs and memory nodes, or nothing could run in it). Removed by HostState.restore."""
+        for hierarchy in glob.glob("/sys/fs/cgroup/*"):
+            if os.path.islink(hierarchy) or not os.path.isdir(hierarchy) or hierarchy.endswith("/unified"):
+                continue
+            top = os.path.join(hierarchy, self.cgroup_root)
+            os.makedirs(top, exist_ok=True)
+            for name in ("cpuset.cpus", "cpuset.mems"):
+                if os.path.exists(os.path.join(top, name)):
+                    with open(os.path.join(hierarchy, name)) as f:
+                        value = f.read().strip()
+                    with open(os.path.join(top, name), "w") as f:
+                        f.write(value)
 
     def _write_containerd_config(self) -> Path:
         wd = self.workdir / "containerd"
@@ -211,6 +232,8 @@ state = "{wd / 'state'}"
             # Report pod status changes quickly (the defaults suit large clusters).
             "nodeStatusUpdateFrequency": "5s", "syncFrequency": "10s",
         }
+        if self.cgroup_root:
+            config["cgroupRoot"] = "/" + self.cgroup_root
         path = self.workdir / "kubelet-config.yaml"
         path.write_text(yaml.safe_dump(config))
         return path
@@ -263,7 +286,8 @@ state = "{wd / 'state'}"
         for component in reversed(self.components):
             if component.name == "kubelet":
                 component.stop()
-        if self.sock.exists():
+        containerd = next((c for c in self.components if c.name == "containerd"), None)
+        if self.sock.exists() and containerd is not None and containerd.proc and containerd.proc.poll() is None:
             self._kill_tasks()
         for component in reversed(self.components):
             component.stop()
@@ -272,6 +296,15 @@ state = "{wd / 'state'}"
         if self.cp.kubeconfig is not None and self.cp.components:
             self.cp.kubectl("delete", "node", self.name, "--ignore-not-found", check=False)
         return problems
+
+    def kill(self) -> None:
+        """The node dies (power lost): kubelet, containerd, its shims and every container process killed at
+        once, nothing told to the API server (its Node and pods stay as they were). stop() cleans up after."""
+        for component in self.components:
+            if component.proc and component.proc.poll() is None:
+                component.proc.kill()
+                component.proc.wait(10)
+        self.host._kill_leftovers(self.sock)
 
     def _kill_tasks(self) -> None:
         tasks = self.ctr("tasks", "list", "-q", check=False).stdout.split()
