@@ -56,6 +56,11 @@ class Controller(LoggingConfigurable):
         60.0, help="Seconds between asks to the executor to stop runs the database does not know (orphans: "
         "e.g. a Kubernetes Job whose cancel was lost); 0 turns it off."
     ).tag(config=True)
+    node_health_interval_s = Float(
+        5.0, help="Seconds between asks to the executor which nodes cannot take new work (Kubernetes: not Ready, "
+        "cordoned, tainted unreachable / not-ready / out-of-service): the core places nothing there until they "
+        "can again, so a job whose node died is retried on another. 0 turns it off (the inventory decides)."
+    ).tag(config=True)
     policy = Unicode("default", help="Placement policy of the scheduling core (job_runner.scheduling.POLICIES).").tag(config=True)
     preemption = Bool(False, help="Let emergency workloads preempt lower-priority jobs.").tag(config=True)
     lost_run_restarts = Integer(2, help="""Restarts of a job whose run the platform lost — its pod deleted by
@@ -90,6 +95,7 @@ class Controller(LoggingConfigurable):
         self._running = False
         self._tick_lock = asyncio.Lock()
         self._last_reconcile: float | None = None
+        self._last_node_health = -float("inf")
         self._loop = None
         self.last_tick_at = 0.0
         self.ticks = 0
@@ -222,6 +228,7 @@ class Controller(LoggingConfigurable):
             if active is not None:
                 await self.jobs.adopt(active)
             await self.jobs.handle_cancels()
+            await self._node_health()
             await self._schedule()
             await self.jobs.poll()
             await self._reconcile()
@@ -237,6 +244,7 @@ class Controller(LoggingConfigurable):
             metrics.TICK_SECONDS.observe(time.perf_counter() - t0)
 
     def _reset(self) -> None:
+        self._last_node_health = -float("inf")  # a new leader asks at once
         self.scheduler = None
         self.refs.clear()
         self.read.publish_pending({})
@@ -343,6 +351,22 @@ class Controller(LoggingConfigurable):
             self.accounting.servers(s, [x[0] for x in servers])  # accounting (issue 15 A): same transaction
             self.accounting.jobs(s, written)
             return written
+
+    async def _node_health(self) -> None:
+        now = time.monotonic()
+        if self.node_health_interval_s <= 0 or now - self._last_node_health < self.node_health_interval_s:
+            return
+        self._last_node_health = now
+        try:
+            down = await self.executor.unavailable_nodes()
+        except Exception as e:  # noqa: BLE001 - the API server briefly away: keep what we knew
+            self.log.warning("could not read which nodes can take work: %s", e)
+            return
+        if down is None:
+            return
+        for name in await self.in_worker(self.scheduler.set_unavailable, down):
+            self.log.warning("node %s %s", name, "takes no new work: its cluster says it is down, unreachable or "
+                             "cordoned" if name in down else "takes new work again")
 
     async def _reconcile(self) -> None:
         if self.reconcile_interval_s <= 0 or (self._last_reconcile is not None and

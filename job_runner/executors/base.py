@@ -96,6 +96,11 @@ class Executor(LoggingConfigurable):
     async def cleanup(self, handle: dict) -> None:
         return None
 
+    async def unavailable_nodes(self) -> set[str] | None:
+        """Names of the nodes that cannot take new work now (down, unreachable, cordoned); None: this
+        executor does not know (the inventory's ``healthy`` alone decides)."""
+        return None
+
     async def reconcile(self, live: set[tuple[int, int]]) -> list[str]:
         """Stop runs of this executor whose ``(job id, attempt)`` is not in ``live`` (the attempts the
         database says are admitted or running); returns what was stopped. Called by the leader now and

@@ -6,8 +6,7 @@ slice rendered by ``job_runner.binding.kube.SliceRenderer`` (the same rendering 
 ``<instance>-job-<id>-<attempt>``, so ``start`` is idempotent (a second start finds the first Job) and
 ``adopt`` after a restart finds it again by labels. Failure reasons come from the pods' status.
 Pods run as non-root without a service-account token; the per-job token is in a Secret owned by the Job.
-
-Client: ``kubernetes_asyncio`` (as kubespawner), with plain-dict manifests.
+Client: ``kubernetes_asyncio`` (as kubespawner), with plain-dict manifests. Nodes that cannot take work: k8s_nodes.py.
 """
 from __future__ import annotations
 
@@ -26,10 +25,11 @@ from .base import FAILED, ExecState, Executor, JobSpec
 from .k8s_manifest import (ATTEMPT_LABEL, CONTAINER_NAME, INSTANCE_LABEL, JOB_ID_LABEL, MANAGED_BY_LABEL,
                            job_manifest, token_secret_manifest)
 from .k8s_claims import CheckpointClaims, ensure_claims  # tenant storage (issue 15 C), checkpoint folders
+from .k8s_nodes import NodeAvailability
 from .k8s_status import CLUSTER_REASONS, finished, state_of
 
 
-class KubernetesExecutor(Executor, CheckpointClaims):
+class KubernetesExecutor(NodeAvailability, Executor, CheckpointClaims):
     """Runs each attempt of a notebook job as a Kubernetes Job in the tenant's namespace."""
 
     name = "kubernetes"

@@ -45,6 +45,7 @@ class Scheduler:
         self._quotas = Quotas(self._ledger, tenants)
         policy = make_policy(policy) if isinstance(policy, str) else policy
         self._admission = Admission(self._ledger, self._quotas, policy, preemption)
+        self._unavailable: frozenset = frozenset()  # nodes that take no new placement (set_unavailable)
 
     # ---- read access -------------------------------------------------------------------------------
     @property
@@ -90,6 +91,25 @@ class Scheduler:
     def set_tenants(self, tenants) -> None:
         """Replace the tenant table (quota changes apply from the next pass; running work is kept)."""
         self._quotas.set_tenants(tenants)
+
+    def set_unavailable(self, names) -> list[str]:
+        """Give no new placement to the nodes ``names`` (their cluster says they cannot take work: down,
+        unreachable, cordoned) until called without them; the workloads running there are kept (how they
+        end is the executor's to say). Unknown names are ignored. Returns the nodes whose state changed."""
+        names = frozenset(n for n in names if n in self.inventory.by_name)
+        changed = sorted(names ^ self._unavailable)
+        self._unavailable = names
+        if changed:
+            self._apply_availability(changed)
+        return changed
+
+    def _apply_availability(self, nodes) -> None:
+        state = self.state
+        for name in nodes:
+            i = self.inventory.by_name[name]
+            state.healthy[i] = self.inventory.nodes[i].healthy and name not in self._unavailable
+            state.version[i] += 1  # cached costs of the node are stale
+        self.policy.state_replaced()
 
     # --- accounting (issue 15 A) ---
     def hold(self, tenants) -> None:
@@ -147,6 +167,8 @@ class Scheduler:
         self._ledger.restore(running, self._quotas.infer_borrowed)
         for w, _ in running:
             self.policy.observe(w.request)
+        if self._unavailable:  # the new state is built from the inventory: the nodes known down stay down
+            self._apply_availability(self._unavailable)
         self.policy.state_replaced()
 
     # ---- one pass ----------------------------------------------------------------------------------

@@ -114,10 +114,13 @@ def test_rbac_is_namespaced_per_tenant(binaries, values):
         assert rules[(("",), ("persistentvolumeclaims",))] == {"create", "get"}  # tenant storage claims
         assert "*" not in str(role["rules"])
     # Nothing cluster-wide but, with servers in tenant namespaces, the hub's read-only pod/event
-    # watch (KubeSpawner's reflectors span namespaces).
+    # watch (KubeSpawner's reflectors span namespaces), and the service's read of Nodes (rbac.nodes: which
+    # nodes cannot take new work).
     per_tenant = (yaml.safe_load(values.read_text()) or {}).get("singleuser", {}).get("namespacePerTenant", True)
+    nodes = ((yaml.safe_load(values.read_text()) or {}).get("rbac") or {}).get("nodes", True)
     expected = [[{"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["list", "watch"]}]] if per_tenant else []
-    assert [r["rules"] for r in by_kind(docs, "ClusterRole")] == expected
+    expected += [[{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]}]] if nodes else []
+    assert sorted([r["rules"] for r in by_kind(docs, "ClusterRole")], key=str) == sorted(expected, key=str)
     assert len(by_kind(docs, "ClusterRoleBinding")) == len(expected)
 
 
@@ -287,6 +290,7 @@ def test_service_account_can_do_its_job_in_each_tenant_namespace(k8s_control_pla
     assert can_i(cp, sa, "list", "events", ns)
     assert can_i(cp, sa, "create", "secrets", ns)  # the per-job token Secret
     assert can_i(cp, sa, "create", "persistentvolumeclaims", ns)  # the tenant's storage claims
+    assert can_i(cp, sa, "list", "nodes")  # which nodes can take new work (rbac.nodes), read-only
 
 
 @pytest.mark.k8s
@@ -302,7 +306,7 @@ def test_service_account_can_do_nothing_more(k8s_control_plane, installed):
         ("list", "jobs.batch", None, None), ("create", "jobs.batch", RELEASE_NS, None),
         ("create", "jobs.batch", "default", None), ("create", "jobs.batch", "kube-system", None),
         ("list", "pods", "kube-system", None), ("update", "nodes", None, None),
-        ("patch", "nodes", None, None), ("list", "nodes", None, None), ("create", "namespaces", None, None),
+        ("patch", "nodes", None, None), ("delete", "nodes", None, None), ("create", "namespaces", None, None),
         ("delete", "namespaces", None, None), ("create", "rolebindings", tenant_ns, None),
         ("create", "clusterrolebindings", None, None), ("update", "resourcequotas", tenant_ns, None),
         ("update", "configmaps", RELEASE_NS, None), ("impersonate", "serviceaccounts", None, None),

@@ -56,6 +56,9 @@ CONTROLLERS = (
     # Removes the node.kubernetes.io/not-ready taint once kwok reports a node Ready (and watches
     # the nodes' Lease heartbeats, as on a real cluster).
     "node-lifecycle-controller",
+    # Evicts pods from nodes tainted NoExecute (unreachable, out-of-service) past their tolerations: with
+    # pod GC, what removes a dead node's pods (tests/k8s_node/test_node_loss.py).
+    "taint-eviction-controller",
 )
 SERVICE_CIDR = "10.96.0.0/16"
 CONTROL_PLANE_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")

@@ -64,8 +64,13 @@ def wait(predicate, timeout: float, what: str, interval: float = 0.2):
 
 
 class RestartHarness:
-    def __init__(self, cp, node, images: dict, workdir: Path):
+    """``inventory``: the core's nodes (default: ``node`` with 2 CPUs); ``controller``: Controller traits."""
+
+    def __init__(self, cp, node, images: dict, workdir: Path, inventory: list | None = None,
+                 controller: dict | None = None):
         self.cp, self.node, self.images, self.workdir = cp, node, images, Path(workdir)
+        self.inventory = inventory or [{"name": node.name, "cpu_milli": 2000, "memory_mib": 4096}]
+        self.controller = controller or {}
         self.store = self.workdir / "checkpoint-volume"  # the volume's root on this machine
         self.pv = f"{NAMESPACE}-{uuid.uuid4().hex[:8]}"
         self.svc = None
@@ -85,8 +90,7 @@ class RestartHarness:
             "claimRef": {"namespace": NAMESPACE, "name": CLAIM},  # ours only, never another test's claim
             "hostPath": {"path": str(self.store), "type": "Directory"}}})
         port = free_port()
-        deployment = {"tenants": [{"name": TENANT}], "profiles": [PROFILE],
-                      "inventory": [{"name": self.node.name, "cpu_milli": 2000, "memory_mib": 4096}]}
+        deployment = {"tenants": [{"name": TENANT}], "profiles": [PROFILE], "inventory": self.inventory}
         (self.workdir / "deploy.yaml").write_text(yaml.safe_dump(deployment))
         self.data = self.workdir / "data"
         self.db_url = f"sqlite:///{self.data / 'aistack.sqlite'}"
@@ -96,6 +100,8 @@ class RestartHarness:
             "create_namespaces": False, "pending_timeout_s": 120.0, "instance": INSTANCE,
             "reconcile_namespaces": [NAMESPACE],
             "checkpoint_claim": CLAIM, "checkpoint_storage_class": STORAGE_CLASS, "checkpoint_size_gib": 1.0}}
+        if self.controller:
+            config["Controller"] = dict(self.controller)
         self.svc = ServiceProcess(str(self.data), self.db_url, str(self.workdir / "deploy.yaml"), port=port,
                                   config=config, extra_args=(
                                       "--executor=job_runner.executors.kubernetes.KubernetesExecutor",
@@ -198,6 +204,36 @@ class RestartHarness:
                         "metadata": {"name": old_name, "namespace": NAMESPACE}}
             self.cp.kubectl("create", "--raw", f"/api/v1/namespaces/{NAMESPACE}/pods/{old_name}/eviction",
                             "-f", "-", input=json.dumps(eviction))
+        return self._follow(job_id, old_name, lost_at, timeout)
+
+    def lose_node(self, job_id: int, after_step: int, node, timeout: float = 300) -> dict:
+        """Once the checkpoint of ``after_step`` is saved, the node that runs the job's pod dies (``RealNode.kill``:
+        nothing is told to the API server). When the node lifecycle controller has marked it Unknown, an operator
+        says it is dead: the ``node.kubernetes.io/out-of-service`` taint (Kubernetes' non-graceful node shutdown),
+        after which the taint eviction and pod GC remove its pods. Follows the job until attempt 2 runs and
+        resumed. Returns the timings (s), also loss -> node Unknown and loss -> tainted."""
+        wait(lambda: any(k == "step" and n >= after_step for _, k, n, _ in self.steps_log(job_id)), timeout,
+             f"job {job_id} to checkpoint step {after_step} (service log: {self.svc.log_path})")
+        old = [p for p in self.pods(job_id) if p["status"].get("phase") == "Running"]
+        assert len(old) == 1 and old[0]["spec"]["nodeName"] == node.name, \
+            [(p["metadata"]["name"], p["spec"].get("nodeName")) for p in old]
+        lost_at = time.time()
+        node.kill()
+
+        def unknown():
+            got = self.cp.kubectl_json("get", "node", node.name)
+            return any(c["type"] == "Ready" and c["status"] != "True" for c in got["status"].get("conditions", []))
+        wait(unknown, 180, f"node {node.name} to be marked not Ready", interval=0.5)
+        unknown_at = time.time()
+        self.cp.kubectl("taint", "node", node.name, "node.kubernetes.io/out-of-service=nodeshutdown:NoExecute")
+        tainted_at = time.time()
+        out = self._follow(job_id, old[0]["metadata"]["name"], lost_at, timeout)
+        return {**out, "loss_to_node_unknown_s": round(unknown_at - lost_at, 2),
+                "loss_to_out_of_service_s": round(tainted_at - lost_at, 2),
+                "out_of_service_to_running_s": round(out["loss_to_running_s"] - (tainted_at - lost_at), 2)}
+
+    def _follow(self, job_id: int, old_name: str, lost_at: float, timeout: float) -> dict:
+        """After the loss of pod ``old_name``: until attempt 2's pod runs and its notebook resumed."""
         seen: dict = {"rows": [], "old_gone_at": None, "both_running": False}
 
         def follow():

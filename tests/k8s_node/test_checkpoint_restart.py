@@ -4,9 +4,8 @@ has stopped, with the same checkpoint folder on storage that outlives the pod; i
 The first tests read the executor's verdict from real ``V1Job``/``V1Pod`` objects (no cluster); the last runs
 on the real node (tests/k8s/node.py): a notebook that checkpoints each step, its pod deleted mid-run (as
 ``kubectl delete pod``, and evicted as a drain does), the job succeeded on attempt 2, resumed from its
-checkpoint, never two attempts at once; it prints loss -> running again. The test cluster has one real node
-(kwok's nodes run no containers), so the new attempt runs on the same node; a node kill cannot be played
-here (no node lifecycle or pod GC controller runs, and the one kubelet is the folder's).
+checkpoint, never two attempts at once; it prints loss -> running again. Here the new attempt runs on the same
+node; a node kill, with the retry on a second real node, is test_node_loss.py.
 """
 from __future__ import annotations
 

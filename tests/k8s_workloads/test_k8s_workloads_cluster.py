@@ -393,3 +393,50 @@ async def test_reconcile_deletes_a_job_the_database_does_not_know(cluster, tmp_p
     finally:
         queue.stop()
         await ex.close()
+
+
+async def test_a_cordoned_node_gets_no_new_work_until_it_is_uncordoned(cluster, tmp_path, instance):
+    """Closes (issue 11, a node lost): the core kept placing work on a node its cluster said could take none,
+    and job pods are pinned to the core's node. Now the controller asks the executor which Nodes cannot take
+    work (here: cordoned, as kubectl drain does; not Ready and the lifecycle taints are the same check) and the
+    core places nothing there: the T4 job waits queued while the only T4 node is cordoned, and runs there once
+    it is uncordoned."""
+    from job_runner.controller import Controller
+
+    deployment = _deployment(cluster)
+    db = _db(tmp_path, deployment)
+    ex = _executor(cluster, instance, extra_pod_annotations={"pod-complete.stage.kwok.x-k8s.io/delay": "300s"})
+    queue = Controller(db, deployment, ex, node_health_interval_s=0.001)  # every pass
+    t4 = "kwok-t4-shared-0"
+    try:
+        assert t4 not in await ex.unavailable_nodes()
+        cluster.kubectl("cordon", t4)
+        assert t4 in await ex.unavailable_nodes()
+        job_id = _submit(db, deployment, profile="t4-quarter")
+        for _ in range(3):
+            await queue.tick()
+        assert _job_row(db, job_id).state == "queued"
+        assert _k8s_jobs(cluster, job_id, instance) == []
+        cluster.kubectl("uncordon", t4)
+        row = await _run_until(queue, db, job_id, ("running",))
+        assert row.handle and _k8s_jobs(cluster, job_id, instance)
+        pods = cluster.kubectl_json("get", "pods", "-A", "-l", f"{JOB_ID_LABEL}={job_id}")["items"]
+        assert [p["spec"]["nodeName"] for p in pods] == [t4]
+    finally:
+        cluster.kubectl("uncordon", t4, check=False)
+        queue.stop()
+        await ex.close()
+
+
+def test_which_nodes_cannot_take_work():
+    """The check on a Node's API object: not Ready (Unknown: its kubelet silent past the grace period),
+    cordoned, or one of the node lifecycle's taints; a GPU node's own NoSchedule taint is not one."""
+    from job_runner.executors.k8s_nodes import why_unavailable
+
+    ready = {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    gpu = {**ready, "spec": {"taints": [{"key": "nvidia.com/gpu", "effect": "NoSchedule"}]}}
+    assert why_unavailable(ready) is None and why_unavailable(gpu) is None
+    assert why_unavailable({"status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}}) == "Ready is Unknown"
+    assert why_unavailable({**ready, "spec": {"unschedulable": True}}) == "cordoned"
+    lost = {**ready, "spec": {"taints": [{"key": "node.kubernetes.io/out-of-service", "effect": "NoExecute"}]}}
+    assert why_unavailable(lost) == "tainted node.kubernetes.io/out-of-service"

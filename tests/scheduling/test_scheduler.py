@@ -249,3 +249,30 @@ def test_tenant_config_round_trip():
                             "windows": ["sat-sun 0-24"], "cohort": "lab", "emergency_users": ["boss"]})
     assert t.quota("any").gpu_milli == 2000 and isinstance(t.quota("any").gpu_milli, int)
     assert Tenant.from_config(t.to_dict()) == t
+
+
+@pytest.mark.parametrize("policy", ["first-fit", "best-fit", "fgd", "default"])
+def test_a_node_its_cluster_says_is_down_gets_no_new_work_until_it_is_back(policy):
+    """Closes (issue 11, a node lost): the core kept assigning a dead node, so a job lost with it was retried
+    there. set_unavailable: no new placement on those nodes (running work kept), kept across a restore."""
+    s = scheduler(inv=inventory(nodes=2, gpus=4), ts=tenants(a=None), policy=policy)
+    first = job("a", whole(2))
+    s.submit(first)
+    ((_, a),) = s.schedule(0).admitted
+    down, other = a.node, ({"gpu-0", "gpu-1"} - {a.node}).pop()
+    assert s.set_unavailable([down, "no-such-node"]) == [down]
+    assert s.set_unavailable([down]) == []  # no change
+    ws = [job("a", whole(2)) for _ in range(3)]
+    for w in ws:
+        s.submit(w)
+    d = s.schedule(1)
+    assert [x.node for _, x in d.admitted] == [other, other]  # 2 free GPUs left on the down node: unused
+    assert [p.workload.id for p in d.pending] == [ws[2].id]
+    assert s.free_capacity(whole(2)) == 0
+    assert first.id in s.running  # what runs there is the executor's to end
+    s.release(first.id)
+    assert s.schedule(2).admitted == []  # the whole node free now, still down
+    s.restore([(r.workload, r.assignment) for r in s.running.values()])
+    assert s.schedule(3).admitted == []  # a restore (a new leader) keeps it down
+    assert s.set_unavailable([]) == [down]
+    assert [(w.id, x.node) for w, x in s.schedule(4).admitted] == [(ws[2].id, down)]

@@ -167,7 +167,8 @@ app.kubernetes.io/component: {{ index . 1 }}
     "reconcile_namespaces" (splitList "," (include "aistack.tenantNamespaceList" .))
     "image" (include "aistack.jobImage" .)
     "service_url" (printf "http://%s.%s.svc:%v/services/aistack/api/" $serviceName .Release.Namespace $a.port)
-    "ttl_seconds_after_finished" $a.jobs.ttlSecondsAfterFinished) -}}
+    "ttl_seconds_after_finished" $a.jobs.ttlSecondsAfterFinished
+    "watch_nodes" (and .Values.rbac.create .Values.rbac.nodes)) -}}
 {{- $config := mergeOverwrite $sections (deepCopy (.Values.config | default dict)) -}}
 {{- $_ := set $config "tenants" $tenants -}}
 {{- $_ := set $config "profiles" .Values.profiles -}}
