@@ -50,7 +50,8 @@ class NodeAvailability(Configurable):
 
         _, core = await self._apis()
         try:
-            nodes = await core.list_node(_request_timeout=self.request_timeout_s)
+            # resource_version "0": served from the API server's watch cache, not a read of etcd per ask
+            nodes = await core.list_node(resource_version="0", _request_timeout=self.request_timeout_s)
         except ApiException as e:
             if e.status in (401, 403):
                 self.log.warning("cannot list the cluster's Nodes (%s): a dead node is not noticed; grant nodes: "

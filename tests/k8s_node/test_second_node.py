@@ -27,6 +27,13 @@ def _pids(cgroup_top: str) -> list[int]:
     return out
 
 
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]  # R, S, Z (not reaped) ...
+    except OSError:
+        return "gone"
+
+
 def _wait(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -55,7 +62,11 @@ def test_a_second_real_node_runs_pods_beside_the_first_and_dies_alone(k8s_contro
         first_pids = _pids("kubepods")
 
         second.kill()
-        assert _pids(SECOND) == [], "the second node's containers outlived its death"
+        # SIGKILLed: gone from the node's cgroups once the kernel has reaped them
+        try:
+            _wait(lambda: _pids(SECOND) == [], 30, "the second node's container processes to end")
+        except AssertionError as e:
+            raise AssertionError(f"{e}: left {[(p, _state(p)) for p in _pids(SECOND)]}") from None
         node = cp.kubectl_json("get", "node", SECOND)  # the API server was told nothing: the node is still there
         assert node["metadata"]["name"] == SECOND
         # the first node and its pod go on: same processes, still Running, its kubelet Ready

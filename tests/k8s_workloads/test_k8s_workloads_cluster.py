@@ -420,8 +420,13 @@ async def test_a_cordoned_node_gets_no_new_work_until_it_is_uncordoned(cluster, 
         cluster.kubectl("uncordon", t4)
         row = await _run_until(queue, db, job_id, ("running",))
         assert row.handle and _k8s_jobs(cluster, job_id, instance)
-        pods = cluster.kubectl_json("get", "pods", "-A", "-l", f"{JOB_ID_LABEL}={job_id}")["items"]
-        assert [p["spec"]["nodeName"] for p in pods] == [t4]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the Job's pod, once the kube-scheduler has bound it
+            pods = cluster.kubectl_json("get", "pods", "-A", "-l", f"{JOB_ID_LABEL}={job_id}")["items"]
+            if pods and all(p["spec"].get("nodeName") for p in pods):
+                break
+            await asyncio.sleep(0.3)
+        assert [p["spec"].get("nodeName") for p in pods] == [t4]
     finally:
         cluster.kubectl("uncordon", t4, check=False)
         queue.stop()
