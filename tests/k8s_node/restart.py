@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from job_runner.executors.k8s_manifest import ATTEMPT_LABEL, JOB_ID_LABEL
+from job_runner.executors.k8s_manifest import ATTEMPT_LABEL, INSTANCE_LABEL, JOB_ID_LABEL
 from tests.job_service.helpers import ServiceProcess, free_port, make_notebook
 
 TENANT = "team-ckpt"
@@ -152,7 +152,8 @@ class RestartHarness:
             db.engine.dispose()
 
     def pods(self, job_id: int) -> list[dict]:
-        return self.cp.kubectl_json("get", "pods", "-n", NAMESPACE, "-l", f"{JOB_ID_LABEL}={job_id}")["items"]
+        return self.cp.kubectl_json("get", "pods", "-n", NAMESPACE, "-l",
+                                   f"{JOB_ID_LABEL}={job_id},{INSTANCE_LABEL}={INSTANCE}")["items"]
 
     def checkpoint_folder(self, job_id: int) -> Path:
         """The job's folder on the volume (the executor's subPath), as this machine sees it."""

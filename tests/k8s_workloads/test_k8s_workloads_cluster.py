@@ -422,7 +422,8 @@ async def test_a_cordoned_node_gets_no_new_work_until_it_is_uncordoned(cluster, 
         assert row.handle and _k8s_jobs(cluster, job_id, instance)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # the Job's pod, once the kube-scheduler has bound it
-            pods = cluster.kubectl_json("get", "pods", "-A", "-l", f"{JOB_ID_LABEL}={job_id}")["items"]
+            pods = cluster.kubectl_json("get", "pods", "-A", "-l",  # this test's pods: ids repeat across tests
+                                       f"{JOB_ID_LABEL}={job_id},{INSTANCE_LABEL}={instance}")["items"]
             if pods and all(p["spec"].get("nodeName") for p in pods):
                 break
             await asyncio.sleep(0.3)
